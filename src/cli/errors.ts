@@ -1,0 +1,17 @@
+/**
+ * A user mistake: printed as one line (no stack trace) and exit code 2.
+ * Everything that is not a UsageError is a bug or an environment failure.
+ */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+  constructor(message: string) {
+    super(message);
+  }
+}
+
+/** Exit code for user mistakes, as documented in the README. */
+export const USAGE_EXIT = 2;
+
+export function isUsageError(e: unknown): e is UsageError {
+  return e instanceof UsageError;
+}
