@@ -1,0 +1,101 @@
+/** Shared pieces of the solvers: counted denoiser calls, AFS, thresholding, vector ops. */
+import type { SolverContext, StepCallback } from './types.js';
+
+/** Options every solver understands. */
+export interface BaseSolverOptions {
+  /** Analytic first step: replace the first denoiser call by d_0 = x_0 / sqrt(1 + t_0^2). */
+  afs?: boolean;
+  /** Final x <- D(x, t_{N-1}) (+1 NFE). */
+  denoiseToZero?: boolean;
+}
+
+/** Wraps the context's denoiser: a scalar t for the whole batch and an NFE counter. */
+export class Evaluator {
+  /** Denoiser evaluations per sample so far. */
+  nfe = 0;
+  constructor(private readonly ctx: SolverContext) {}
+
+  /** D(x, t) for every sample of the batch at the same noise level t. */
+  async D(x: Float64Array, t: number): Promise<Float64Array> {
+    const sigma = new Float64Array(this.ctx.batch).fill(t);
+    this.nfe++;
+    return this.ctx.denoise({ x, sigma, batch: this.ctx.batch, cond: this.ctx.cond });
+  }
+
+  /** d = (x - D(x, t)) / t: the probability-flow ODE direction dx/dsigma. */
+  async d(x: Float64Array, t: number): Promise<Float64Array> {
+    return direction(x, await this.D(x, t), t);
+  }
+
+  step(i: number, tCur: number, tNext: number, x: Float64Array, cb: StepCallback | undefined, total: number): void {
+    cb?.({ i, total, tCur, tNext, x, nfe: this.nfe });
+  }
+}
+
+/** (x - D) / t */
+export function direction(x: Float64Array, den: Float64Array, t: number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let k = 0; k < x.length; k++) out[k] = (x[k]! - den[k]!) / t;
+  return out;
+}
+
+/** AFS (ALGORITHM.md 3): at sigma = t the ODE direction of N(0, I) data is x / sqrt(1 + t^2). */
+export function afsDirection(x: Float64Array, t: number): Float64Array {
+  const f = 1 / Math.sqrt(1 + t * t);
+  const out = new Float64Array(x.length);
+  for (let k = 0; k < x.length; k++) out[k] = x[k]! * f;
+  return out;
+}
+
+/** The denoised estimate implied by AFS: D = x - t d. */
+export function afsDenoised(x: Float64Array, t: number): Float64Array {
+  const f = 1 - t / Math.sqrt(1 + t * t);
+  const out = new Float64Array(x.length);
+  for (let k = 0; k < x.length; k++) out[k] = x[k]! * f;
+  return out;
+}
+
+/** out = a + s * b */
+export function axpy(a: Float64Array, s: number, b: Float64Array): Float64Array {
+  const out = new Float64Array(a.length);
+  for (let k = 0; k < a.length; k++) out[k] = a[k]! + s * b[k]!;
+  return out;
+}
+
+/** sum_k c_k v_k */
+export function combine(coeffs: readonly number[], vecs: readonly Float64Array[]): Float64Array {
+  const out = new Float64Array(vecs[0]!.length);
+  for (let j = 0; j < vecs.length; j++) {
+    const c = coeffs[j]!;
+    const v = vecs[j]!;
+    for (let k = 0; k < out.length; k++) out[k] = out[k]! + c * v[k]!;
+  }
+  return out;
+}
+
+/**
+ * Dynamic thresholding of the data prediction (Saharia et al.; DPM-Solver++): per sample,
+ * s = max(quantile_0.995(|D|), 1) with linear interpolation as torch.quantile, D <- clip(D, -s, s) / s.
+ */
+export function threshold(den: Float64Array, batch: number, ratio = 0.995, maxVal = 1): Float64Array {
+  const dim = den.length / batch;
+  const out = new Float64Array(den.length);
+  const abs = new Float64Array(dim);
+  for (let b = 0; b < batch; b++) {
+    const o = b * dim;
+    for (let k = 0; k < dim; k++) abs[k] = Math.abs(den[o + k]!);
+    abs.sort();
+    const pos = ratio * (dim - 1);
+    const lo = Math.floor(pos);
+    const hi = Math.min(lo + 1, dim - 1);
+    const q = abs[lo]! + (abs[hi]! - abs[lo]!) * (pos - lo);
+    const s = Math.max(q, maxVal);
+    for (let k = 0; k < dim; k++) out[o + k] = Math.min(Math.max(den[o + k]!, -s), s) / s;
+  }
+  return out;
+}
+
+/** Optional final denoising step shared by all solvers. */
+export async function finish(ev: Evaluator, x: Float64Array, tLast: number, denoiseToZero: boolean | undefined): Promise<Float64Array> {
+  return denoiseToZero ? ev.D(x, tLast) : x;
+}

@@ -1,0 +1,54 @@
+/**
+ * The solver registry: one entry per `--solver` name with its sampling function and its
+ * NFE formula (ALGORITHM.md 3-4), so the CLI, the benchmarks and the tests agree.
+ */
+import type { SolverName } from '../config/common.js';
+import type { BaseSolverOptions } from './common.js';
+import type { Coefficients } from './coefficients.js';
+import { sampleAdasde } from './adasde.js';
+import { sampleDpm } from './dpm.js';
+import { sampleDpmpp } from './dpmpp.js';
+import { sampleEuler } from './euler.js';
+import { sampleHeun } from './heun.js';
+import { sampleIpndm } from './ipndm.js';
+import { sampleUnipc } from './unipc.js';
+import type { SolverContext } from './types.js';
+
+/** The union of every solver's options; each solver reads the ones it knows. */
+export interface SolverOptions extends BaseSolverOptions {
+  maxOrder?: number;
+  lowerOrderFinal?: boolean;
+  thresholding?: boolean;
+  variant?: 'bh1' | 'bh2';
+  /** AdaSDE only. */
+  coeffs?: Coefficients;
+}
+
+export interface SolverEntry {
+  run(x: Float64Array, ctx: SolverContext, opts: SolverOptions): Promise<Float64Array>;
+  /** Denoiser evaluations per sample for num_steps points (K parallel points for AdaSDE). */
+  nfe(numSteps: number, opts: SolverOptions): number;
+  /** Default max_order as the reference's sample.py (undefined: not a multistep solver). */
+  defaultMaxOrder?: number;
+}
+
+const extra = (o: SolverOptions) => (o.afs ? -1 : 0) + (o.denoiseToZero ? 1 : 0);
+
+export const SOLVER_REGISTRY: Record<SolverName, SolverEntry> = {
+  euler: { run: sampleEuler, nfe: (N, o) => N - 1 + extra(o) },
+  heun: { run: sampleHeun, nfe: (N, o) => 2 * (N - 1) + extra(o) },
+  dpm: { run: sampleDpm, nfe: (N, o) => 2 * (N - 1) + extra(o) },
+  ipndm: { run: sampleIpndm, nfe: (N, o) => N - 1 + extra(o), defaultMaxOrder: 4 },
+  dpmpp: { run: sampleDpmpp, nfe: (N, o) => N - 1 + extra(o), defaultMaxOrder: 3 },
+  unipc: { run: sampleUnipc, nfe: (N, o) => N - 1 + extra(o), defaultMaxOrder: 3 },
+  adasde: {
+    run: (x, ctx, o) => {
+      if (!o.coeffs) throw new RangeError('adasde needs coefficients (a predictor)');
+      return sampleAdasde(x, ctx, { ...o, coeffs: o.coeffs });
+    },
+    nfe: (N, o) => (1 + (o.coeffs?.r[0]?.length ?? 1)) * (N - 1) + extra(o),
+  },
+};
+
+/** NFE of the teacher for a student grid of N points with M inserted points (ALGORITHM.md 4.2). */
+export const teacherNfe = (numSteps: number, M: number): number => 4 * (M + 1) * (numSteps - 1);

@@ -1,0 +1,114 @@
+/**
+ * UniPC (Zhao et al. 2023), data prediction, variants bh1/bh2, ALGORITHM.md 3. The
+ * corrector's model output at the new point is reused as the next step's D, so the
+ * corrector costs no extra evaluation except where it is switched off (the last interval).
+ */
+import { afsDenoised, Evaluator, finish, threshold, type BaseSolverOptions } from './common.js';
+import { solveSmall } from './linalg.js';
+import type { SolverContext } from './types.js';
+
+export interface UnipcOptions extends BaseSolverOptions {
+  /** 1..3, default 3. */
+  maxOrder?: number;
+  lowerOrderFinal?: boolean;
+  variant?: 'bh1' | 'bh2';
+  thresholding?: boolean;
+}
+
+function factorial(k: number): number {
+  let f = 1;
+  for (let j = 2; j <= k; j++) f *= j;
+  return f;
+}
+
+export async function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: UnipcOptions = {}): Promise<Float64Array> {
+  const maxOrder = opts.maxOrder ?? 3;
+  if (!(maxOrder >= 1 && maxOrder <= 3)) throw new RangeError(`unipc max_order must be 1..3, got ${maxOrder}`);
+  const lowerOrderFinal = opts.lowerOrderFinal ?? true;
+  const variant = opts.variant ?? 'bh2';
+  const useThreshold = opts.thresholding ?? true;
+  const thr = (d: Float64Array) => (useThreshold ? threshold(d, ctx.batch) : d);
+  const ev = new Evaluator(ctx);
+  const t = ctx.tSteps;
+  const N = t.length;
+  const n = N - 1;
+  const lam = (s: number) => -Math.log(s);
+
+  let x = x0;
+  const D0 = opts.afs ? afsDenoised(x, t[0]!) : await ev.D(x, t[0]!);
+  const Dh: Float64Array[] = [thr(D0)]; // oldest first, newest last
+  const th: number[] = [t[0]!];
+
+  for (let i = 0; i < n; i++) {
+    const tNext = t[i + 1]!;
+    const warmup = i + 1 < maxOrder;
+    const last = i === n - 1;
+    // The corrector would evaluate the model at the final point only to improve x_N by one
+    // order, at one extra NFE; like the reference's main loop it is off on the last interval
+    // (also when that interval is still in the warm-up, which keeps NFE = N - 1 for every N).
+    const p = warmup ? i + 1 : lowerOrderFinal ? Math.min(maxOrder, N - 1 - i) : maxOrder;
+    const useCorrector = !last;
+
+    const tPrev = th[th.length - 1]!;
+    const h = lam(tNext) - lam(tPrev);
+    const hh = -h;
+    const m0 = Dh[Dh.length - 1]!;
+    const rks: number[] = [];
+    const D1s: Float64Array[] = [];
+    for (let k = 1; k <= p - 1; k++) {
+      const rk = (lam(th[th.length - 1 - k]!) - lam(tPrev)) / h;
+      rks.push(rk);
+      const Dk = Dh[Dh.length - 1 - k]!;
+      const v = new Float64Array(x.length);
+      for (let e = 0; e < v.length; e++) v[e] = (Dk[e]! - m0[e]!) / rk;
+      D1s.push(v);
+    }
+    rks.push(1);
+
+    const B = variant === 'bh1' ? hh : Math.expm1(hh);
+    const hphi1 = Math.expm1(hh);
+    let g = hphi1 / hh - 1;
+    const R: number[][] = [];
+    const b: number[] = [];
+    for (let k = 1; k <= p; k++) {
+      R.push(rks.map((r) => r ** (k - 1)));
+      b.push((g * factorial(k)) / B);
+      g = g / hh - 1 / factorial(k + 1);
+    }
+    const rhoP = p === 2 ? [0.5] : p > 2 ? solveSmall(R.slice(0, p - 1).map((row) => row.slice(0, p - 1)), b.slice(0, p - 1)) : [];
+    const rhoC = p === 1 ? [0.5] : solveSmall(R, b);
+
+    const ratio = tNext / tPrev;
+    const xBase = new Float64Array(x.length);
+    for (let e = 0; e < x.length; e++) xBase[e] = ratio * x[e]! - hphi1 * m0[e]!;
+    const weighted = (rho: readonly number[], count: number, e: number): number => {
+      let s = 0;
+      for (let k = 0; k < count; k++) s += rho[k]! * D1s[k]![e]!;
+      return s;
+    };
+    let xt = new Float64Array(x.length);
+    for (let e = 0; e < x.length; e++) xt[e] = xBase[e]! - B * weighted(rhoP, p - 1, e);
+
+    let mt: Float64Array | undefined;
+    if (useCorrector) {
+      mt = thr(await ev.D(xt, tNext));
+      const corrected = new Float64Array(x.length);
+      const cLast = rhoC[p - 1]!;
+      for (let e = 0; e < x.length; e++) corrected[e] = xBase[e]! - B * (weighted(rhoC, p - 1, e) + cLast * (mt[e]! - m0[e]!));
+      xt = corrected;
+    }
+    x = xt;
+
+    if (warmup) {
+      if (mt) Dh.push(mt);
+      th.push(tNext);
+    } else {
+      th.shift();
+      th.push(tNext);
+      Dh.shift();
+      if (mt) Dh.push(mt);
+    }
+    ev.step(i, t[i]!, tNext, x, ctx.callback, n);
+  }
+  return finish(ev, x, t[n]!, opts.denoiseToZero);
+}
