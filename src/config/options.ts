@@ -106,9 +106,7 @@ export function parseOptions<T extends OptionTable>(table: T, raw: Record<string
     const r = spec.schema.safeParse(value);
     if (!r.success) {
       const shown = typeof value === 'string' ? `"${value}"` : JSON.stringify(value);
-      const issue = r.error.issues[0];
-      const extra = issue && issue.message && !/^Invalid input/.test(issue.message) ? ` (${issue.message})` : '';
-      throw new UsageError(`--${spec.flag}: expected ${spec.expect}, got ${shown}${extra}`);
+      throw new UsageError(`--${spec.flag}: expected ${spec.expect}, got ${shown}`);
     }
     out[key] = r.data;
   }

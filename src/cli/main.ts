@@ -1,0 +1,44 @@
+/**
+ * The `adasde` program. User mistakes print one line and exit 2 (never a stack trace);
+ * anything else is reported as an internal error with exit 1.
+ */
+import { Command, CommanderError } from 'commander';
+import { isUsageError, USAGE_EXIT } from './errors.js';
+import { registerFid } from './fid.js';
+import { registerSample } from './sample.js';
+import { registerTrain } from './train.js';
+
+export const VERSION = '0.1.0';
+
+export function buildProgram(): Command {
+  const program = new Command('adasde')
+    .description('Few-step diffusion sampling with AdaSDE for ONNX denoisers')
+    .version(VERSION)
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`adasde: ${str.trimEnd()}\n`) });
+  registerSample(program);
+  registerTrain(program);
+  registerFid(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Help and version "errors" are successful exits; the rest was already printed in one line.
+      return e.exitCode === 0 ? 0 : USAGE_EXIT;
+    }
+    if (isUsageError(e)) {
+      process.stderr.write(`adasde: error: ${e.message}\n`);
+      return USAGE_EXIT;
+    }
+    const err = e instanceof Error ? e : new Error(String(e));
+    process.stderr.write(`adasde: internal error: ${err.message}\n${err.stack ?? ''}\n`);
+    return 1;
+  }
+}
