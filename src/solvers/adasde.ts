@@ -4,7 +4,7 @@
  * learned intermediate times whose directions are combined with learned weights and scales.
  * With K = 1 and AFS, num_steps = 3, 4, 5, 6 gives NFE 3, 5, 7, 9.
  */
-import { afsDirection, Evaluator, finish, type BaseSolverOptions } from './common.js';
+import { afsDirection, Evaluator, finish, repeatConditioning, type BaseSolverOptions } from './common.js';
 import { stepGamma, type Coefficients } from './coefficients.js';
 import type { SolverContext } from './types.js';
 
@@ -53,7 +53,7 @@ export async function adasdeStep(ev: Evaluator, ctx: SolverContext, s: AdasdeSte
     sigma.fill(coeffs.scaleTime[i]![j]! * tMid[j]!, j * B, (j + 1) * B);
   }
   ev.nfe++;
-  const den = await ctx.denoise({ x: xMid, sigma, batch: K * B, cond: stackCond(ctx, K) });
+  const den = await ctx.denoise({ x: xMid, sigma, batch: K * B, cond: repeatConditioning(ctx.cond, K) });
   const xNext = Float64Array.from(xHat);
   for (let j = 0; j < K; j++) {
     const f = coeffs.weight[i]![j]! * coeffs.scaleDir[i]![j]! * (tNext - tHat);
@@ -62,19 +62,6 @@ export async function adasdeStep(ev: Evaluator, ctx: SolverContext, s: AdasdeSte
     for (let k = 0; k < len; k++) xNext[k] = xNext[k]! + (f * (xMid[o + k]! - den[o + k]!)) / tm;
   }
   return xNext;
-}
-
-/** Repeat the conditioning K times along the batch (matching the stacked states). */
-function stackCond(ctx: SolverContext, K: number): SolverContext['cond'] {
-  const c = ctx.cond;
-  if (!c || K === 1) return c;
-  const rep = (a: Float32Array | undefined): Float32Array | undefined => {
-    if (!a) return undefined;
-    const out = new Float32Array(a.length * K);
-    for (let j = 0; j < K; j++) out.set(a, j * a.length);
-    return out;
-  };
-  return { ...c, classLabels: rep(c.classLabels), condition: rep(c.condition), uncondition: rep(c.uncondition) };
 }
 
 export async function sampleAdasde(x0: Float64Array, ctx: SolverContext, opts: AdasdeOptions): Promise<Float64Array> {

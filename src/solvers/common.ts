@@ -1,5 +1,5 @@
 /** Shared pieces of the solvers: counted denoiser calls, AFS, thresholding, vector ops. */
-import type { SolverContext, StepCallback } from './types.js';
+import type { Conditioning, SolverContext, StepCallback } from './types.js';
 
 /** Options every solver understands. */
 export interface BaseSolverOptions {
@@ -98,4 +98,16 @@ export function threshold(den: Float64Array, batch: number, ratio = 0.995, maxVa
 /** Optional final denoising step shared by all solvers. */
 export async function finish(ev: Evaluator, x: Float64Array, tLast: number, denoiseToZero: boolean | undefined): Promise<Float64Array> {
   return denoiseToZero ? ev.D(x, tLast) : x;
+}
+
+/** Repeat per-sample conditioning `times` times along the batch (for stacked model calls). */
+export function repeatConditioning(c: Conditioning | undefined, times: number): Conditioning | undefined {
+  if (!c || times === 1) return c;
+  const rep = (a: Float32Array | undefined): Float32Array | undefined => {
+    if (!a) return undefined;
+    const out = new Float32Array(a.length * times);
+    for (let j = 0; j < times; j++) out.set(a, j * a.length);
+    return out;
+  };
+  return { ...c, classLabels: rep(c.classLabels), condition: rep(c.condition), uncondition: rep(c.uncondition) };
 }
