@@ -8,11 +8,9 @@ const u32 = new Uint32Array(f32.buffer);
 
 /** Rounds a number to the nearest binary16 (ties to even) and returns its bits. */
 export function toHalfBits(v: number): number {
-  // Round through float32 first would double-round; instead work on the float32 bits of v
-  // only after checking that float32 rounding cannot change the binary16 result: the
-  // binary16 mantissa keeps 10 of float32's 23 bits, and a float64 -> float32 rounding
-  // step can only create a spurious tie in the 13 dropped bits when those bits are exactly
-  // 1000...0 after rounding, which we resolve using the float64 value itself below.
+  // Works on the float32 bits of v. Rounding v to float32 first can only mislead the
+  // binary16 rounding when it lands exactly on a tie of the 13 dropped bits; that case is
+  // settled below with the float64 value itself, so the result is correctly rounded.
   f32[0] = v;
   const x = u32[0]!;
   const sign = (x >>> 16) & 0x8000;
