@@ -1,0 +1,123 @@
+/**
+ * Turning samples into image files (ALGORITHM.md section 5): quantisation to uint8,
+ * deterministic PNG encoding, grids, and the reference's output file layout.
+ */
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { writeFileAtomic } from './atomic.js';
+
+/**
+ * Quantise C*H*W values starting at `offset` (CHW order) to uint8:
+ * `uint8 = clip(127.5 x + 128, 0, 255)` truncated toward zero (the reference's
+ * `(x * 127.5 + 128).clip(0, 255).to(torch.uint8)`; note +128, not +127.5, so -1 maps to 0
+ * and 1 to 255, and 0 to 128).
+ *
+ * The arithmetic is done in the precision of the input, like the reference does on its
+ * tensor: float32 input uses float32 rounding for both the multiply and the add (which
+ * matters for values landing within float32 epsilon of an integer), float64 input uses
+ * float64.
+ *
+ * NaN maps to 0 (what `.to(torch.uint8)` gives on x86, where it is formally undefined);
+ * +Infinity maps to 255 and -Infinity to 0 through the clip.
+ */
+export function quantize(x: Float64Array | Float32Array, offset: number, C: number, H: number, W: number): Uint8Array {
+  const n = C * H * W;
+  if (!Number.isInteger(offset) || offset < 0 || offset + n > x.length) {
+    throw new RangeError(`quantize: ${n} values at offset ${offset} exceed the input length ${x.length}`);
+  }
+  const out = new Uint8Array(n);
+  const f32 = x instanceof Float32Array;
+  for (let i = 0; i < n; i++) {
+    const v = x[offset + i]!;
+    const y = f32 ? Math.fround(Math.fround(v * 127.5) + 128) : v * 127.5 + 128;
+    // `y > 0` is false for NaN, so NaN ends up as 0 together with everything below 0.
+    out[i] = y > 0 ? (y >= 255 ? 255 : Math.trunc(y)) : 0;
+  }
+  return out;
+}
+
+/** CHW -> HWC (interleaved), the layout image codecs use. */
+function chwToHwc(chw: Uint8Array, C: number, H: number, W: number): Buffer {
+  const plane = H * W;
+  const out = Buffer.allocUnsafe(C * plane);
+  for (let c = 0; c < C; c++) {
+    const base = c * plane;
+    for (let p = 0; p < plane; p++) out[p * C + c] = chw[base + p]!;
+  }
+  return out;
+}
+
+/**
+ * zlib level for PNG output: PIL's default (which the reference saves with). Fixed, with
+ * adaptive filtering off and no metadata, so the same pixels always give the same bytes.
+ */
+const PNG_COMPRESSION = 6;
+
+/** Encode a CHW uint8 image (C = 3: RGB, C = 1: greyscale) as PNG bytes. */
+export async function encodePng(chw: Uint8Array, C: number, H: number, W: number): Promise<Buffer> {
+  if (C !== 1 && C !== 3) throw new RangeError(`encodePng: ${C} channels; expected 1 (grey) or 3 (RGB)`);
+  if (chw.length !== C * H * W) throw new RangeError(`encodePng: ${chw.length} bytes for a ${C}x${H}x${W} image`);
+  let img = sharp(chwToHwc(chw, C, H, W), { raw: { width: W, height: H, channels: C } });
+  // Without this sharp would write single-channel input as RGB.
+  if (C === 1) img = img.toColourspace('b-w');
+  return img.png({ compressionLevel: PNG_COMPRESSION, adaptiveFiltering: false, palette: false }).toBuffer();
+}
+
+/** Encode and write a PNG atomically (parent folders are created). */
+export async function writePng(path: string, chw: Uint8Array, C: number, H: number, W: number): Promise<void> {
+  await writeFileAtomic(path, await encodePng(chw, C, H, W));
+}
+
+export interface Grid {
+  /** CHW, C x height x width. */
+  data: Uint8Array;
+  C: number;
+  height: number;
+  width: number;
+  rows: number;
+  cols: number;
+}
+
+/**
+ * Tile CHW images (each C x H x W) row by row into one CHW image. `cols` defaults to
+ * ceil(sqrt(n)) and rows to ceil(n / cols), so 64 images make 8x8 and 10 make 4 columns by
+ * 3 rows; cells without an image stay black.
+ */
+export function makeGrid(images: readonly Uint8Array[], C: number, H: number, W: number, cols?: number): Grid {
+  const n = images.length;
+  if (n === 0) throw new RangeError('makeGrid: no images');
+  const gc = cols ?? Math.ceil(Math.sqrt(n));
+  if (!Number.isInteger(gc) || gc < 1) throw new RangeError(`makeGrid: bad column count ${gc}`);
+  const gr = Math.ceil(n / gc);
+  const width = gc * W;
+  const height = gr * H;
+  const data = new Uint8Array(C * height * width);
+  images.forEach((img, k) => {
+    if (img.length !== C * H * W) throw new RangeError(`makeGrid: image ${k} has ${img.length} bytes; expected ${C * H * W}`);
+    const r0 = Math.floor(k / gc) * H;
+    const c0 = (k % gc) * W;
+    for (let c = 0; c < C; c++) {
+      for (let y = 0; y < H; y++) {
+        const src = (c * H + y) * W;
+        data.set(img.subarray(src, src + W), (c * height + r0 + y) * width + c0);
+      }
+    }
+  });
+  return { data, C, height, width, rows: gr, cols: gc };
+}
+
+/** `seed` as at least 6 digits, like Python's `f'{seed:06d}'`. */
+function six(n: number): string {
+  return String(n).padStart(6, '0');
+}
+
+/**
+ * Where the image of `seed` goes: `outdir/<seed - seed % 1000>/<seed>.png` with both
+ * numbers as 6 digits (the reference's layout, 1000 images per folder), or
+ * `outdir/<seed>.png` when `subdirs` is false.
+ */
+export function imagePath(outdir: string, seed: number, subdirs = true): string {
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`imagePath: bad seed ${seed}`);
+  const file = `${six(seed)}.png`;
+  return subdirs ? join(outdir, six(seed - (seed % 1000)), file) : join(outdir, file);
+}
