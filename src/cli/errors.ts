@@ -15,3 +15,14 @@ export const USAGE_EXIT = 2;
 export function isUsageError(e: unknown): e is UsageError {
   return e instanceof UsageError;
 }
+
+/**
+ * A run that cannot continue for a reason that is not a flag mistake (non-finite samples,
+ * a failed worker): printed as one line with exit code 1, never a stack trace.
+ */
+export class RunError extends Error {
+  override readonly name = 'RunError';
+  constructor(message: string) {
+    super(message);
+  }
+}

@@ -3,7 +3,7 @@
  * anything else is reported as an internal error with exit 1.
  */
 import { Command, CommanderError } from 'commander';
-import { isUsageError, USAGE_EXIT } from './errors.js';
+import { isUsageError, RunError, USAGE_EXIT } from './errors.js';
 import { registerFid } from './fid.js';
 import { registerSample } from './sample.js';
 import { registerTrain } from './train.js';
@@ -36,6 +36,10 @@ export async function main(argv: string[]): Promise<number> {
     if (isUsageError(e)) {
       process.stderr.write(`adasde: error: ${e.message}\n`);
       return USAGE_EXIT;
+    }
+    if (e instanceof RunError) {
+      process.stderr.write(`adasde: error: ${e.message}\n`);
+      return 1;
     }
     const err = e instanceof Error ? e : new Error(String(e));
     process.stderr.write(`adasde: internal error: ${err.message}\n${err.stack ?? ''}\n`);

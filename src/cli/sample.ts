@@ -1,11 +1,325 @@
-/** `adasde sample`: images for a seed range with AdaSDE or a baseline solver. */
+/**
+ * `adasde sample`: images for a seed range with AdaSDE or a baseline solver (the toolkit's
+ * main job). Reads like EDM's generate.py: resolve the model, the predictor and the
+ * schedule, split the seeds over ranks, then per batch: latents -> solver -> images.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { sampleTable } from '../config/sample.js';
+import type { SolverName } from '../config/common.js';
+import { coefficientsOf, loadPredictor, resolvePredictorPath, type PredictorFile } from '../config/predictor.js';
+import { sampleTable, type SampleOptions } from '../config/sample.js';
+import { removePendingTempFilesSync, writeFileAtomic } from '../io/atomic.js';
+import { ndarray, readNpy, toFloat64, writeNpy } from '../io/npy.js';
+import { encodePng, imagePath, makeGrid, quantize, writePng } from '../io/png.js';
+import { distEnv, rankBatches, runWorkers, type DistEnv } from '../parallel/launcher.js';
+import { loadDenoiserModel, type DenoiserModel } from '../runtime/model.js';
+import { sampleBatch, sampleDim, type SamplePlan } from '../sample/pipeline.js';
+import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
+import { discreteTime, getSchedule, userSchedule } from '../solvers/schedule.js';
 import { defineCommand } from './command.js';
-import { UsageError } from './errors.js';
+import { RunError, UsageError } from './errors.js';
+import { Progress } from './progress.js';
+
+/**
+ * `--dataset_name` resolves to the first existing file of its list inside `--model_dir`
+ * (the README documents the convention): `<name>.onnx`, then the upstream checkpoint name.
+ */
+export const DATASET_MODEL_FILES: Record<string, readonly string[]> = {
+  cifar10: ['cifar10.onnx', 'edm-cifar10-32x32-uncond-vp.onnx', 'cifar10-tiny-edm.onnx'],
+  ffhq: ['ffhq.onnx', 'edm-ffhq-64x64-uncond-vp.onnx'],
+  afhqv2: ['afhqv2.onnx', 'edm-afhqv2-64x64-uncond-vp.onnx'],
+  imagenet64: ['imagenet64.onnx', 'edm-imagenet-64x64-cond-adm.onnx'],
+  lsun_bedroom: ['lsun_bedroom.onnx', 'cd_bedroom256_lpips.onnx'],
+  imagenet256: ['imagenet256.onnx', '256x256_diffusion.onnx'],
+  lsun_bedroom_ldm: ['lsun_bedroom_ldm.onnx', 'ldm-lsun-bedroom.onnx'],
+  ms_coco: ['ms_coco.onnx', 'stable-diffusion-v1-5.onnx'],
+};
+
+export function resolveModelFile(model: string | undefined, datasetName: string | undefined, modelDir: string): string {
+  if (model) {
+    if (!existsSync(model)) throw new UsageError(`--model: ${model} does not exist (expected an ONNX denoiser file)`);
+    return model;
+  }
+  if (!datasetName) throw new UsageError('--model or --dataset_name is required');
+  const names = DATASET_MODEL_FILES[datasetName] ?? [`${datasetName}.onnx`];
+  for (const n of names) {
+    const p = join(modelDir, n);
+    if (existsSync(p)) return p;
+  }
+  throw new UsageError(`--dataset_name ${datasetName}: no model in ${modelDir} (looked for ${names.join(', ')}); pass --model FILE or export one (README, "Exporting models")`);
+}
+
+interface Resolved {
+  plan: SamplePlan;
+  predictor?: PredictorFile;
+  predictorPath?: string;
+  nfe: number;
+  outdir: string;
+  dataset: string;
+}
+
+/** Everything derived from the flags, the model metadata and the predictor. */
+export function resolvePlan(o: SampleOptions, model: Pick<DenoiserModel, 'meta' | 'sampleShape'>): Resolved {
+  let solver: SolverName | undefined = o.solver;
+  let predictor: PredictorFile | undefined;
+  let predictorPath: string | undefined;
+  if (o.predictorPath !== undefined) {
+    if (solver !== undefined && solver !== 'adasde') throw new UsageError(`--predictor_path is for --solver adasde, not ${solver}`);
+    solver = 'adasde';
+    predictorPath = resolvePredictorPath(o.predictorPath, o.expDir);
+    predictor = loadPredictor(predictorPath);
+  } else if (solver === 'adasde') {
+    throw new UsageError('--solver adasde needs --predictor_path (an experiment number under exp/ or a predictor file)');
+  }
+  if (!solver) throw new UsageError('--solver is required (euler, heun, dpm, ipndm, dpmpp, unipc) unless --predictor_path names an AdaSDE predictor');
+  const meta = model.meta;
+  const isLatent = meta.family === 'ldm' || meta.family === 'sd';
+
+  let numSteps: number;
+  let scheduleType = o.scheduleType ?? 'polynomial';
+  let scheduleRho = o.scheduleRho ?? 7;
+  let afs = o.afs ?? false;
+  const opts: SolverOptions = { denoiseToZero: o.denoiseToZero };
+  if (predictor) {
+    const p = predictor.options;
+    const check = <T>(flag: string, given: T | undefined, stored: T) => {
+      if (given !== undefined && given !== stored) throw new UsageError(`--${flag}=${String(given)} disagrees with the predictor ${predictorPath} (${flag}=${String(stored)})`);
+    };
+    check('num_steps', o.numSteps, p.num_steps);
+    check('schedule_type', o.scheduleType, p.schedule_type);
+    check('schedule_rho', o.scheduleRho, p.schedule_rho);
+    check('afs', o.afs, p.afs);
+    if (o.tSteps) throw new UsageError('--t_steps cannot be combined with an AdaSDE predictor (its coefficients belong to its schedule)');
+    if (p.dataset_name !== meta.datasetName && meta.family !== 'analytic') {
+      process.stderr.write(`adasde: warning: predictor trained for ${p.dataset_name}, model is ${meta.datasetName}\n`);
+    }
+    numSteps = p.num_steps;
+    scheduleType = p.schedule_type;
+    scheduleRho = p.schedule_rho;
+    afs = p.afs;
+    opts.coeffs = coefficientsOf(predictor);
+  } else {
+    numSteps = o.tSteps ? o.tSteps.length : (o.numSteps ?? 6);
+    const entry = SOLVER_REGISTRY[solver];
+    if (entry.defaultMaxOrder !== undefined) {
+      const maxOrder = o.maxOrder ?? entry.defaultMaxOrder;
+      if (maxOrder > entry.defaultMaxOrder) throw new UsageError(`--max_order: ${solver} supports 1 to ${entry.defaultMaxOrder}, got ${maxOrder}`);
+      opts.maxOrder = maxOrder;
+    }
+    if (solver === 'dpmpp' || solver === 'unipc') {
+      if (!o.predictX0) throw new UsageError('--predict_x0=False: only the data-prediction forms of dpmpp and unipc are implemented');
+      opts.lowerOrderFinal = o.lowerOrderFinal;
+      opts.thresholding = o.thresholding ?? !isLatent;
+      opts.variant = o.variant;
+    }
+  }
+  opts.afs = afs;
+
+  const sigmaMin = o.sigmaMin ?? meta.sigmaMin;
+  const sigmaMax = o.sigmaMax ?? meta.sigmaMax;
+  if (!(sigmaMin < sigmaMax)) throw new UsageError(`--sigma_min ${sigmaMin} must be below --sigma_max ${sigmaMax}`);
+  let tSteps: Float64Array;
+  if (o.tSteps) tSteps = userSchedule(o.tSteps);
+  else {
+    if (scheduleType === 'discrete' && !meta.alphasCumprod) throw new UsageError(`--schedule_type discrete needs a model with adasde.alphas_cumprod (family ${meta.family} has none)`);
+    tSteps = getSchedule({
+      numSteps,
+      sigmaMin,
+      sigmaMax,
+      type: scheduleType,
+      rho: scheduleRho,
+      discrete: meta.alphasCumprod ? discreteTime(meta.alphasCumprod) : undefined,
+    });
+  }
+  if (o.classIdx !== undefined && !(o.classIdx < meta.labelDim)) {
+    throw new UsageError(meta.labelDim === 0 ? '--class: the model is unconditional' : `--class: expected 0 to ${meta.labelDim - 1}, got ${o.classIdx}`);
+  }
+  const nfe = SOLVER_REGISTRY[solver].nfe(tSteps.length, opts) * (o.guidanceRate && o.guidanceType === 'cfg' ? 2 : 1);
+  const dataset = meta.datasetName;
+  const outdir = o.outdir ?? join('samples', dataset, `${solver}_nfe${nfe}`);
+  return {
+    plan: { solver, options: opts, tSteps, sampleShape: model.sampleShape, labelDim: meta.labelDim, classIdx: o.classIdx },
+    predictor,
+    predictorPath,
+    nfe,
+    outdir,
+    dataset,
+  };
+}
+
+/** The seeds this rank produces, in batches, with finished images skipped when resuming. */
+function pendingBatches(o: SampleOptions, dist: DistEnv, outdir: string): { batches: number[][]; skipped: number } {
+  const mine = rankBatches(o.seeds, o.batch, dist.rank, dist.world);
+  if (!o.resume || o.outputFormat === 'npy') return { batches: mine, skipped: 0 };
+  let skipped = 0;
+  const todo = mine.map((b) =>
+    b.filter((s) => {
+      const done = existsSync(imagePath(outdir, s, o.subdirs));
+      if (done) skipped++;
+      return !done;
+    }),
+  );
+  return { batches: todo.filter((b) => b.length > 0), skipped };
+}
+
+function checkFinite(x: Float64Array, seeds: readonly number[], dim: number): void {
+  for (let b = 0; b < seeds.length; b++) {
+    for (let k = b * dim; k < (b + 1) * dim; k++) {
+      if (!Number.isFinite(x[k]!)) throw new RunError(`seed ${seeds[b]} produced a non-finite value; stopping (images written so far are complete)`);
+    }
+  }
+}
+
+async function loadLatents(path: string, seeds: readonly number[], shape: readonly number[]): Promise<Map<number, Float64Array>> {
+  if (!existsSync(path)) throw new UsageError(`--latents: ${path} does not exist`);
+  const arr = await readNpy(path);
+  const want = [seeds.length, ...shape];
+  if (arr.shape.length !== 4 || arr.shape.some((d, k) => d !== want[k])) {
+    throw new UsageError(`--latents: ${path} has shape [${arr.shape.join(', ')}]; expected [${want.join(', ')}] (one row per seed)`);
+  }
+  const all = toFloat64(arr);
+  const dim = sampleDim(shape);
+  return new Map(seeds.map((s, k) => [s, all.slice(k * dim, (k + 1) * dim)]));
+}
+
+/** Worker-side run for one rank: returns the number of images written and NFE spent. */
+async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r: Resolved, progress: Progress): Promise<{ images: number; npy?: Float32Array }> {
+  const { plan } = r;
+  const [C, H, W] = model.sampleShape;
+  const dim = model.dim;
+  const latents = o.latents ? await loadLatents(o.latents, o.seeds, model.sampleShape) : undefined;
+  const { batches, skipped } = pendingBatches(o, dist, r.outdir);
+  progress.skip(skipped);
+  const npyOut = o.outputFormat === 'npy' ? new Map<number, Float32Array>() : undefined;
+  let images = 0;
+  for (const seeds of batches) {
+    let z: Float64Array | undefined;
+    if (latents) {
+      z = new Float64Array(seeds.length * dim);
+      seeds.forEach((s, b) => z!.set(latents.get(s)!, b * dim));
+    }
+    const cond =
+      o.guidanceRate && o.guidanceType === 'cfg' && plan.labelDim > 0
+        ? { uncondition: new Float32Array(seeds.length * plan.labelDim), labelDim: plan.labelDim }
+        : undefined;
+    const x = await sampleBatch(plan, model.denoise, { seeds, latents: z, cond });
+    checkFinite(x, seeds, dim);
+    if (npyOut) {
+      seeds.forEach((s, b) => npyOut.set(s, Float32Array.from(x.subarray(b * dim, (b + 1) * dim))));
+    } else {
+      await Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(x, b * dim, C, H, W), C, H, W)));
+    }
+    images += seeds.length;
+    progress.advance(seeds.length, seeds.length * r.nfe);
+  }
+  if (npyOut) {
+    const mine = rankBatches(o.seeds, o.batch, dist.rank, dist.world).flat();
+    const out = new Float32Array(mine.length * dim);
+    mine.forEach((s, k) => out.set(npyOut.get(s)!, k * dim));
+    return { images, npy: out };
+  }
+  return { images };
+}
+
+const npyPartPath = (outdir: string, rank: number) => join(outdir, `.samples-rank${String(rank).padStart(5, '0')}.npy`);
+
+/** Assemble per-rank .npy parts into samples.npy in seed order (the reference's order of --seeds). */
+async function mergeNpy(o: SampleOptions, outdir: string, world: number, shape: readonly number[]): Promise<string> {
+  const dim = sampleDim(shape);
+  const bySeed = new Map<number, Float32Array>();
+  for (let rank = 0; rank < world; rank++) {
+    const part = npyPartPath(outdir, rank);
+    const arr = await readNpy(part);
+    const data = arr.data as Float32Array;
+    rankBatches(o.seeds, o.batch, rank, world)
+      .flat()
+      .forEach((s, k) => bySeed.set(s, data.subarray(k * dim, (k + 1) * dim)));
+  }
+  const out = new Float32Array(o.seeds.length * dim);
+  o.seeds.forEach((s, k) => out.set(bySeed.get(s)!, k * dim));
+  const dest = join(outdir, 'samples.npy');
+  await writeNpy(dest, ndarray('float32', [o.seeds.length, ...shape], out));
+  for (let rank = 0; rank < world; rank++) await rm(npyPartPath(outdir, rank), { force: true });
+  return dest;
+}
+
+async function writeGrid(o: SampleOptions, outdir: string, shape: readonly [number, number, number]): Promise<void> {
+  const sharp = (await import('sharp')).default;
+  const [C, H, W] = shape;
+  const imgs: Uint8Array[] = [];
+  for (const s of o.seeds) {
+    const { data, info } = await sharp(await readFile(imagePath(outdir, s, o.subdirs))).raw().toBuffer({ resolveWithObject: true });
+    const chw = new Uint8Array(C * H * W);
+    for (let p = 0; p < H * W; p++) for (let c = 0; c < C; c++) chw[c * H * W + p] = data[p * info.channels + c]!;
+    imgs.push(chw);
+  }
+  const g = makeGrid(imgs, C, H, W);
+  await writeFileAtomic(join(outdir, 'grid.png'), await encodePng(g.data, g.C, g.height, g.width));
+}
+
+async function runSample(o: SampleOptions): Promise<void> {
+  const outer = distEnv();
+  const file = resolveModelFile(o.model, o.datasetName, o.modelDir);
+  const device = o.device === 'cuda' && outer.world > 1 ? `cuda:${outer.localRank}` : o.device;
+  const model = await loadDenoiserModel(file, {
+    device,
+    threads: o.threads || undefined,
+    maxBatch: o.batch,
+    guidanceRate: o.guidanceType === 'cfg' ? o.guidanceRate : undefined,
+  });
+  const r = resolvePlan(o, model);
+  if ((o.prompt !== undefined || o.promptFile !== undefined) && !model.hasCondition) throw new UsageError(`--prompt: ${file} is not text-conditional`);
+  if (model.hasCondition) throw new UsageError(`${file}: text-conditional sampling (prompts through the text encoder) is not available in this version`);
+  if (o.guidanceType === 'cg') throw new UsageError('--guidance_type cg: classifier guidance needs the classifier gradient, which an exported ONNX denoiser does not carry (README, ADM)');
+  await mkdir(r.outdir, { recursive: true });
+
+  const started = Date.now();
+  const onSignal = () => {
+    // Nothing partial is ever under a final name; remove the temp files in flight and stop.
+    removePendingTempFilesSync();
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    if (o.nprocPerNode > 1) {
+      await model.dispose();
+      const progress = new Progress(o.seeds.length, o.quiet, 'images');
+      await runWorkers(o.nprocPerNode, process.argv, outer, (msg) => progress.fromWorker(msg));
+      progress.stop();
+    } else {
+      const total = outer.world > 1 ? rankBatches(o.seeds, o.batch, outer.rank, outer.world).flat().length : o.seeds.length;
+      const progress = new Progress(total, o.quiet, 'images');
+      const res = await runRank(o, outer, model, r, progress);
+      progress.stop();
+      if (res.npy) {
+        await writeNpy(npyPartPath(r.outdir, outer.rank), ndarray('float32', [res.npy.length / model.dim, ...model.sampleShape], res.npy));
+      }
+      await model.dispose();
+      if (outer.world > 1) return; // the launcher (or rank-0 user script) assembles
+    }
+    let npyDest: string | undefined;
+    if (o.outputFormat === 'npy') {
+      // With several machines each node's launcher only knows its own ranks: the parts stay
+      // beside the output for the user's merge step (README, "Many processes").
+      if (outer.world > 1) return;
+      npyDest = await mergeNpy(o, r.outdir, o.nprocPerNode, model.sampleShape);
+    }
+    else if (o.grid) await writeGrid(o, r.outdir, model.sampleShape);
+    const secs = (Date.now() - started) / 1000;
+    if (!o.quiet) {
+      process.stdout.write(
+        `sampled ${o.seeds.length} images with ${r.plan.solver} at ${r.nfe} NFE in ${secs.toFixed(1)} s -> ${resolve(npyDest ?? r.outdir)}\n`,
+      );
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
 
 export function registerSample(program: Command): void {
-  defineCommand(program, 'sample', 'write images for a seed range', sampleTable, async () => {
-    throw new UsageError('sample: not implemented yet in this version');
-  });
+  defineCommand(program, 'sample', 'write images for a seed range with AdaSDE or a baseline solver', sampleTable, runSample);
 }

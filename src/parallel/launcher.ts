@@ -1,0 +1,122 @@
+/**
+ * Processes and machines. A run is split over WORLD_SIZE ranks; the rank of this process
+ * comes from the usual launcher variables (torchrun: RANK, WORLD_SIZE, LOCAL_RANK; Slurm:
+ * SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID), so `torchrun --no-python`, `srun` or a
+ * Kubernetes indexed job can spread one command over several machines. `--nproc_per_node N`
+ * additionally starts N workers of this same command on this machine.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { RunError, UsageError } from '../cli/errors.js';
+
+export interface DistEnv {
+  rank: number;
+  world: number;
+  localRank: number;
+}
+
+function intVar(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`environment variable ${name}=${v}: expected a non-negative integer`);
+  return Number(v);
+}
+
+/** This process's place in the run, from the launcher variables (a lone process: 0 of 1). */
+export function distEnv(env: NodeJS.ProcessEnv = process.env): DistEnv {
+  const sets: [string, string, string][] = [
+    ['RANK', 'WORLD_SIZE', 'LOCAL_RANK'],
+    ['SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID'],
+  ];
+  for (const [r, w, l] of sets) {
+    const rank = intVar(env, r);
+    const world = intVar(env, w);
+    if (rank === undefined || world === undefined) continue;
+    if (world < 1 || rank >= world) throw new UsageError(`environment: ${r}=${rank} is not below ${w}=${world}`);
+    return { rank, world, localRank: intVar(env, l) ?? 0 };
+  }
+  return { rank: 0, world: 1, localRank: 0 };
+}
+
+/**
+ * The reference's split of a seed list (EDM generate.py): seeds are cut into
+ * ceil(n / (batch * world)) * world consecutive batches of near-equal size and rank r takes
+ * batches r, r + world, ... Returns this rank's batches.
+ */
+export function rankBatches(seeds: readonly number[], batch: number, rank: number, world: number): number[][] {
+  const numBatches = (Math.floor((seeds.length - 1) / (batch * world)) + 1) * world;
+  // torch.tensor_split: the first (n % k) parts get one extra element.
+  const n = seeds.length;
+  const base = Math.floor(n / numBatches);
+  const extra = n % numBatches;
+  const all: number[][] = [];
+  let off = 0;
+  for (let b = 0; b < numBatches; b++) {
+    const size = base + (b < extra ? 1 : 0);
+    all.push(seeds.slice(off, off + size));
+    off += size;
+  }
+  return all.filter((_, b) => b % world === rank).filter((b) => b.length > 0);
+}
+
+/**
+ * Start `n` workers running this same command line with `--nproc_per_node 1` and the rank
+ * variables set (global ranks `outer.rank * n + local`). Resolves when all succeed; if one
+ * fails, the others are stopped and the failure is reported.
+ */
+export async function runWorkers(n: number, argv: readonly string[], outer: DistEnv = distEnv(), onMessage?: (msg: unknown) => void): Promise<void> {
+  const script = argv[1]!;
+  const args = stripFlag(argv.slice(2), 'nproc_per_node');
+  args.push('--nproc_per_node', '1');
+  const children: ChildProcess[] = [];
+  const world = outer.world * n;
+  const results = await Promise.all(
+    Array.from({ length: n }, (_, local) => {
+      const env = {
+        ...process.env,
+        RANK: String(outer.rank * n + local),
+        WORLD_SIZE: String(world),
+        LOCAL_RANK: String(local),
+        ADASDE_WORKER: '1',
+        SLURM_PROCID: '',
+        SLURM_NTASKS: '',
+        SLURM_LOCALID: '',
+      };
+      const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+      if (onMessage) child.on('message', onMessage);
+      children.push(child);
+      let stderr = '';
+      child.stderr?.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      return new Promise<{ code: number; stderr: string }>((resolve) => {
+        child.on('exit', (code, signal) => {
+          const c = code ?? (signal ? 128 : 1);
+          if (c !== 0) for (const other of children) if (other !== child && other.exitCode === null) other.kill('SIGTERM');
+          resolve({ code: c, stderr });
+        });
+      });
+    }),
+  );
+  const failed = results.find((r) => r.code !== 0);
+  if (failed) {
+    const line = failed.stderr.trim().split('\n').find((l) => l.startsWith('adasde:')) ?? failed.stderr.trim().split('\n')[0] ?? '';
+    const msg = line.replace(/^adasde: (error: )?/, '');
+    if (failed.code === 2) throw new UsageError(msg);
+    throw new RunError(`a worker failed (exit ${failed.code}): ${msg}`);
+  }
+}
+
+/** Remove `--flag value` / `--flag=value` from an argument list. */
+export function stripFlag(args: readonly string[], flag: string): string[] {
+  const out: string[] = [];
+  for (let k = 0; k < args.length; k++) {
+    const a = args[k]!;
+    if (a === `--${flag}`) {
+      k++;
+      continue;
+    }
+    if (a.startsWith(`--${flag}=`)) continue;
+    out.push(a);
+  }
+  return out;
+}
