@@ -22,11 +22,15 @@ export class Progress {
     private readonly total: number,
     quiet: boolean,
     private readonly unit: string,
+    /** A cli-progress format string replacing the default items/s and NFE/s line. */
+    format?: string,
+    /** Initial values of the custom format's fields. */
+    initial: Record<string, string> = {},
   ) {
     if (!quiet && !isWorker()) {
       this.bar = new cliProgress.SingleBar(
         {
-          format: `{bar} {value}/{total} ${unit} | {rate} ${unit}/s | {nfeRate} NFE/s | ETA {eta_formatted}`,
+          format: format ?? `{bar} {value}/{total} ${unit} | {rate} ${unit}/s | {nfeRate} NFE/s | ETA {eta_formatted}`,
           stream: process.stderr,
           hideCursor: false,
           etaBuffer: 50,
@@ -35,7 +39,7 @@ export class Progress {
         },
         cliProgress.Presets.shades_classic,
       );
-      this.bar.start(total, 0, { rate: '0.0', nfeRate: '0' });
+      this.bar.start(total, 0, { rate: '0.0', nfeRate: '0', ...initial });
     }
   }
 
@@ -67,6 +71,11 @@ export class Progress {
     if (!this.bar) return;
     const secs = Math.max((Date.now() - this.started) / 1000, 1e-3);
     this.bar.update(Math.min(this.done, this.total), { rate: (this.counted / secs).toFixed(1), nfeRate: (this.nfe / secs).toFixed(0) });
+  }
+
+  /** Set the position directly, with extra fields for a custom format. */
+  set(value: number, payload: Record<string, string>): void {
+    this.bar?.update(Math.min(value, this.total), payload);
   }
 
   stop(): void {

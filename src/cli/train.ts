@@ -1,11 +1,343 @@
-/** `adasde train`: distill AdaSDE coefficients from the teacher (ALGORITHM.md 4.2-4.3). */
+/**
+ * `adasde train`: distill AdaSDE coefficients from the teacher (ALGORITHM.md 4.2-4.3),
+ * in the shape of EDM's train.py: a self-describing numbered run folder with
+ * training_options.json, log.txt, stats.jsonl and predictor snapshots
+ * network-snapshot-<kimg>.json that `adasde sample --predictor_path N` reads directly.
+ */
+import { randomInt } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { trainTable } from '../config/train.js';
+import { z } from 'zod';
+import { toFlagRecord } from '../config/options.js';
+import { PREDICTOR_FORMAT, PREDICTOR_VERSION, type PredictorFile } from '../config/predictor.js';
+import { trainTable, type TrainOptions } from '../config/train.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { createReducer } from '../parallel/allreduce.js';
+import { distEnv, runWorkers } from '../parallel/launcher.js';
+import { loadDenoiserModel, loadFeatureModel } from '../runtime/model.js';
+import { effectiveCoefficients, type CoefficientBounds } from '../solvers/coefficients.js';
+import { discreteTime } from '../solvers/schedule.js';
+import { initState, totalBatches, trainBatch, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
+import { TABLES } from '../train/student.js';
 import { defineCommand } from './command.js';
 import { UsageError } from './errors.js';
+import { Progress } from './progress.js';
+import { resolveModelFile } from './sample.js';
+
+export const DEFAULT_DETECTOR = 'models/inception-2015-12-05.onnx';
+const STATE_FILE = 'training-state.json';
+
+/** `uni1.0`, `poly7.0`, `logsnr`, `discrete` (rho printed as a Python float). */
+export function scheduleTag(type: string, rho: number): string {
+  const r = Number.isInteger(rho) ? rho.toFixed(1) : String(rho);
+  return { polynomial: `poly${r}`, logsnr: 'logsnr', time_uniform: `uni${r}`, discrete: 'discrete' }[type] ?? type;
+}
+
+export function studentNfe(o: Pick<TrainOptions, 'numSteps' | 'numPoints' | 'afs'>): number {
+  return (1 + o.numPoints) * (o.numSteps - 1) - (o.afs ? 1 : 0);
+}
+
+/** The reference's run name: <dataset>-<num_steps>-<nfe>-adasde-<teacher>-<M>-<schedule tag>[-afs][-desc]. */
+export function runDescription(o: TrainOptions, dataset: string): string {
+  const parts = [dataset, o.numSteps, studentNfe(o), o.samplerStu, o.samplerTea, o.M, scheduleTag(o.scheduleType, o.scheduleRho)];
+  let d = parts.join('-');
+  if (o.afs) d += '-afs';
+  if (o.desc) d += `-${o.desc}`;
+  return d;
+}
+
+/** EDM's numbering: one more than the largest NNNNN- prefix in the folder. */
+export function nextRunDir(outdir: string, desc: string): string {
+  const ids = existsSync(outdir)
+    ? readdirSync(outdir)
+        .map((n) => /^(\d+)/.exec(n))
+        .filter((m): m is RegExpExecArray => m !== null)
+        .map((m) => Number(m[1]))
+    : [];
+  const id = ids.length ? Math.max(...ids) + 1 : 0;
+  return join(outdir, `${String(id).padStart(5, '0')}-${desc}`);
+}
+
+const stateSchema = z.object({
+  batchIndex: z.number().int().min(0),
+  raw: z.record(z.string(), z.array(z.array(z.number()))),
+  adam: z.record(z.string(), z.object({ m: z.array(z.array(z.number())), v: z.array(z.array(z.number())), step: z.number().int() })),
+  elapsedSec: z.number(),
+});
+
+/** EDM's naming: whole kimg in 6 digits (runs shorter than 1 kimg rewrite 000000). */
+export function snapshotName(kimg: number): string {
+  return `network-snapshot-${String(Math.floor(kimg + 1e-9)).padStart(6, '0')}.json`;
+}
+
+interface Resolved {
+  opts: TrainOptions;
+  runDir: string;
+  modelFile: string;
+  detector: string | undefined;
+  featureLossNote: string;
+  seed: number;
+  dataset: string;
+}
+
+function resolveRun(o: TrainOptions, dataset: string, modelFile: string): Resolved {
+  const seed = o.seed ?? randomInt(0, 2 ** 31 - 1);
+  let detector: string | undefined;
+  let featureLossNote: string;
+  if (o.detector !== undefined) {
+    if (!existsSync(o.detector)) throw new UsageError(`--detector: ${o.detector} does not exist (expected a feature-extractor ONNX file; see tools/export_inception.py)`);
+    detector = o.detector;
+    featureLossNote = `final interval: feature loss through ${o.detector}, alpha ${o.alpha}`;
+  } else if (existsSync(DEFAULT_DETECTOR)) {
+    detector = DEFAULT_DETECTOR;
+    featureLossNote = `final interval: Inception feature loss (${DEFAULT_DETECTOR}), alpha ${o.alpha}`;
+  } else {
+    featureLossNote = `warning: no detector (${DEFAULT_DETECTOR} not found, --detector not given): the final interval uses the L2 loss instead of the Inception feature loss`;
+  }
+  const runDir = o.nosubdir ? o.outdir : nextRunDir(o.outdir, runDescription(o, dataset));
+  return { opts: { ...o, seed }, runDir, modelFile, detector, featureLossNote, seed, dataset };
+}
+
+function predictorOf(r: Resolved, state: TrainState, kimg: number, sigmaMin: number, sigmaMax: number): PredictorFile {
+  const o = r.opts;
+  return {
+    format: PREDICTOR_FORMAT,
+    version: PREDICTOR_VERSION,
+    options: {
+      dataset_name: r.dataset,
+      num_steps: o.numSteps,
+      num_points: o.numPoints,
+      M: o.M,
+      afs: o.afs,
+      schedule_type: o.scheduleType,
+      schedule_rho: o.scheduleRho,
+      sigma_min: sigmaMin,
+      sigma_max: sigmaMax,
+      scale_dir: o.scaleDir,
+      scale_time: o.scaleTime,
+      gamma: o.gamma,
+      gamma_min: GAMMA_MIN,
+      fcn: o.fcn,
+      sampler_stu: 'adasde',
+      sampler_tea: o.samplerTea,
+      guidance_type: o.guidanceType ?? null,
+      guidance_rate: o.guidanceRate,
+      max_order: o.maxOrder ?? null,
+      predict_x0: o.predictX0,
+      lower_order_final: o.lowerOrderFinal,
+      alpha: o.alpha,
+    },
+    params: {
+      r: state.raw.r,
+      scale_dir: state.raw.scaleDir,
+      scale_time: state.raw.scaleTime,
+      weight: state.raw.weight,
+      gamma: state.raw.gamma,
+    },
+    provenance: { run: basename(r.runDir), kimg, batches: state.batchIndex, seed: r.seed, model: r.modelFile },
+  };
+}
+
+/** gamma_min of ALGORITHM.md 4.1. */
+export const GAMMA_MIN = 2e-4;
+
+function loadResumeState(dir: string): { options: Record<string, unknown>; state: TrainState; elapsedSec: number } {
+  const optPath = join(dir, 'training_options.json');
+  const statePath = join(dir, STATE_FILE);
+  if (!existsSync(optPath)) throw new UsageError(`--resume: ${dir} has no training_options.json`);
+  if (!existsSync(statePath)) throw new UsageError(`--resume: ${dir} has no ${STATE_FILE} (no snapshot was written yet)`);
+  const parsed = stateSchema.safeParse(JSON.parse(readFileSync(statePath, 'utf8')));
+  if (!parsed.success) throw new UsageError(`--resume: ${statePath} is not a valid training state`);
+  const s = parsed.data;
+  const raw = { r: s.raw.r!, scaleDir: s.raw.scaleDir!, scaleTime: s.raw.scaleTime!, weight: s.raw.weight!, gamma: s.raw.gamma! };
+  const adam = Object.fromEntries(TABLES.map((t) => [t, s.adam[t]!])) as TrainState['adam'];
+  const options = (JSON.parse(readFileSync(optPath, 'utf8')) as { options: Record<string, unknown> }).options;
+  return { options, state: { raw, adam, batchIndex: s.batchIndex }, elapsedSec: s.elapsedSec };
+}
+
+function resolveResumeDir(spec: string, outdir: string): string {
+  if (/^\d+$/.test(spec)) {
+    const prefix = spec.padStart(5, '0') + '-';
+    const dirs = existsSync(outdir) ? readdirSync(outdir).filter((d) => d.startsWith(prefix) && statSync(join(outdir, d)).isDirectory()) : [];
+    if (dirs.length !== 1) throw new UsageError(`--resume: no single run ${prefix}* under ${outdir}`);
+    return join(outdir, dirs[0]!);
+  }
+  if (!existsSync(spec)) throw new UsageError(`--resume: ${spec} does not exist`);
+  return spec;
+}
+
+async function runTrain(cli: TrainOptions): Promise<void> {
+  const dist = distEnv();
+  let o = cli;
+  let resumed: ReturnType<typeof loadResumeState> | undefined;
+  let resumeDir: string | undefined;
+  if (cli.resume !== undefined) {
+    resumeDir = resolveResumeDir(cli.resume, cli.outdir);
+    resumed = loadResumeState(resumeDir);
+    // The run continues with its own options; only how it runs may change.
+    const { parseOptions } = await import('../config/options.js');
+    const stored = parseOptions(trainTable, Object.fromEntries(Object.entries(trainTable).map(([, spec]) => [spec.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), resumed!.options[spec.flag] ?? undefined])));
+    o = { ...stored, resume: cli.resume, quiet: cli.quiet, device: cli.device, threads: cli.threads, nprocPerNode: cli.nprocPerNode, dryRun: cli.dryRun };
+  }
+  const modelFile = resolveModelFile(o.model, o.datasetName, o.modelDir);
+  if (o.nprocPerNode > 1 && !o.dryRun) {
+    await runWorkers(o.nprocPerNode, process.argv, dist);
+    return;
+  }
+  const device = o.device === 'cuda' && dist.world > 1 ? `cuda:${dist.localRank}` : o.device;
+  const model = await loadDenoiserModel(modelFile, { device, threads: o.threads || undefined, maxBatch: o.batchGpu ?? 4096 });
+  const dataset = o.datasetName ?? model.meta.datasetName;
+  const r = resolveRun(o, dataset, modelFile);
+  if (resumeDir) r.runDir = resumeDir;
+  if (o.scheduleType === 'discrete' && !model.meta.alphasCumprod) throw new UsageError('--schedule_type discrete needs a model with adasde.alphas_cumprod');
+  if (o.batch < dist.world) throw new UsageError(`--batch ${o.batch} is smaller than the number of processes (${dist.world})`);
+  if (o.guidanceType === 'cg') throw new UsageError('--guidance_type cg is not supported for ONNX denoisers (README, ADM)');
+
+  const record = {
+    options: toFlagRecord(trainTable, { ...r.opts, model: modelFile }),
+    resolved: { run_dir: r.runDir, model: modelFile, dataset, seed: r.seed, detector: r.detector ?? null, feature_loss: r.featureLossNote, world_size: dist.world, student_nfe: studentNfe(o), total_batches: totalBatches(o.totalKimg, o.batch) },
+  };
+  if (o.dryRun) {
+    process.stdout.write(JSON.stringify(record, null, 2) + '\n');
+    process.stdout.write('Dry run; exiting.\n');
+    await model.dispose();
+    return;
+  }
+  const isMain = dist.rank === 0;
+  if (isMain) {
+    mkdirSync(r.runDir, { recursive: true });
+    if (!resumed) await writeFileAtomic(join(r.runDir, 'training_options.json'), JSON.stringify(record, null, 2) + '\n');
+  }
+  const log = (line: string) => {
+    if (isMain) appendFileSync(join(r.runDir, 'log.txt'), line + '\n');
+  };
+  if (!r.detector && isMain) {
+    log(r.featureLossNote);
+    if (!o.quiet) process.stderr.write(`adasde: ${r.featureLossNote}\n`);
+  }
+
+  let features: FeatureFn | undefined;
+  if (r.detector) {
+    const det = await loadFeatureModel(r.detector, { device, threads: o.threads || undefined });
+    const [C, H, W] = model.sampleShape;
+    if (C !== 3 && C !== 1) throw new UsageError(`--detector: images of ${C} channels cannot be fed to a feature extractor`);
+    features = async (images, n) => {
+      const f = await det.extract(images, n, [C, H, W]);
+      return { features: f, dim: f.length / n };
+    };
+  }
+
+  const bounds: CoefficientBounds = { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
+  const reducer = await createReducer(dist);
+  const setup: TrainSetup = {
+    denoise: model.denoise,
+    sampleShape: model.sampleShape,
+    labelDim: model.meta.labelDim,
+    schedule: {
+      numSteps: o.numSteps,
+      sigmaMin: model.meta.sigmaMin,
+      sigmaMax: model.meta.sigmaMax,
+      type: o.scheduleType,
+      rho: o.scheduleRho,
+      discrete: model.meta.alphasCumprod ? discreteTime(model.meta.alphasCumprod) : undefined,
+    },
+    M: o.M,
+    teacher: o.samplerTea,
+    afs: o.afs,
+    bounds,
+    numPoints: o.numPoints,
+    lr: o.lr,
+    coslr: o.coslr,
+    totalKimg: o.totalKimg,
+    batch: o.batch,
+    seed: r.seed,
+    alpha: o.alpha,
+    features,
+    // float32 models: rounding limits the finite-difference step (see jvp.ts).
+    jvpRelStep: model.dtype === 'float16' ? 3e-2 : 1e-3,
+    rank: dist.rank,
+    worldSize: dist.world,
+    reduce: (v) => reducer.reduce(v),
+  };
+  const state = resumed?.state ?? initState(r.seed, o.numSteps, o.numPoints);
+  const nBatches = totalBatches(o.totalKimg, o.batch);
+  const kimgOf = (b: number) => Math.min((b * o.batch) / 1000, o.totalKimg);
+  const started = Date.now() - (resumed?.elapsedSec ?? 0) * 1000;
+  const progress = new Progress(nBatches, o.quiet || !isMain, 'batches', '{bar} {kimg}/{total_kimg} kimg | {spk} s/kimg | loss {loss} | ETA {eta_formatted}', {
+    kimg: kimgOf(state.batchIndex).toFixed(2),
+    total_kimg: String(o.totalKimg),
+    spk: '-',
+    loss: '-',
+  });
+  if (resumed) log(`resumed at batch ${state.batchIndex} (${kimgOf(state.batchIndex)} kimg)`);
+
+  const writeSnapshot = async (kimg: number) => {
+    if (!isMain) return;
+    const snap = predictorOf(r, state, kimg, model.meta.sigmaMin, model.meta.sigmaMax);
+    // Snapshot first, then the resumable state: a crash between them resumes from the
+    // previous state and rewrites the same snapshot, never a half-written file.
+    await writeFileAtomic(join(r.runDir, snapshotName(kimg)), JSON.stringify(snap, null, 1) + '\n', { fsync: true });
+    const st = { batchIndex: state.batchIndex, raw: state.raw, adam: state.adam, elapsedSec: (Date.now() - started) / 1000 };
+    await writeFileAtomic(join(r.runDir, STATE_FILE), JSON.stringify(st) + '\n', { fsync: true });
+  };
+
+  let tickStart = Date.now();
+  let tickBatches = 0;
+  let tickLoss: number[] = [];
+  let ticks = Math.floor(kimgOf(state.batchIndex) / o.tick);
+  let lastLoss = NaN;
+  let modelRows = { teacher: 0, student: 0 };
+  while (state.batchIndex < nBatches) {
+    const st = await trainBatch(setup, state);
+    modelRows = { teacher: modelRows.teacher + st.teacherRows, student: modelRows.student + st.studentRows };
+    const c = effectiveCoefficients(state.raw, bounds);
+    st.losses.forEach((loss, i) => {
+      const fmt = (v: number[] | undefined) => (v ?? []).map((x) => x.toFixed(6)).join(',');
+      log(`batch ${state.batchIndex} step ${i} loss ${loss.toPrecision(6)} r ${fmt(c.r[i])} scale_time ${fmt(c.scaleTime[i])} scale_dir ${fmt(c.scaleDir[i])} gamma ${fmt(c.gamma[i])} lr ${st.lr.toPrecision(6)}`);
+    });
+    lastLoss = st.losses[st.losses.length - 1]!;
+    tickLoss = tickLoss.length ? tickLoss.map((v, i) => v + st.losses[i]!) : [...st.losses];
+    tickBatches++;
+    const kimg = kimgOf(state.batchIndex);
+    const secs = (Date.now() - started) / 1000;
+    progress.set(state.batchIndex, {
+      kimg: kimg.toFixed(2),
+      total_kimg: String(o.totalKimg),
+      spk: kimg > 0 ? (secs / kimg).toFixed(1) : '-',
+      loss: lastLoss.toPrecision(4),
+    });
+    const done = state.batchIndex >= nBatches;
+    if (Math.floor(kimg / o.tick) > ticks || done) {
+      ticks = Math.floor(kimg / o.tick);
+      const tickSecs = (Date.now() - tickStart) / 1000;
+      if (isMain) {
+        const stats = {
+          kimg,
+          batches: state.batchIndex,
+          loss: tickLoss.map((v) => v / tickBatches),
+          lr: st.lr,
+          sec_per_kimg: tickSecs / ((tickBatches * o.batch) / 1000),
+          total_sec: secs,
+          model_rows: modelRows,
+          timestamp: Date.now() / 1000,
+        };
+        appendFileSync(join(r.runDir, 'stats.jsonl'), JSON.stringify(stats) + '\n');
+      }
+      if (ticks % o.snap === 0 || done) await writeSnapshot(kimg);
+      tickStart = Date.now();
+      tickBatches = 0;
+      tickLoss = [];
+    }
+  }
+  progress.stop();
+  reducer.close();
+  await model.dispose();
+  if (isMain && !o.quiet) {
+    process.stdout.write(`trained ${o.totalKimg} kimg (${nBatches} batches) in ${((Date.now() - started) / 1000).toFixed(1)} s; final loss ${lastLoss.toPrecision(4)} -> ${resolve(r.runDir)}\n`);
+  }
+}
 
 export function registerTrain(program: Command): void {
-  defineCommand(program, 'train', 'distill AdaSDE coefficients from a DPM-Solver teacher', trainTable, async () => {
-    throw new UsageError('train: not implemented yet in this version (tracked as the `adasde train` issue); nothing was written');
-  });
+  defineCommand(program, 'train', 'distill AdaSDE coefficients from a DPM-Solver teacher', trainTable, runTrain);
 }

@@ -6,6 +6,7 @@
  * additionally starts N workers of this same command on this machine.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { RunError, UsageError } from '../cli/errors.js';
 
 export interface DistEnv {
@@ -69,6 +70,9 @@ export async function runWorkers(n: number, argv: readonly string[], outer: Dist
   args.push('--nproc_per_node', '1');
   const children: ChildProcess[] = [];
   const world = outer.world * n;
+  // Rendezvous for the training all-reduce (src/parallel/allreduce.ts): on one machine the
+  // launcher picks a free loopback port; across machines the outer launcher's MASTER_* stand.
+  const master = outer.world === 1 ? { MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freePort()) } : {};
   const results = await Promise.all(
     Array.from({ length: n }, (_, local) => {
       const env = {
@@ -77,6 +81,7 @@ export async function runWorkers(n: number, argv: readonly string[], outer: Dist
         WORLD_SIZE: String(world),
         LOCAL_RANK: String(local),
         ADASDE_WORKER: '1',
+        ...master,
         SLURM_PROCID: '',
         SLURM_NTASKS: '',
         SLURM_LOCALID: '',
@@ -119,4 +124,17 @@ export function stripFlag(args: readonly string[], flag: string): string[] {
     out.push(a);
   }
   return out;
+}
+
+/** A currently free TCP port on the loopback interface. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
 }

@@ -18,8 +18,8 @@ export interface JvpTangent {
 
 export interface JvpOptions {
   /**
-   * Relative size of the perturbation: e is chosen per tangent so that the larger of
-   * |e dx| / |x| (root mean square) and max |e ds| / s equals this. 1e-3 suits float32 models
+   * Relative size of the perturbation: e is chosen per tangent and row so that the larger
+   * of |e dx| / |x| (root mean square over the row) and |e ds| / s equals this. 1e-3 suits float32 models
    * (error ~1e-6 relative); 1e-5 suits the float64 analytic denoisers.
    */
   relStep: number;
@@ -58,14 +58,24 @@ export async function denoiseWithJvp(
   cond?: Conditioning,
 ): Promise<JvpResult> {
   const dim = x.length / rows;
-  const xScale = Math.max(rms(x), 1e-3);
-  const live: { k: number; e: number }[] = [];
+  // The step e is chosen per row (sample), from that row alone, so a sample's derivative
+  // never depends on which other samples share its batch or process.
+  const rowRms = (v: Float64Array, r: number) => rms(v.subarray(r * dim, (r + 1) * dim));
+  const xScale = Array.from({ length: rows }, (_, r) => Math.max(rowRms(x, r), 1e-3));
+  const live: { k: number; e: Float64Array }[] = [];
   tangents.forEach((t, k) => {
-    const rx = t.dx ? rms(t.dx) / xScale : 0;
-    let rs = 0;
-    if (t.ds) for (let r = 0; r < rows; r++) rs = Math.max(rs, Math.abs(t.ds[r]!) / sigma[r]!);
-    const m = Math.max(rx, rs);
-    if (m > 0 && Number.isFinite(m)) live.push({ k, e: opts.relStep / m });
+    const e = new Float64Array(rows);
+    let any = false;
+    for (let r = 0; r < rows; r++) {
+      const rx = t.dx ? rowRms(t.dx, r) / xScale[r]! : 0;
+      const rs = t.ds ? Math.abs(t.ds[r]!) / sigma[r]! : 0;
+      const m = Math.max(rx, rs);
+      if (m > 0 && Number.isFinite(m)) {
+        e[r] = opts.relStep / m;
+        any = true;
+      }
+    }
+    if (any) live.push({ k, e });
   });
   const copies = 1 + 2 * live.length;
   const X = new Float64Array(copies * rows * dim);
@@ -77,8 +87,11 @@ export async function denoiseWithJvp(
     for (const [slot, sign] of [[1 + 2 * n, 1], [2 + 2 * n, -1]] as const) {
       const xo = slot * rows * dim;
       const so = slot * rows;
-      for (let q = 0; q < rows * dim; q++) X[xo + q] = x[q]! + (t.dx ? sign * e * t.dx[q]! : 0);
-      for (let r = 0; r < rows; r++) S[so + r] = sigma[r]! + (t.ds ? sign * e * t.ds[r]! : 0);
+      for (let r = 0; r < rows; r++) {
+        const er = sign * e[r]!;
+        for (let q = r * dim; q < (r + 1) * dim; q++) X[xo + q] = x[q]! + (t.dx ? er * t.dx[q]! : 0);
+        S[so + r] = sigma[r]! + (t.ds ? er * t.ds[r]! : 0);
+      }
     }
   });
   const out = await denoise({ x: X, sigma: S, batch: copies * rows, cond: repeatConditioning(cond, copies) });
@@ -88,7 +101,11 @@ export async function denoiseWithJvp(
     const plus = (1 + 2 * n) * rows * dim;
     const minus = (2 + 2 * n) * rows * dim;
     const d = dD[k]!;
-    for (let q = 0; q < rows * dim; q++) d[q] = (out[plus + q]! - out[minus + q]!) / (2 * e);
+    for (let r = 0; r < rows; r++) {
+      if (e[r] === 0) continue;
+      const inv = 1 / (2 * e[r]!);
+      for (let q = r * dim; q < (r + 1) * dim; q++) d[q] = (out[plus + q]! - out[minus + q]!) * inv;
+    }
   });
   return { D, dD };
 }

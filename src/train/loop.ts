@@ -1,0 +1,261 @@
+/**
+ * One distillation batch (ALGORITHM.md 4.3): teacher targets without gradients, then the
+ * student from its own trajectory with one Adam step per interval. Pure computation over a
+ * denoiser; run folders, snapshots and progress live in the `train` command.
+ *
+ * Every trajectory g (global index batch * B + k) draws its latent, labels and SDE noise
+ * from its own streams, and gradients are sums over samples divided by the global batch,
+ * so any split of a batch over processes gives the same update up to float rounding.
+ */
+import { effectiveCoefficients, type CoefficientBounds, type RawParams } from '../solvers/coefficients.js';
+import { getSchedule, type ScheduleSpec } from '../solvers/schedule.js';
+import { teacherSchedule, teacherTargets, type TeacherKind } from '../solvers/teacher.js';
+import type { Conditioning, Denoiser } from '../solvers/types.js';
+import { NormalStream } from '../rng/streams.js';
+import { adamInit, adamStep, cosineLr, sanitizeGrad, type AdamTensorState } from './adam.js';
+import { finiteDifferenceJvp } from './jvp.js';
+import { TABLES, studentStepJvp, type TableName, type Tangent } from './student.js';
+
+/** Pool features of images given as float pixels [n, 3, H, W] in 0..255 -> [n, D]. */
+export type FeatureFn = (images: Float32Array, n: number) => Promise<{ features: Float32Array; dim: number }>;
+
+/** Sums a vector over all processes (identity for one process). */
+export type Reducer = (v: Float64Array) => Promise<Float64Array>;
+
+export interface TrainSetup {
+  denoise: Denoiser;
+  sampleShape: readonly number[];
+  labelDim: number;
+  schedule: ScheduleSpec;
+  M: number;
+  teacher: TeacherKind;
+  afs: boolean;
+  bounds: CoefficientBounds;
+  numPoints: number;
+  lr: number;
+  coslr: boolean;
+  totalKimg: number;
+  batch: number;
+  seed: number;
+  alpha: number;
+  /** Final-interval feature loss; undefined falls back to L2. */
+  features?: FeatureFn;
+  /** Relative finite-difference step of the JVPs (1e-3 for float32 models). */
+  jvpRelStep: number;
+  rank: number;
+  worldSize: number;
+  reduce: Reducer;
+}
+
+export interface TrainState {
+  raw: RawParams;
+  adam: Record<TableName, AdamTensorState>;
+  /** Batches completed. */
+  batchIndex: number;
+}
+
+export interface BatchStats {
+  /** Global loss of every interval. */
+  losses: number[];
+  lr: number;
+  /** Rows sent to the model by this process (teacher, student including JVP copies). */
+  teacherRows: number;
+  studentRows: number;
+}
+
+export const ETA_MIN = 0.01;
+
+/** Number of batches of a run: T_max - 1 of the reference's cosine schedule. */
+export const totalBatches = (totalKimg: number, batch: number): number => Math.ceil((totalKimg * 1000) / batch);
+
+export function initState(seed: number, numSteps: number, K: number): TrainState {
+  // Every raw parameter ~ N(0, 1) from the training seed (ALGORITHM.md 4.1), table by table.
+  const g = new NormalStream(seed, 'init');
+  const tab = () => Array.from({ length: numSteps - 1 }, () => Array.from({ length: K }, () => g.normal()));
+  const raw: RawParams = { r: tab(), scaleDir: tab(), scaleTime: tab(), weight: tab(), gamma: tab() };
+  const adam = Object.fromEntries(TABLES.map((t) => [t, adamInit(raw[t])])) as Record<TableName, AdamTensorState>;
+  return { raw, adam, batchIndex: 0 };
+}
+
+/** This process's share [lo, hi) of a batch of B samples. */
+export function shard(B: number, rank: number, world: number): [number, number] {
+  return [Math.floor((B * rank) / world), Math.floor((B * (rank + 1)) / world)];
+}
+
+const streamKey = (seed: number, g: number) => `train${seed}/${g}`;
+
+/** float pixels as the reference feeds the detector: clip(127.5 x + 128, 0, 255), no rounding. */
+function toPixels(x: Float64Array): { img: Float32Array; mask: Uint8Array } {
+  const img = new Float32Array(x.length);
+  const mask = new Uint8Array(x.length);
+  for (let k = 0; k < x.length; k++) {
+    const v = 127.5 * x[k]! + 128;
+    img[k] = Math.min(Math.max(v, 0), 255);
+    mask[k] = v > 0 && v < 255 ? 1 : 0;
+  }
+  return { img, mask };
+}
+
+/**
+ * The reference's final-interval loss: the per-element loss is filled with
+ * alpha * mean((F(img(x)) - F(img(y)))^2), then summed over the batch and pixels and divided
+ * by B, giving alpha * C*H*W * mean(...). Returns this process's share of loss and gradient.
+ */
+export async function featureLoss(
+  features: FeatureFn,
+  x: Float64Array,
+  y: Float64Array,
+  tangents: Tangent[],
+  n: number,
+  dim: number,
+  globalB: number,
+  alpha: number,
+  relStep: number,
+): Promise<{ loss: number; grad: Float64Array; rows: number }> {
+  const P = tangents.length;
+  const { img, mask } = toPixels(x);
+  const { img: imgY } = toPixels(y);
+  // Stack [img(x); img(y); img(x) +- e dimg_p] into one detector call; e per tangent and
+  // image, from that image alone (independent of the batch split, like jvp.ts).
+  const eps = tangents.map((t) =>
+    Float64Array.from({ length: n }, (_, b) => {
+      let s = 0;
+      for (let k = b * dim; k < (b + 1) * dim; k++) s += (127.5 * t.dx[k]! * mask[k]!) ** 2;
+      const r = Math.sqrt(s / dim);
+      return r > 0 ? (relStep * 127.5) / r : 0;
+    }),
+  );
+  const all = new Float32Array((2 + 2 * P) * n * dim);
+  all.set(img, 0);
+  all.set(imgY, n * dim);
+  tangents.forEach((t, p) => {
+    for (const [slot, sign] of [[2 + 2 * p, 1], [3 + 2 * p, -1]] as const) {
+      const o = slot * n * dim;
+      for (let k = 0; k < n * dim; k++) all[o + k] = img[k]! + sign * eps[p]![Math.floor(k / dim)]! * 127.5 * t.dx[k]! * mask[k]!;
+    }
+  });
+  const { features: f, dim: D } = await features(all, (2 + 2 * P) * n);
+  const scale = (alpha * dim) / (globalB * D);
+  let loss = 0;
+  const diff = new Float64Array(n * D);
+  for (let q = 0; q < n * D; q++) {
+    diff[q] = f[q]! - f[n * D + q]!;
+    loss += diff[q]! * diff[q]!;
+  }
+  const grad = new Float64Array(P);
+  for (let p = 0; p < P; p++) {
+    const po = (2 + 2 * p) * n * D;
+    const mo = (3 + 2 * p) * n * D;
+    let s = 0;
+    for (let b = 0; b < n; b++) {
+      const e = eps[p]![b]!;
+      if (e === 0) continue;
+      for (let q = b * D; q < (b + 1) * D; q++) s += diff[q]! * ((f[po + q]! - f[mo + q]!) / (2 * e));
+    }
+    grad[p] = 2 * scale * s;
+  }
+  return { loss: loss * scale, grad, rows: (2 + 2 * P) * n };
+}
+
+/** Run one batch and update `state` in place. */
+export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<BatchStats> {
+  const { denoise, sampleShape, batch: B, seed } = setup;
+  const dim = sampleShape.reduce((a, b) => a * b, 1);
+  const N = setup.schedule.numSteps;
+  const tStudent = getSchedule(setup.schedule);
+  const tTeacher = teacherSchedule(setup.schedule, setup.M);
+  const [lo, hi] = shard(B, setup.rank, setup.worldSize);
+  const n = hi - lo;
+  const globalIdx = Array.from({ length: n }, (_, k) => state.batchIndex * B + lo + k);
+
+  const tMax = totalBatches(setup.totalKimg, B) + 1;
+  const lr = setup.coslr ? cosineLr(setup.lr, ETA_MIN, state.batchIndex, tMax) : setup.lr;
+
+  // Class labels (class-conditional models) from each trajectory's own label stream.
+  let cond: Conditioning | undefined;
+  if (setup.labelDim > 0) {
+    const oneHot = new Float32Array(n * setup.labelDim);
+    globalIdx.forEach((g, k) => {
+      const c = Math.floor(new NormalStream(streamKey(seed, g), 'label').uniform() * setup.labelDim);
+      oneHot[k * setup.labelDim + c] = 1;
+    });
+    cond = { classLabels: oneHot, labelDim: setup.labelDim };
+  }
+
+  const x0 = new Float64Array(n * dim);
+  globalIdx.forEach((g, k) => new NormalStream(streamKey(seed, g), 'latent').fillNormal(x0, k * dim, dim));
+  const noiseStreams = globalIdx.map((g) => new NormalStream(streamKey(seed, g), 'sde'));
+
+  // 1. Teacher targets (no gradients).
+  let teacherRows = 0;
+  const countingTeacher: Denoiser = (req) => {
+    teacherRows += req.batch;
+    return denoise(req);
+  };
+  const targets =
+    n > 0
+      ? await teacherTargets(setup.teacher, x0.map((v) => v * tTeacher[0]!), { denoise: countingTeacher, tSteps: tTeacher, batch: n, dim, cond }, setup.M)
+      : [];
+
+  // 2. The student from its own trajectory, one Adam step per interval.
+  let x: Float64Array = x0.map((v) => v * tStudent[0]!);
+  let tangents: Tangent[] = [];
+  const losses: number[] = [];
+  let studentRows = 0;
+  const jvp = finiteDifferenceJvp(denoise, { relStep: setup.jvpRelStep });
+  for (let i = 0; i < N - 1; i++) {
+    const coeffs = effectiveCoefficients(state.raw, setup.bounds);
+    let eps: Float64Array | undefined;
+    if (i > 0 && setup.bounds.gamma > 0) {
+      eps = new Float64Array(n * dim);
+      noiseStreams.forEach((s, k) => s.fillNormal(eps!, k * dim, dim));
+    }
+    let localLoss = 0;
+    let localGrad: Float64Array;
+    if (n > 0) {
+      const out = await studentStepJvp({ jvp, i, x, tangents, tCur: tStudent[i]!, tNext: tStudent[i + 1]!, raw: state.raw, coeffs, bounds: setup.bounds, afs: setup.afs, batch: n, eps, cond });
+      x = out.x;
+      tangents = out.tangents;
+      studentRows += out.rows;
+      const y = targets[i]!;
+      if (i === N - 2 && setup.features) {
+        const fl = await featureLoss(setup.features, x, y, tangents, n, dim, B, setup.alpha, 1e-3);
+        localLoss = fl.loss;
+        localGrad = fl.grad;
+      } else {
+        localGrad = new Float64Array(tangents.length);
+        for (let k = 0; k < x.length; k++) {
+          const d = x[k]! - y[k]!;
+          localLoss += d * d;
+        }
+        localLoss /= B;
+        tangents.forEach((t, p) => {
+          let s = 0;
+          for (let k = 0; k < x.length; k++) s += (x[k]! - y[k]!) * t.dx[k]!;
+          localGrad[p] = (2 * s) / B;
+        });
+      }
+    } else {
+      // An empty shard still takes part in the reduction with zeros.
+      tangents = [];
+      localGrad = new Float64Array(0);
+    }
+    // Gradients keyed by parameter, in one flat vector over all tables for the reduction.
+    const flat = new Float64Array(1 + 5 * (N - 1) * setup.numPoints);
+    flat[0] = localLoss;
+    const index = (table: TableName, ii: number, j: number) => 1 + (TABLES.indexOf(table) * (N - 1) + ii) * setup.numPoints + j;
+    tangents.forEach((t, p) => (flat[index(t.ref.table, t.ref.i, t.ref.j)] = localGrad[p]!));
+    const total = await setup.reduce(flat);
+    losses.push(total[0]!);
+    for (const table of TABLES) {
+      // gamma_0 is forced to 0, so on the first interval the gamma table is not part of the
+      // loss graph and the reference's Adam skips it (its grad is None); all other tables take
+      // a step, with zero gradient for rows not reached yet (momentum still moves them).
+      if (table === 'gamma' && i === 0) continue;
+      const grad = state.raw[table].map((row, ii) => row.map((_, j) => sanitizeGrad(total[index(table, ii, j)]!)));
+      adamStep(state.raw[table], grad, state.adam[table], lr);
+    }
+  }
+  state.batchIndex += 1;
+  return { losses, lr, teacherRows, studentRows };
+}
