@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The paper's recommended AdaSDE runs (after the reference launch script), then sampling 50k
+# images and FID. Run one section at a time, e.g. `bash launch.sh cifar10`; set NPROC to the
+# number of GPUs (DEVICE=cuda) or processes, and put the exported models in ./models
+# (README, "Exporting models"). Every command resumes where it stopped when run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+ADASDE="${ADASDE:-node bin/adasde.js}"
+NPROC="${NPROC:-1}"
+DEVICE="${DEVICE:-cpu}"
+COMMON=(--nproc_per_node "$NPROC" --device "$DEVICE")
+
+train() { $ADASDE train "${COMMON[@]}" "$@"; }
+# The newest run folder of a dataset/num_steps, for sampling right after training.
+latest_run() { ls -d exp/*-"$1"-"$2"-* 2>/dev/null | sort | tail -n 1; }
+sample_and_fid() {  # dataset num_steps ref.npz
+  local run; run=$(latest_run "$1" "$2")
+  $ADASDE sample "${COMMON[@]}" --dataset_name "$1" --predictor_path "$run" --seeds 0-49999 --batch 128 --outdir "samples/$1/$(basename "$run")"
+  $ADASDE fid calc --images "samples/$1/$(basename "$run")" --ref "$3" "${COMMON[@]}"
+}
+
+case "${1:-help}" in
+  cifar10)
+    # CIFAR-10 (EDM, 32x32): NFE 3 and 5.
+    train --dataset_name cifar10 --batch 64 --total_kimg 10 --num_steps 3 --M 3 --afs True \
+      --scale_dir 0.05 --scale_time 0.2 --gamma 0.02 --lr 0.2 --coslr True --schedule_type time_uniform --schedule_rho 1
+    train --dataset_name cifar10 --batch 32 --total_kimg 10 --num_steps 4 --M 3 --afs True \
+      --scale_dir 0.05 --scale_time 0.2 --gamma 0.02 --lr 0.2 --coslr True --schedule_type time_uniform --schedule_rho 1
+    sample_and_fid cifar10 3 refs/cifar10-32x32.npz
+    sample_and_fid cifar10 4 refs/cifar10-32x32.npz
+    ;;
+  ffhq)
+    # FFHQ (EDM, 64x64): a heavier feature loss and a smaller learning rate.
+    train --dataset_name ffhq --batch 32 --total_kimg 10 --num_steps 3 --M 4 --afs True \
+      --scale_dir 0.05 --scale_time 0.2 --gamma 0.02 --lr 0.1 --coslr True --alpha 50 --schedule_type time_uniform --schedule_rho 1
+    train --dataset_name ffhq --batch 32 --total_kimg 10 --num_steps 4 --M 3 --afs True \
+      --scale_dir 0.05 --scale_time 0.2 --gamma 0.02 --lr 0.1 --coslr True --alpha 50 --schedule_type time_uniform --schedule_rho 1
+    sample_and_fid ffhq 3 refs/ffhq-64x64.npz
+    sample_and_fid ffhq 4 refs/ffhq-64x64.npz
+    ;;
+  imagenet64)
+    # ImageNet-64 (EDM, class-conditional).
+    train --dataset_name imagenet64 --batch 32 --total_kimg 10 --num_steps 6 --M 3 --afs True \
+      --scale_dir 0.05 --scale_time 0.2 --gamma 0.02 --lr 0.2 --coslr True --alpha 50 --schedule_type time_uniform --schedule_rho 1
+    sample_and_fid imagenet64 6 refs/imagenet-64x64.npz
+    ;;
+  ms_coco)
+    # Stable Diffusion v1.5 with classifier-free guidance, latent space, discrete schedule.
+    train --dataset_name ms_coco --batch 16 --total_kimg 5 --num_steps 4 --M 3 --afs False \
+      --scale_dir 0.05 --scale_time 0.2 --gamma 0.02 --lr 0.01 --coslr True --schedule_type discrete --schedule_rho 1 \
+      --guidance_type cfg --guidance_rate 7.5 --max_order 2 --predict_x0 False --prompt_path prompts/MS-COCO_val2014_30k_captions.csv
+    ;;
+  *)
+    echo "usage: bash launch.sh cifar10|ffhq|imagenet64|ms_coco   (NPROC=8 DEVICE=cuda bash launch.sh cifar10)"
+    ;;
+esac
