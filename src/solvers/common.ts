@@ -74,6 +74,43 @@ export function combine(coeffs: readonly number[], vecs: readonly Float64Array[]
 }
 
 /**
+ * The k-th smallest value (0-based) of `a[0..n)`, reordering `a` in place (Hoare quickselect
+ * with a median-of-three pivot): O(n) on average where a full sort is O(n log n).
+ */
+export function selectKth(a: Float64Array, n: number, k: number): number {
+  let lo = 0;
+  let hi = n - 1;
+  while (hi > lo) {
+    const mid = (lo + hi) >> 1;
+    // Median of three as pivot.
+    let x = a[lo]!;
+    let y = a[mid]!;
+    let z = a[hi]!;
+    if (x > y) [x, y] = [y, x];
+    if (y > z) [y, z] = [z, y];
+    if (x > y) [x, y] = [y, x];
+    const pivot = y;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i <= j) {
+        const t = a[i]!;
+        a[i] = a[j]!;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k]!;
+  }
+  return a[k]!;
+}
+
+/**
  * Dynamic thresholding of the data prediction (Saharia et al.; DPM-Solver++): per sample,
  * s = max(quantile_0.995(|D|), 1) with linear interpolation as torch.quantile, D <- clip(D, -s, s) / s.
  */
@@ -81,15 +118,31 @@ export function threshold(den: Float64Array, batch: number, ratio = 0.995, maxVa
   const dim = den.length / batch;
   const out = new Float64Array(den.length);
   const abs = new Float64Array(dim);
+  const pos = ratio * (dim - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.min(lo + 1, dim - 1);
   for (let b = 0; b < batch; b++) {
     const o = b * dim;
-    for (let k = 0; k < dim; k++) abs[k] = Math.abs(den[o + k]!);
-    abs.sort();
-    const pos = ratio * (dim - 1);
-    const lo = Math.floor(pos);
-    const hi = Math.min(lo + 1, dim - 1);
-    const q = abs[lo]! + (abs[hi]! - abs[lo]!) * (pos - lo);
-    const s = Math.max(q, maxVal);
+    let maxAbs = 0;
+    for (let k = 0; k < dim; k++) {
+      const v = Math.abs(den[o + k]!);
+      abs[k] = v;
+      if (v > maxAbs) maxAbs = v;
+    }
+    if (maxAbs <= maxVal) {
+      // The quantile cannot exceed the maximum, so s = maxVal and clipping changes nothing.
+      out.set(den.subarray(o, o + dim), o);
+      if (maxVal !== 1) for (let k = 0; k < dim; k++) out[o + k] = out[o + k]! / maxVal;
+      continue;
+    }
+    const qLo = selectKth(abs, dim, lo);
+    // After selection everything right of `lo` is >= qLo: the next order statistic is their minimum.
+    let qHi = qLo;
+    if (hi > lo) {
+      qHi = Infinity;
+      for (let k = lo + 1; k < dim; k++) if (abs[k]! < qHi) qHi = abs[k]!;
+    }
+    const s = Math.max(qLo + (qHi - qLo) * (pos - lo), maxVal);
     for (let k = 0; k < dim; k++) out[o + k] = Math.min(Math.max(den[o + k]!, -s), s) / s;
   }
   return out;

@@ -3,7 +3,7 @@
  * corrector's model output at the new point is reused as the next step's D, so the
  * corrector costs no extra evaluation except where it is switched off (the last interval).
  */
-import { afsDenoised, Evaluator, finish, threshold, type BaseSolverOptions } from './common.js';
+import { afsDenoised, axpy, combine, Evaluator, finish, threshold, type BaseSolverOptions } from './common.js';
 import { solveSmall } from './linalg.js';
 import type { SolverContext } from './types.js';
 
@@ -81,21 +81,17 @@ export async function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: Un
     const ratio = tNext / tPrev;
     const xBase = new Float64Array(x.length);
     for (let e = 0; e < x.length; e++) xBase[e] = ratio * x[e]! - hphi1 * m0[e]!;
-    const weighted = (rho: readonly number[], count: number, e: number): number => {
-      let s = 0;
-      for (let k = 0; k < count; k++) s += rho[k]! * D1s[k]![e]!;
-      return s;
-    };
-    let xt = new Float64Array(x.length);
-    for (let e = 0; e < x.length; e++) xt[e] = xBase[e]! - B * weighted(rhoP, p - 1, e);
+    // x_t = x_ - B sum_k rho_p[k] D1_k (predictor)
+    let xt = p > 1 ? axpy(xBase, -B, combine(rhoP, D1s)) : xBase;
 
     let mt: Float64Array | undefined;
     if (useCorrector) {
       mt = thr(await ev.D(xt, tNext));
-      const corrected = new Float64Array(x.length);
+      // x_t = x_ - B (sum_k rho_c[k] D1_k + rho_c[p] (m_t - m0)) (corrector)
       const cLast = rhoC[p - 1]!;
-      for (let e = 0; e < x.length; e++) corrected[e] = xBase[e]! - B * (weighted(rhoC, p - 1, e) + cLast * (mt[e]! - m0[e]!));
-      xt = corrected;
+      const corr = p > 1 ? combine(rhoC.slice(0, p - 1), D1s) : new Float64Array(x.length);
+      for (let e = 0; e < x.length; e++) corr[e] = corr[e]! + cLast * (mt[e]! - m0[e]!);
+      xt = axpy(xBase, -B, corr);
     }
     x = xt;
 

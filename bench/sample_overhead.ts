@@ -1,0 +1,61 @@
+/**
+ * The sampler's own overhead (issue: `adasde sample`): with a U-Net-sized convolutional
+ * denoiser (src/runtime/graph.ts buildConvDenoiserModel, ~1.2 GFLOP per 32x32 image) at
+ * batch 64 on CPU, overhead = (wall time - time inside onnxruntime's session.run) / wall time,
+ * where the wall time covers the whole sampling loop of every solver (latents, solver
+ * arithmetic, float64 <-> float32 conversion, quantisation and PNG writing are all outside
+ * session.run). Target: at most 3%.
+ *
+ *   npm run build && node dist/bench/sample_overhead.js [--threads 2] [--batches 2]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { SOLVERS, type SolverName } from '../src/config/common.js';
+import { imagePath, quantize, writePng } from '../src/io/png.js';
+import { buildConvDenoiserModel, convDenoiserFlops, saveModel } from '../src/runtime/graph.js';
+import { loadDenoiserModel } from '../src/runtime/model.js';
+import { sampleBatch } from '../src/sample/pipeline.js';
+import { SOLVER_REGISTRY, type SolverOptions } from '../src/solvers/registry.js';
+import { getSchedule } from '../src/solvers/schedule.js';
+
+const arg = (name: string, def: number) => {
+  const k = process.argv.indexOf(`--${name}`);
+  return k > 0 ? Number(process.argv[k + 1]) : def;
+};
+const threads = arg('threads', 0);
+const batches = arg('batches', 2);
+const B = 64;
+const dir = mkdtempSync(join(tmpdir(), 'adasde-bench-'));
+const file = join(dir, 'conv.onnx');
+saveModel(buildConvDenoiserModel({ resolution: 32, width: 128, depth: 3 }), file);
+const model = await loadDenoiserModel(file, { threads: threads || undefined, maxBatch: B });
+const [C, H, W] = model.sampleShape;
+
+const coeffs = { r: [[0.4], [0.4], [0.4]], scaleDir: [[1], [1], [1]], scaleTime: [[1], [1], [1]], weight: [[1], [1], [1]], gamma: [[0], [0.01], [0.01]] };
+const rows: string[] = [];
+// Warm-up run (session initialisation, first-call allocations) outside the measurement.
+await model.denoise({ x: new Float64Array(B * model.dim), sigma: new Float64Array(B).fill(1), batch: B });
+for (const solver of SOLVERS as readonly SolverName[]) {
+  const options: SolverOptions = solver === 'adasde' ? { afs: true, coeffs } : { afs: true, maxOrder: SOLVER_REGISTRY[solver].defaultMaxOrder, thresholding: true };
+  const numSteps = solver === 'adasde' || solver === 'heun' || solver === 'dpm' ? 4 : 6;
+  const tSteps = getSchedule({ numSteps, sigmaMin: 0.002, sigmaMax: 80, type: 'time_uniform', rho: 1 });
+  model.resetStats();
+  const t0 = performance.now();
+  for (let b = 0; b < batches; b++) {
+    const seeds = Array.from({ length: B }, (_, k) => b * B + k);
+    const x = await sampleBatch({ solver, options, tSteps, sampleShape: model.sampleShape, labelDim: 0 }, model.denoise, { seeds });
+    await Promise.all(seeds.map((s, k) => writePng(imagePath(join(dir, solver), s), quantize(x, k * model.dim, C, H, W), C, H, W)));
+  }
+  const wall = performance.now() - t0;
+  const inModel = model.stats.runMs;
+  const nfe = SOLVER_REGISTRY[solver].nfe(numSteps, options);
+  rows.push(`| ${solver} | ${nfe} | ${(wall / 1000).toFixed(2)} | ${(inModel / 1000).toFixed(2)} | ${((100 * (wall - inModel)) / wall).toFixed(2)}% |`);
+  console.error(rows[rows.length - 1]);
+}
+await model.dispose();
+rmSync(dir, { recursive: true, force: true });
+console.log(`\nconv denoiser ${(convDenoiserFlops({ resolution: 32, width: 128, depth: 3 }) / 1e9).toFixed(2)} GFLOP/image, batch ${B}, ${batches} batches per solver, threads ${threads || 'default'}\n`);
+console.log('| solver | NFE | wall s | session.run s | overhead |\n|---|---|---|---|---|');
+console.log(rows.join('\n'));
