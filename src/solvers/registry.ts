@@ -20,6 +20,8 @@ export interface SolverOptions extends BaseSolverOptions {
   lowerOrderFinal?: boolean;
   thresholding?: boolean;
   variant?: 'bh1' | 'bh2';
+  /** dpmpp and unipc: data prediction (default) or noise prediction. */
+  predictX0?: boolean;
   /** dpmpp only: exact third-order coefficient (see dpmpp.ts). */
   exactThirdOrder?: boolean;
   /** AdaSDE only. */

@@ -3,7 +3,7 @@
  * corrector's model output at the new point is reused as the next step's D, so the
  * corrector costs no extra evaluation except where it is switched off (the last interval).
  */
-import { afsDenoised, axpy, combine, Evaluator, finish, threshold, type BaseSolverOptions } from './common.js';
+import { afsDenoised, afsDirection, axpy, combine, direction, Evaluator, finish, threshold, type BaseSolverOptions } from './common.js';
 import { solveSmall } from './linalg.js';
 import type { SolverContext } from './types.js';
 
@@ -13,6 +13,8 @@ export interface UnipcOptions extends BaseSolverOptions {
   lowerOrderFinal?: boolean;
   variant?: 'bh1' | 'bh2';
   thresholding?: boolean;
+  /** Data prediction (default) or noise prediction eps = (x - D)/t (UniPC's predict_x0 = False). */
+  predictX0?: boolean;
 }
 
 function factorial(k: number): number {
@@ -26,8 +28,11 @@ export async function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: Un
   if (!(maxOrder >= 1 && maxOrder <= 3)) throw new RangeError(`unipc max_order must be 1..3, got ${maxOrder}`);
   const lowerOrderFinal = opts.lowerOrderFinal ?? true;
   const variant = opts.variant ?? 'bh2';
-  const useThreshold = opts.thresholding ?? true;
+  const predictX0 = opts.predictX0 ?? true;
+  const useThreshold = predictX0 && (opts.thresholding ?? true);
   const thr = (d: Float64Array) => (useThreshold ? threshold(d, ctx.batch) : d);
+  /** The model output UniPC works with: D, or eps = (x - D)/t. */
+  const modelOut = async (x: Float64Array, tt: number) => (predictX0 ? thr(await ev.D(x, tt)) : direction(x, await ev.D(x, tt), tt));
   const ev = new Evaluator(ctx);
   const t = ctx.tSteps;
   const N = t.length;
@@ -35,8 +40,8 @@ export async function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: Un
   const lam = (s: number) => -Math.log(s);
 
   let x = x0;
-  const D0 = opts.afs ? afsDenoised(x, t[0]!) : await ev.D(x, t[0]!);
-  const Dh: Float64Array[] = [thr(D0)]; // oldest first, newest last
+  const M0 = opts.afs ? (predictX0 ? thr(afsDenoised(x, t[0]!)) : afsDirection(x, t[0]!)) : await modelOut(x, t[0]!);
+  const Dh: Float64Array[] = [M0]; // oldest first, newest last
   const th: number[] = [t[0]!];
 
   for (let i = 0; i < n; i++) {
@@ -51,7 +56,7 @@ export async function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: Un
 
     const tPrev = th[th.length - 1]!;
     const h = lam(tNext) - lam(tPrev);
-    const hh = -h;
+    const hh = predictX0 ? -h : h;
     const m0 = Dh[Dh.length - 1]!;
     const rks: number[] = [];
     const D1s: Float64Array[] = [];
@@ -78,20 +83,23 @@ export async function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: Un
     const rhoP = p === 2 ? [0.5] : p > 2 ? solveSmall(R.slice(0, p - 1).map((row) => row.slice(0, p - 1)), b.slice(0, p - 1)) : [];
     const rhoC = p === 1 ? [0.5] : solveSmall(R, b);
 
-    const ratio = tNext / tPrev;
+    // Data prediction: x_ = (t/s) x - hphi_1 m0 and corrections -B (...); noise prediction
+    // (alpha = 1, sigma = t): x_ = x - t hphi_1 m0 and corrections -t B (...).
+    const ratio = predictX0 ? tNext / tPrev : 1;
+    const sig = predictX0 ? 1 : tNext;
     const xBase = new Float64Array(x.length);
-    for (let e = 0; e < x.length; e++) xBase[e] = ratio * x[e]! - hphi1 * m0[e]!;
+    for (let e = 0; e < x.length; e++) xBase[e] = ratio * x[e]! - sig * hphi1 * m0[e]!;
     // x_t = x_ - B sum_k rho_p[k] D1_k (predictor)
-    let xt = p > 1 ? axpy(xBase, -B, combine(rhoP, D1s)) : xBase;
+    let xt = p > 1 ? axpy(xBase, -sig * B, combine(rhoP, D1s)) : xBase;
 
     let mt: Float64Array | undefined;
     if (useCorrector) {
-      mt = thr(await ev.D(xt, tNext));
+      mt = await modelOut(xt, tNext);
       // x_t = x_ - B (sum_k rho_c[k] D1_k + rho_c[p] (m_t - m0)) (corrector)
       const cLast = rhoC[p - 1]!;
       const corr = p > 1 ? combine(rhoC.slice(0, p - 1), D1s) : new Float64Array(x.length);
       for (let e = 0; e < x.length; e++) corr[e] = corr[e]! + cLast * (mt[e]! - m0[e]!);
-      xt = axpy(xBase, -B, corr);
+      xt = axpy(xBase, -sig * B, corr);
     }
     x = xt;
 

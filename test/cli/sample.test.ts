@@ -59,6 +59,17 @@ for (const solver of SOLVERS.filter((s) => s !== 'adasde')) {
   }
 }
 
+for (const solver of ['dpmpp', 'unipc'] as const) {
+  test(`sample: --solver ${solver} --predict_x0=False --max_order 2 equals the in-process noise-prediction solver`, async () => {
+    const outdir = join(dir, `npy-eps-${solver}`);
+    assert.equal(await cli('sample', '--model', model, '--solver', solver, '--num_steps', '6', '--predict_x0=False', '--max_order', '2', '--seeds', '0-11', '--output_format', 'npy', '--outdir', outdir, '--quiet'), 0);
+    const tSteps = getSchedule({ numSteps: 6, sigmaMin: 0.002, sigmaMax: 80, type: 'polynomial', rho: 7 });
+    const options = { afs: false, denoiseToZero: false, maxOrder: 2, lowerOrderFinal: true, thresholding: true, variant: 'bh2' as const, predictX0: false };
+    const want = await sampleBatch({ solver, options, tSteps, sampleShape: SHAPE, labelDim: 0 }, denoiseTs, { seeds: SEEDS });
+    closeTo(await npyOf(join(outdir, 'samples.npy')), want, 1e-5);
+  });
+}
+
 test('sample: AdaSDE from a predictor file (experiment number) equals the in-process sampler', async () => {
   for (const exp of ['0', '2']) {
     const outdir = join(dir, `npy-adasde-${exp}`);

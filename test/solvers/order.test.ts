@@ -74,3 +74,14 @@ test('order: dpmpp order 2 is second order', async () => {
   const p = await measuredOrder('dpmpp', { maxOrder: 2, thresholding: false });
   assert.ok(p >= 1.7, `measured ${p.toFixed(3)}`);
 });
+
+test('order: noise-prediction forms (--predict_x0=False)', async () => {
+  // UniPC's noise form reaches the float64 floor (~1e-7, from eps = (x - D)/t at t = 0.002)
+  // beyond 128 steps, so it is fitted on 16..128.
+  const unipc = await measuredOrder('unipc', { maxOrder: 3, predictX0: false }, [16, 32, 64, 128]);
+  assert.ok(unipc >= 2.7, `unipc noise prediction ${unipc.toFixed(3)}`);
+  const dpm2 = await measuredOrder('dpmpp', { maxOrder: 2, predictX0: false });
+  assert.ok(dpm2 >= 1.7, `dpmpp order 2 noise prediction ${dpm2.toFixed(3)}`);
+  const dpm3 = await measuredOrder('dpmpp', { maxOrder: 3, predictX0: false, exactThirdOrder: true }, [64, 128, 256, 512]);
+  assert.ok(dpm3 >= 2.7, `dpmpp order 3 (exact) noise prediction ${dpm3.toFixed(3)}`);
+});
