@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { isUsageError, RunError, USAGE_EXIT } from './errors.js';
 import { registerFid } from './fid.js';
+import { registerInspect } from './inspect.js';
 import { registerSample } from './sample.js';
 import { registerTrain } from './train.js';
 
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerSample(program);
   registerTrain(program);
   registerFid(program);
+  registerInspect(program);
   return program;
 }
 

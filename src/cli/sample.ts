@@ -14,8 +14,12 @@ import { removePendingTempFilesSync, writeFileAtomic } from '../io/atomic.js';
 import { ndarray, readNpy, toFloat64, writeNpy } from '../io/npy.js';
 import { encodePng, imagePath, makeGrid, quantize, writePng } from '../io/png.js';
 import { distEnv, rankBatches, runWorkers, type DistEnv } from '../parallel/launcher.js';
+import type { DecoderModel } from '../runtime/companions.js';
 import { loadDenoiserModel, type DenoiserModel } from '../runtime/model.js';
+import { needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
 import { sampleBatch, sampleDim, type SamplePlan } from '../sample/pipeline.js';
+import type { Conditioning } from '../solvers/types.js';
+import { checkPromptSeeds, promptOf, promptSource, type PromptSource } from '../text/prompts.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
 import { discreteTime, getSchedule, userSchedule } from '../solvers/schedule.js';
 import { defineCommand } from './command.js';
@@ -164,7 +168,7 @@ function pendingBatches(o: SampleOptions, dist: DistEnv, outdir: string): { batc
   return { batches: todo.filter((b) => b.length > 0), skipped };
 }
 
-function checkFinite(x: Float64Array, seeds: readonly number[], dim: number): void {
+function checkFinite(x: Float64Array | Float32Array, seeds: readonly number[], dim: number): void {
   for (let b = 0; b < seeds.length; b++) {
     for (let k = b * dim; k < (b + 1) * dim; k++) {
       if (!Number.isFinite(x[k]!)) throw new RunError(`seed ${seeds[b]} produced a non-finite value; stopping (images written so far are complete)`);
@@ -184,11 +188,20 @@ async function loadLatents(path: string, seeds: readonly number[], shape: readon
   return new Map(seeds.map((s, k) => [s, all.slice(k * dim, (k + 1) * dim)]));
 }
 
+/** Text and latent-decoding companions of one rank (README, "The model contract"). */
+interface RankCompanions {
+  /** Prompt states for text-conditional models, with the prompt of each seed. */
+  text?: { encoder: PromptEncoder; prompts: PromptSource };
+  /** Latent models: images come from the first-stage decoder (not for npy output). */
+  decoder?: DecoderModel;
+}
+
 /** Worker-side run for one rank: returns the number of images written and NFE spent. */
-async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r: Resolved, progress: Progress): Promise<{ images: number; npy?: Float32Array }> {
+async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r: Resolved, progress: Progress, comp: RankCompanions = {}): Promise<{ images: number; npy?: Float32Array }> {
   const { plan } = r;
   const [C, H, W] = model.sampleShape;
   const dim = model.dim;
+  const cfg = o.guidanceType === 'cfg' && o.guidanceRate !== undefined && o.guidanceRate > 0;
   const latents = o.latents ? await loadLatents(o.latents, o.seeds, model.sampleShape) : undefined;
   const { batches, skipped } = pendingBatches(o, dist, r.outdir);
   progress.skip(skipped);
@@ -200,14 +213,25 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
       z = new Float64Array(seeds.length * dim);
       seeds.forEach((s, b) => z!.set(latents.get(s)!, b * dim));
     }
-    const cond =
+    let cond: Conditioning | undefined =
       o.guidanceRate && o.guidanceType === 'cfg' && plan.labelDim > 0
         ? { uncondition: new Float32Array(seeds.length * plan.labelDim), labelDim: plan.labelDim }
         : undefined;
+    if (comp.text) {
+      const { encoder, prompts } = comp.text;
+      cond = await encoder.conditioning(seeds.map((s) => promptOf(prompts, s)), cfg);
+    }
     const x = await sampleBatch(plan, model.denoise, { seeds, latents: z, cond });
     checkFinite(x, seeds, dim);
     if (npyOut) {
+      // Latent models keep the final latent x here (the decoder is not run).
       seeds.forEach((s, b) => npyOut.set(s, Float32Array.from(x.subarray(b * dim, (b + 1) * dim))));
+    } else if (comp.decoder) {
+      const img = await comp.decoder.decode(x, seeds.length, model.sampleShape);
+      const [iC, iH, iW] = img.shape;
+      const idim = iC * iH * iW;
+      checkFinite(img.data, seeds, idim);
+      await Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(img.data, b * idim, iC, iH, iW), iC, iH, iW)));
     } else {
       await Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(x, b * dim, C, H, W), C, H, W)));
     }
@@ -245,9 +269,14 @@ async function mergeNpy(o: SampleOptions, outdir: string, world: number, shape: 
   return dest;
 }
 
-async function writeGrid(o: SampleOptions, outdir: string, shape: readonly [number, number, number]): Promise<void> {
+async function writeGrid(o: SampleOptions, outdir: string, sampleShape: readonly [number, number, number], decoded: boolean): Promise<void> {
   const sharp = (await import('sharp')).default;
-  const [C, H, W] = shape;
+  let [C, H, W] = sampleShape;
+  if (decoded) {
+    // Decoded images: their size is the decoder's, read from the first image.
+    const info = await sharp(await readFile(imagePath(outdir, o.seeds[0]!, o.subdirs))).metadata();
+    [C, H, W] = [info.channels === 1 ? 1 : 3, info.height ?? 0, info.width ?? 0];
+  }
   const imgs: Uint8Array[] = [];
   for (const s of o.seeds) {
     const { data, info } = await sharp(await readFile(imagePath(outdir, s, o.subdirs))).raw().toBuffer({ resolveWithObject: true });
@@ -271,8 +300,14 @@ async function runSample(o: SampleOptions): Promise<void> {
   });
   const r = resolvePlan(o, model);
   if ((o.prompt !== undefined || o.promptFile !== undefined) && !model.hasCondition) throw new UsageError(`--prompt: ${file} is not text-conditional`);
-  if (model.hasCondition) throw new UsageError(`${file}: text-conditional sampling (prompts through the text encoder) is not available in this version`);
+  const prompts = promptSource(o.prompt, o.promptFile);
+  if (model.hasCondition) {
+    if (!prompts) throw new UsageError(`${file} is text-conditional: give --prompt TEXT or --prompt_file FILE (CSV with a text column, or one prompt per line)`);
+    checkPromptSeeds(prompts, o.seeds);
+  }
   if (o.guidanceType === 'cg') throw new UsageError('--guidance_type cg: classifier guidance needs the classifier gradient, which an exported ONNX denoiser does not carry (README, ADM)');
+  const decode = o.outputFormat === 'png' && needsDecoder(model);
+  preflightCompanions(model, { text: model.hasCondition, decoder: decode });
   await mkdir(r.outdir, { recursive: true });
 
   const started = Date.now();
@@ -291,8 +326,23 @@ async function runSample(o: SampleOptions): Promise<void> {
       progress.stop();
     } else {
       const total = outer.world > 1 ? rankBatches(o.seeds, o.batch, outer.rank, outer.world).flat().length : o.seeds.length;
+      const session = { device, threads: o.threads || undefined, maxBatch: o.batch };
+      const comp: RankCompanions = {};
+      try {
+        if (model.hasCondition && prompts) comp.text = { encoder: await PromptEncoder.open(model, session), prompts };
+        if (decode) comp.decoder = await openDecoder(model, session);
+      } catch (e) {
+        await comp.text?.encoder.dispose();
+        throw e;
+      }
       const progress = new Progress(total, o.quiet, 'images');
-      const res = await runRank(o, outer, model, r, progress);
+      let res: Awaited<ReturnType<typeof runRank>>;
+      try {
+        res = await runRank(o, outer, model, r, progress, comp);
+      } finally {
+        await comp.text?.encoder.dispose();
+        await comp.decoder?.dispose();
+      }
       progress.stop();
       if (res.npy) {
         await writeNpy(npyPartPath(r.outdir, outer.rank), ndarray('float32', [res.npy.length / model.dim, ...model.sampleShape], res.npy));
@@ -307,7 +357,7 @@ async function runSample(o: SampleOptions): Promise<void> {
       if (outer.world > 1) return;
       npyDest = await mergeNpy(o, r.outdir, o.nprocPerNode, model.sampleShape);
     }
-    else if (o.grid) await writeGrid(o, r.outdir, model.sampleShape);
+    else if (o.grid) await writeGrid(o, r.outdir, model.sampleShape, decode);
     const secs = (Date.now() - started) / 1000;
     if (!o.quiet) {
       process.stdout.write(

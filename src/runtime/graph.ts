@@ -573,6 +573,83 @@ export function buildFeatureModel(spec: FeatureModelSpec = {}): ModelProto {
 }
 
 // ---------------------------------------------------------------------------------------
+// Companions (text encoder, first-stage decoder) for tests
+// ---------------------------------------------------------------------------------------
+
+export interface TextEncoderSpec {
+  vocabSize: number;
+  embedDim: number;
+  seqLen: number;
+  /** [vocabSize, embedDim] token embeddings. */
+  embedding: ArrayLike<number>;
+  /** [seqLen, embedDim] position embeddings. */
+  position: ArrayLike<number>;
+  idsType?: 'int64' | 'int32';
+  /** Output name (default `condition`; `last_hidden_state` is the accepted alternative). */
+  outputName?: string;
+  /** Declare the sequence length as symbolic `L` instead of fixed. */
+  dynamicSeq?: boolean;
+  /** Fixed batch size instead of `N`. */
+  batch?: number;
+  metadata?: Record<string, string>;
+}
+
+/**
+ * A text encoder with the companion contract: `input_ids` [N, L] -> states [N, L, E] with
+ * states[n, l] = emb[ids[n, l]] + pos[l] + mean_l' emb[ids[n, l']] (Gather, ReduceMean):
+ * every token's state depends on its own token, its position and the whole prompt.
+ */
+export function buildTextEncoderModel(spec: TextEncoderSpec): ModelProto {
+  const { vocabSize: V, embedDim: E, seqLen: L } = spec;
+  if (spec.embedding.length !== V * E || spec.position.length !== L * E) throw new RangeError('text encoder weights do not match vocabSize/seqLen x embedDim');
+  const b = new GraphBuilder('text_encoder');
+  const n: Dim = spec.batch ?? 'N';
+  const Ld: Dim = spec.dynamicSeq ? 'L' : L;
+  const ids = b.input('input_ids', spec.idsType === 'int32' ? DataType.INT32 : DataType.INT64, [n, Ld]);
+  const tok = b.op('Gather', [b.constant(spec.embedding, [V, E], 'embedding'), ids], { axis: { i: 0 } }); // [N, L, E]
+  const mean = b.op('ReduceMean', [tok], { axes: { ints: [1] }, keepdims: { i: 1 } }); // [N, 1, E]
+  const out = b.op('Add', [b.op('Add', [tok, b.constant(spec.position, [L, E], 'position')]), mean]);
+  b.output(out, spec.outputName ?? 'condition', DataType.FLOAT, [n, Ld, E]);
+  return b.model({ 'adasde.role': 'text_encoder', ...(spec.metadata ?? {}) });
+}
+
+export interface DecoderSpec {
+  /** [C, h, w] of the latent `z`. */
+  latent: readonly [number, number, number];
+  /** [3, C] 1x1-convolution weights and [3] biases. */
+  weight: ArrayLike<number>;
+  bias: ArrayLike<number>;
+  /** Integer upsampling factor (default 2). */
+  scale?: number;
+  inputName?: string;
+  outputName?: string;
+  batch?: number;
+  metadata?: Record<string, string>;
+}
+
+/**
+ * A first-stage decoder with the companion contract: `z` [N, C, h, w] -> `image`
+ * [N, 3, s h, s w] with image[c, y, x] = tanh(bias[c] + sum_k W[c, k] z[k, floor(y/s), floor(x/s)])
+ * (1x1 Conv, nearest Resize, Tanh), so images lie in [-1, 1].
+ */
+export function buildDecoderModel(spec: DecoderSpec): ModelProto {
+  const [C, h, w] = spec.latent;
+  const s = spec.scale ?? 2;
+  if (spec.weight.length !== 3 * C || spec.bias.length !== 3) throw new RangeError('decoder weights must be [3, C] and [3]');
+  const b = new GraphBuilder('decoder');
+  const n: Dim = spec.batch ?? 'N';
+  const z = b.input(spec.inputName ?? 'z', DataType.FLOAT, [n, C, h, w]);
+  const conv1 = b.op('Conv', [z, b.constant(spec.weight, [3, C, 1, 1], 'dec_w'), b.constant(spec.bias, [3], 'dec_b')], { kernel_shape: { ints: [1, 1] } });
+  const up = b.op('Resize', [conv1, '', b.constant([1, 1, s, s], [4], 'scales')], {
+    mode: { s: 'nearest' },
+    coordinate_transformation_mode: { s: 'asymmetric' },
+    nearest_mode: { s: 'floor' },
+  });
+  b.output(b.op('Tanh', [up]), spec.outputName ?? 'image', DataType.FLOAT, [n, 3, s * h, s * w]);
+  return b.model({ 'adasde.role': 'decoder', ...(spec.metadata ?? {}) });
+}
+
+// ---------------------------------------------------------------------------------------
 // Saving
 // ---------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { UsageError } from '../cli/errors.js';
 import type { Conditioning, Denoiser, DenoiseRequest, SampleShape } from '../solvers/types.js';
 import { fromHalfArray, toHalfArray } from './half.js';
+import { checkDims, commonBatch, findInput, floatKind, throwUsage, type FloatKind, type ProblemSink, type Want } from './contract.js';
 import type { Dim } from './proto.js';
 import {
   formatDims,
@@ -26,7 +27,7 @@ export const MODEL_FAMILIES = ['edm', 'cm', 'adm', 'ldm', 'sd', 'analytic'] as c
 export type ModelFamily = (typeof MODEL_FAMILIES)[number];
 
 /** Families whose sigma <-> timestep map comes from `adasde.alphas_cumprod` (ALGORITHM.md 8). */
-const DISCRETE_FAMILIES: readonly ModelFamily[] = ['ldm', 'sd'];
+export const DISCRETE_FAMILIES: readonly ModelFamily[] = ['ldm', 'sd'];
 
 export interface DenoiserMetadata {
   sigmaMin: number;
@@ -41,11 +42,15 @@ export interface DenoiserMetadata {
   decoder?: string;
   textEncoder?: string;
   tokenizer?: string;
+  classifier?: string;
   /** All metadata_props entries as stored. */
   raw: Record<string, string>;
 }
 
-const REQUIRED_KEYS = [
+/** What could be read of the metadata: fields with problems are left undefined. */
+export type PartialDenoiserMetadata = Partial<DenoiserMetadata> & { raw: Record<string, string> };
+
+export const REQUIRED_KEYS = [
   'adasde.sigma_min',
   'adasde.sigma_max',
   'adasde.img_resolution',
@@ -55,40 +60,47 @@ const REQUIRED_KEYS = [
   'adasde.dataset_name',
 ] as const;
 
-/** Parses and checks the `adasde.*` metadata; every problem is a one-line UsageError. */
-export function parseDenoiserMetadata(file: string, raw: Record<string, string>): DenoiserMetadata {
+/** The `adasde.*` companion keys and the metadata field each resolves to. */
+export const COMPANION_KEYS = {
+  decoder: 'adasde.decoder',
+  textEncoder: 'adasde.text_encoder',
+  tokenizer: 'adasde.tokenizer',
+  classifier: 'adasde.classifier',
+} as const;
+
+/**
+ * Checks the `adasde.*` metadata, reporting every problem as one line; returns what could
+ * be read (companion paths resolved relative to the model file).
+ */
+export function checkDenoiserMetadata(file: string, raw: Record<string, string>, report: ProblemSink): PartialDenoiserMetadata {
+  const meta: PartialDenoiserMetadata = { raw: { ...raw } };
   const missing = REQUIRED_KEYS.filter((k) => raw[k] === undefined);
   if (missing.length) {
-    throw new UsageError(`${file}: missing metadata ${missing.join(', ')} (the model contract in README.md lists the required adasde.* keys)`);
+    report(`${file}: missing metadata ${missing.join(', ')} (the model contract in README.md lists the required adasde.* keys)`);
   }
-  const get = (k: (typeof REQUIRED_KEYS)[number]): string => raw[k]!;
-  const num = (k: (typeof REQUIRED_KEYS)[number], check: (v: number) => boolean, what: string): number => {
-    const s = get(k).trim();
-    const v = Number(s);
-    if (s === '' || !Number.isFinite(v) || !check(v)) throw new UsageError(`${file}: metadata ${k}='${get(k)}' is not ${what}`);
+  const num = (k: (typeof REQUIRED_KEYS)[number], check: (v: number) => boolean, what: string): number | undefined => {
+    const s = raw[k];
+    if (s === undefined) return undefined;
+    const v = Number(s.trim());
+    if (s.trim() === '' || !Number.isFinite(v) || !check(v)) {
+      report(`${file}: metadata ${k}='${s}' is not ${what}`);
+      return undefined;
+    }
     return v;
   };
   const posInt = (v: number): boolean => Number.isInteger(v) && v > 0;
-  const sigmaMin = num('adasde.sigma_min', (v) => v > 0, 'a positive number');
-  const sigmaMax = num('adasde.sigma_max', (v) => v > sigmaMin, `a number above sigma_min=${sigmaMin}`);
-  const imgResolution = num('adasde.img_resolution', posInt, 'a positive integer');
-  const imgChannels = num('adasde.img_channels', posInt, 'a positive integer');
-  const labelDim = num('adasde.label_dim', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer');
-  const fam = get('adasde.family');
-  if (!(MODEL_FAMILIES as readonly string[]).includes(fam)) {
-    throw new UsageError(`${file}: metadata adasde.family='${fam}' is not one of ${MODEL_FAMILIES.join(', ')}`);
+  meta.sigmaMin = num('adasde.sigma_min', (v) => v > 0, 'a positive number');
+  const lo = meta.sigmaMin;
+  meta.sigmaMax = lo === undefined ? num('adasde.sigma_max', (v) => v > 0, 'a positive number') : num('adasde.sigma_max', (v) => v > lo, `a number above sigma_min=${lo}`);
+  meta.imgResolution = num('adasde.img_resolution', posInt, 'a positive integer');
+  meta.imgChannels = num('adasde.img_channels', posInt, 'a positive integer');
+  meta.labelDim = num('adasde.label_dim', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer');
+  const fam = raw['adasde.family'];
+  if (fam !== undefined) {
+    if ((MODEL_FAMILIES as readonly string[]).includes(fam)) meta.family = fam as ModelFamily;
+    else report(`${file}: metadata adasde.family='${fam}' is not one of ${MODEL_FAMILIES.join(', ')}`);
   }
-  const family = fam as ModelFamily;
-  const meta: DenoiserMetadata = {
-    sigmaMin,
-    sigmaMax,
-    imgResolution,
-    imgChannels,
-    labelDim,
-    family,
-    datasetName: get('adasde.dataset_name'),
-    raw: { ...raw },
-  };
+  if (raw['adasde.dataset_name'] !== undefined) meta.datasetName = raw['adasde.dataset_name'];
   const ac = raw['adasde.alphas_cumprod'];
   if (ac !== undefined) {
     let arr: unknown;
@@ -98,77 +110,36 @@ export function parseDenoiserMetadata(file: string, raw: Record<string, string>)
       arr = undefined;
     }
     if (!Array.isArray(arr) || arr.length < 2 || !arr.every((v): v is number => typeof v === 'number' && v > 0 && v <= 1)) {
-      throw new UsageError(`${file}: metadata adasde.alphas_cumprod is not a JSON array of numbers in (0, 1]`);
-    }
-    meta.alphasCumprod = Float64Array.from(arr);
-  } else if (DISCRETE_FAMILIES.includes(family)) {
-    throw new UsageError(`${file}: missing metadata adasde.alphas_cumprod (required for family '${family}')`);
+      report(`${file}: metadata adasde.alphas_cumprod is not a JSON array of numbers in (0, 1]`);
+    } else meta.alphasCumprod = Float64Array.from(arr);
+  } else if (meta.family !== undefined && DISCRETE_FAMILIES.includes(meta.family)) {
+    report(`${file}: missing metadata adasde.alphas_cumprod (required for family '${meta.family}')`);
   }
   const dir = path.dirname(path.resolve(file));
-  const companion = (k: string): string | undefined => (raw[k] ? path.resolve(dir, raw[k]) : undefined);
-  const decoder = companion('adasde.decoder');
-  const textEncoder = companion('adasde.text_encoder');
-  const tokenizer = companion('adasde.tokenizer');
-  if (decoder) meta.decoder = decoder;
-  if (textEncoder) meta.textEncoder = textEncoder;
-  if (tokenizer) meta.tokenizer = tokenizer;
+  for (const [field, key] of Object.entries(COMPANION_KEYS) as [keyof typeof COMPANION_KEYS, string][]) {
+    const v = raw[key];
+    if (v) meta[field] = path.resolve(dir, v);
+  }
   return meta;
+}
+
+/** Parses and checks the `adasde.*` metadata; the first problem is a one-line UsageError. */
+export function parseDenoiserMetadata(file: string, raw: Record<string, string>): DenoiserMetadata {
+  const m = checkDenoiserMetadata(file, raw, throwUsage);
+  const { sigmaMin, sigmaMax, imgResolution, imgChannels, labelDim, family, datasetName } = m;
+  if (sigmaMin === undefined || sigmaMax === undefined || imgResolution === undefined || imgChannels === undefined || labelDim === undefined || family === undefined || datasetName === undefined) {
+    throw new Error(`${file}: metadata check passed with fields missing`);
+  }
+  return { ...m, sigmaMin, sigmaMax, imgResolution, imgChannels, labelDim, family, datasetName };
 }
 
 // ---------------------------------------------------------------------------------------
 // Signature validation
 // ---------------------------------------------------------------------------------------
 
-type FloatKind = 'float32' | 'float16';
-
-function floatKind(file: string, s: TensorSignature, role: string): FloatKind {
-  if (s.dtype === 'float32' || s.dtype === 'float16') return s.dtype;
-  throw new UsageError(`${file}: ${role} '${s.name}' has dtype ${s.dtype}; expected float32 or float16`);
-}
-
-/** An expected dimension: a fixed size, the batch dim, or any size (shown by its role's name). */
-type Want = number | 'batch' | { any: string };
-
-/**
- * Checks `s.dims` against `want`; `why` explains where fixed sizes come from. Returns the
- * model's batch dimension (a number when fixed, undefined when dynamic).
- */
-function checkDims(file: string, role: string, s: TensorSignature, want: readonly Want[], why: string): number | undefined {
-  const sameRank = s.dims?.length === want.length;
-  const expected = (): string => {
-    const shown = want.map((w, i) => {
-      if (w === 'batch') return typeof s.dims?.[0] === 'string' ? s.dims[0] : 'N';
-      if (typeof w === 'number') return String(w);
-      const d = sameRank ? s.dims?.[i] : undefined;
-      return d === undefined || d === null ? w.any : String(d);
-    });
-    return `[${shown.join(',')}]`;
-  };
-  const fail = (): never => {
-    throw new UsageError(`${file}: ${role} '${s.name}' has shape ${formatDims(s.dims)}; expected ${expected()}${why ? ` (${why})` : ''}`);
-  };
-  // Unknown rank: nothing to check statically; the run itself will tell.
-  if (!s.dims) return undefined;
-  if (!sameRank) fail();
-  let batch: number | undefined;
-  want.forEach((w, i) => {
-    const d = s.dims![i];
-    if (typeof d !== 'number') return; // symbolic or unknown: dynamic
-    if (w === 'batch') {
-      if (d <= 0) fail();
-      batch = d;
-    } else if (typeof w === 'number' && d !== w) fail();
-  });
-  return batch;
-}
-
-function findInput(sig: ModelSignature, name: string): TensorSignature | undefined {
-  return sig.inputs.find((s) => s.name === name);
-}
-
 const CONTRACT_INPUTS = ['x', 'sigma', 'class_labels', 'condition'];
 
-interface DenoiserIO {
+export interface DenoiserIO {
   x: FloatKind;
   sigma: FloatKind;
   out: FloatKind;
@@ -178,53 +149,68 @@ interface DenoiserIO {
   fixedBatch?: number;
 }
 
-function validateDenoiserSignature(file: string, sig: ModelSignature, meta: DenoiserMetadata): DenoiserIO {
+/**
+ * Checks the denoiser's inputs and output against the contract and the (possibly partial)
+ * metadata, reporting every problem; fixed sizes the metadata could not give are not checked.
+ */
+export function checkDenoiserSignature(file: string, sig: ModelSignature, meta: PartialDenoiserMetadata, report: ProblemSink): DenoiserIO {
   const C = meta.imgChannels;
   const R = meta.imgResolution;
   const names = sig.inputs.map((s) => s.name);
   for (const s of sig.inputs) {
     if (!CONTRACT_INPUTS.includes(s.name)) {
-      throw new UsageError(`${file}: unexpected input '${s.name}' ${formatDims(s.dims)}; the contract allows x, sigma, class_labels, condition`);
+      report(`${file}: unexpected input '${s.name}' ${formatDims(s.dims)}; the contract allows x, sigma, class_labels, condition`);
     }
   }
   for (const req of ['x', 'sigma']) {
     if (!names.includes(req)) {
-      throw new UsageError(`${file}: has no input '${req}'; the contract needs x [N,C,H,W] and sigma [N] (model inputs: ${names.join(', ') || 'none'})`);
+      report(`${file}: has no input '${req}'; the contract needs x [N,C,H,W] and sigma [N] (model inputs: ${names.join(', ') || 'none'})`);
     }
   }
-  const xs = findInput(sig, 'x')!;
-  const ss = findInput(sig, 'sigma')!;
-  const io: DenoiserIO = { x: floatKind(file, xs, 'input'), sigma: floatKind(file, ss, 'input'), out: 'float32' };
+  const xs = findInput(sig, 'x');
+  const ss = findInput(sig, 'sigma');
+  const io: DenoiserIO = {
+    x: xs ? floatKind(file, xs, 'input', report) : 'float32',
+    sigma: ss ? floatKind(file, ss, 'input', report) : 'float32',
+    out: 'float32',
+  };
   const batches: (number | undefined)[] = [];
-  const why = `adasde.img_channels=${C}, adasde.img_resolution=${R}`;
-  batches.push(checkDims(file, 'input', xs, ['batch', C, R, R], why));
-  batches.push(checkDims(file, 'input', ss, ['batch'], 'one noise level per sample'));
+  const sampleWant: Want[] = ['batch', C ?? { any: 'C' }, R ?? { any: 'H' }, R ?? { any: 'W' }];
+  const why = `adasde.img_channels=${C ?? '?'}, adasde.img_resolution=${R ?? '?'}`;
+  if (xs) batches.push(checkDims(file, 'input', xs, sampleWant, why, report));
+  if (ss) batches.push(checkDims(file, 'input', ss, ['batch'], 'one noise level per sample', report));
 
   const ls = findInput(sig, 'class_labels');
-  if (meta.labelDim > 0 && !ls) throw new UsageError(`${file}: adasde.label_dim=${meta.labelDim} but the model has no input 'class_labels'`);
+  const L = meta.labelDim;
+  if (L !== undefined && L > 0 && !ls) report(`${file}: adasde.label_dim=${L} but the model has no input 'class_labels'`);
   if (ls) {
-    if (meta.labelDim === 0) throw new UsageError(`${file}: input 'class_labels' ${formatDims(ls.dims)} but adasde.label_dim=0`);
-    io.labels = floatKind(file, ls, 'input');
-    batches.push(checkDims(file, 'input', ls, ['batch', meta.labelDim], `adasde.label_dim=${meta.labelDim}`));
+    if (L === 0) report(`${file}: input 'class_labels' ${formatDims(ls.dims)} but adasde.label_dim=0`);
+    io.labels = floatKind(file, ls, 'input', report);
+    if (L !== undefined && L > 0) batches.push(checkDims(file, 'input', ls, ['batch', L], `adasde.label_dim=${L}`, report));
   }
   const cs = findInput(sig, 'condition');
   if (cs) {
-    const c: NonNullable<DenoiserIO['condition']> = { kind: floatKind(file, cs, 'input') };
-    batches.push(checkDims(file, 'input', cs, ['batch', { any: 'L' }, { any: 'E' }], 'text-encoder states'));
-    const L = cs.dims?.[1];
-    const E = cs.dims?.[2];
-    if (typeof L === 'number') c.seqLen = L;
-    if (typeof E === 'number') c.embedDim = E;
+    const c: NonNullable<DenoiserIO['condition']> = { kind: floatKind(file, cs, 'input', report) };
+    batches.push(checkDims(file, 'input', cs, ['batch', { any: 'L' }, { any: 'E' }], 'text-encoder states', report));
+    const Ld = cs.dims?.length === 3 ? cs.dims[1] : undefined;
+    const Ed = cs.dims?.length === 3 ? cs.dims[2] : undefined;
+    if (typeof Ld === 'number') c.seqLen = Ld;
+    if (typeof Ed === 'number') c.embedDim = Ed;
     io.condition = c;
   }
   const os = sig.outputs.find((s) => s.name === 'denoised');
-  if (!os) throw new UsageError(`${file}: has no output 'denoised' (model outputs: ${sig.outputs.map((s) => s.name).join(', ')})`);
-  io.out = floatKind(file, os, 'output');
-  batches.push(checkDims(file, 'output', os, ['batch', C, R, R], why));
-  const fixed = [...new Set(batches.filter((b): b is number => b !== undefined))];
-  if (fixed.length > 1) throw new UsageError(`${file}: inputs and outputs disagree on a fixed batch size (${fixed.join(' vs ')})`);
-  if (fixed.length === 1) io.fixedBatch = fixed[0]!;
+  if (!os) report(`${file}: has no output 'denoised' (model outputs: ${sig.outputs.map((s) => s.name).join(', ')})`);
+  else {
+    io.out = floatKind(file, os, 'output', report);
+    batches.push(checkDims(file, 'output', os, sampleWant, why, report));
+  }
+  const fixed = commonBatch(file, batches, 'inputs and outputs', report);
+  if (fixed !== undefined) io.fixedBatch = fixed;
   return io;
+}
+
+function validateDenoiserSignature(file: string, sig: ModelSignature, meta: DenoiserMetadata): DenoiserIO {
+  return checkDenoiserSignature(file, sig, meta, throwUsage);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -245,11 +231,11 @@ function gatherRows(parts: readonly { src: Rows; from: number; rows: number }[],
   return out;
 }
 
-function floatFeed(kind: FloatKind, data: Float64Array, dims: readonly number[]): HostTensor {
+export function floatFeed(kind: FloatKind, data: Float64Array, dims: readonly number[]): HostTensor {
   return kind === 'float16' ? { type: 'float16', data: toHalfArray(data), dims } : { type: 'float32', data: new Float32Array(data), dims };
 }
 
-function readFloatOutput(t: HostTensor, out: Float64Array, count: number, offset = 0): void {
+export function readFloatOutput(t: HostTensor, out: Float64Array, count: number, offset = 0): void {
   if (t.data.length < count) throw new Error(`model output has ${t.data.length} values; ${count} expected`);
   if (t.type === 'float32') out.set(t.data.subarray(0, count), offset);
   else if (t.type === 'float16') fromHalfArray(t.data.subarray(0, count), out, offset);
@@ -289,7 +275,7 @@ export interface RunStats {
   runMs: number;
 }
 
-function zeroStats(): RunStats {
+export function zeroStats(): RunStats {
   return { calls: 0, samples: 0, runs: 0, rows: 0, paddedRows: 0, runMs: 0 };
 }
 
@@ -512,27 +498,59 @@ export interface FeatureModel {
   dispose(): Promise<void>;
 }
 
+export interface FeatureIO {
+  input: TensorSignature;
+  inputDtype: 'uint8' | 'float32';
+  output: TensorSignature;
+  fixedBatch?: number;
+  featureDim?: number;
+  fixedH?: number;
+  fixedW?: number;
+}
+
+/**
+ * Checks the FID detector contract: one input `images` uint8/float32 [N,3,H,W], output
+ * `features` (or the only output) float [N,D]. Returns undefined when no input/output to
+ * describe is left.
+ */
+export function checkFeatureSignature(file: string, sig: ModelSignature, report: ProblemSink): FeatureIO | undefined {
+  if (sig.inputs.length !== 1) {
+    report(`${file}: a feature model takes one input 'images' [N,3,H,W]; the model has ${sig.inputs.length} (${sig.inputs.map((s) => s.name).join(', ')})`);
+  }
+  const is = sig.inputs.find((s) => s.name === 'images') ?? sig.inputs[0];
+  if (!is) return undefined;
+  if (is.name !== 'images') report(`${file}: input '${is.name}' ${formatDims(is.dims)}; expected 'images' [N,3,H,W]`);
+  let inputDtype: 'uint8' | 'float32' = 'float32';
+  if (is.dtype === 'uint8' || is.dtype === 'float32') inputDtype = is.dtype;
+  else report(`${file}: input '${is.name}' has dtype ${is.dtype}; expected uint8 or float32`);
+  const batches: (number | undefined)[] = [checkDims(file, 'input', is, ['batch', 3, { any: 'H' }, { any: 'W' }], 'RGB images', report)];
+  const os = sig.outputs.find((s) => s.name === 'features') ?? (sig.outputs.length === 1 ? sig.outputs[0] : undefined);
+  if (!os) {
+    report(`${file}: has no output 'features' (model outputs: ${sig.outputs.map((s) => s.name).join(', ')})`);
+    return undefined;
+  }
+  floatKind(file, os, 'output', report);
+  batches.push(checkDims(file, 'output', os, ['batch', { any: 'D' }], 'one feature vector per image', report));
+  const io: FeatureIO = { input: is, inputDtype, output: os };
+  const fixed = commonBatch(file, batches, 'input and output', report);
+  if (fixed !== undefined) io.fixedBatch = fixed;
+  if (typeof os.dims?.[1] === 'number') io.featureDim = os.dims[1];
+  if (typeof is.dims?.[2] === 'number') io.fixedH = is.dims[2];
+  if (typeof is.dims?.[3] === 'number') io.fixedW = is.dims[3];
+  return io;
+}
+
 /** Loads a feature extractor: input `images` uint8/float32 [N,3,H,W], output [N,D] float. */
 export async function loadFeatureModel(file: string, opts: FeatureLoadOptions = {}): Promise<FeatureModel> {
   const sig = readModelSignature(file);
-  if (sig.inputs.length !== 1) {
-    throw new UsageError(`${file}: a feature model takes one input 'images' [N,3,H,W]; the model has ${sig.inputs.length} (${sig.inputs.map((s) => s.name).join(', ')})`);
-  }
-  const is = sig.inputs[0]!;
-  if (is.name !== 'images') throw new UsageError(`${file}: input '${is.name}' ${formatDims(is.dims)}; expected 'images' [N,3,H,W]`);
-  if (is.dtype !== 'uint8' && is.dtype !== 'float32') throw new UsageError(`${file}: input 'images' has dtype ${is.dtype}; expected uint8 or float32`);
-  const inputDtype: 'uint8' | 'float32' = is.dtype;
-  const batches: (number | undefined)[] = [checkDims(file, 'input', is, ['batch', 3, { any: 'H' }, { any: 'W' }], 'RGB images')];
-  const os = sig.outputs.find((s) => s.name === 'features') ?? (sig.outputs.length === 1 ? sig.outputs[0] : undefined);
-  if (!os) throw new UsageError(`${file}: has no output 'features' (model outputs: ${sig.outputs.map((s) => s.name).join(', ')})`);
-  floatKind(file, os, 'output');
-  batches.push(checkDims(file, 'output', os, ['batch', { any: 'D' }], 'one feature vector per image'));
-  const fixed = [...new Set(batches.filter((b): b is number => b !== undefined))];
-  if (fixed.length > 1) throw new UsageError(`${file}: input and output disagree on a fixed batch size (${fixed.join(' vs ')})`);
-  const fixedBatch = fixed[0];
-  let featureDim = typeof os.dims?.[1] === 'number' ? os.dims[1] : undefined;
-  const fixedH = typeof is.dims?.[2] === 'number' ? is.dims[2] : undefined;
-  const fixedW = typeof is.dims?.[3] === 'number' ? is.dims[3] : undefined;
+  const io = checkFeatureSignature(file, sig, throwUsage)!;
+  const is = io.input;
+  const os = io.output;
+  const inputDtype = io.inputDtype;
+  const fixedBatch = io.fixedBatch;
+  let featureDim = io.featureDim;
+  const fixedH = io.fixedH;
+  const fixedW = io.fixedW;
   const maxBatch = fixedBatch ?? opts.maxBatch ?? 64;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new UsageError(`max batch must be a positive integer, got ${maxBatch}`);
   const session: OnnxSession = await openSession(file, opts, sig);

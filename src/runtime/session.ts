@@ -151,13 +151,14 @@ export interface SessionOptions {
 }
 
 /** Element types the runtime feeds and fetches. */
-export type FeedType = 'float32' | 'float16' | 'uint8' | 'int64';
+export type FeedType = 'float32' | 'float16' | 'uint8' | 'int32' | 'int64';
 
 /** A tensor crossing the session boundary; float16 data are binary16 bit patterns. */
 export type HostTensor =
   | { type: 'float32'; data: Float32Array; dims: readonly number[] }
   | { type: 'float16'; data: Uint16Array; dims: readonly number[] }
   | { type: 'uint8'; data: Uint8Array; dims: readonly number[] }
+  | { type: 'int32'; data: Int32Array; dims: readonly number[] }
   | { type: 'int64'; data: BigInt64Array; dims: readonly number[] };
 
 export interface OnnxSession {
@@ -183,6 +184,9 @@ function fromOrt(name: string, t: ort.Tensor): HostTensor {
       break;
     case 'uint8':
       if (t.data instanceof Uint8Array) return { type: 'uint8', data: t.data, dims };
+      break;
+    case 'int32':
+      if (t.data instanceof Int32Array) return { type: 'int32', data: t.data, dims };
       break;
     case 'int64':
       if (t.data instanceof BigInt64Array) return { type: 'int64', data: t.data, dims };

@@ -1,0 +1,160 @@
+/**
+ * The denoiser's companions while sampling: prompts -> tokenizer -> text encoder ->
+ * `Conditioning.condition` (and the empty prompt's states as `uncondition` for
+ * classifier-free guidance), and latents -> first-stage decoder -> images.
+ *
+ * onnxruntime stays behind src/runtime; this file only wires the pieces together.
+ */
+import { existsSync } from 'node:fs';
+import { UsageError } from '../cli/errors.js';
+import { checkDecoderSignature, checkTextEncoderSignature, loadDecoder, loadTextEncoder, type DecoderModel, type TextEncoderModel } from '../runtime/companions.js';
+import { throwUsage } from '../runtime/contract.js';
+import type { DenoiserModel } from '../runtime/model.js';
+import { readModelSignature, type SessionOptions } from '../runtime/session.js';
+import type { Conditioning } from '../solvers/types.js';
+import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.js';
+
+type ModelView = Pick<DenoiserModel, 'path' | 'meta' | 'sampleShape' | 'conditionShape' | 'hasCondition'>;
+
+/** The prompt used for the unconditional half of classifier-free guidance. */
+export const UNCONDITIONAL_PROMPT = '';
+
+/** Default memory for cached prompt states (the empty prompt is always kept). */
+export const PROMPT_CACHE_BYTES = 256 * 1024 * 1024;
+
+function companionPath(model: ModelView, key: 'textEncoder' | 'tokenizer' | 'decoder'): string {
+  const metaKey = { textEncoder: 'adasde.text_encoder', tokenizer: 'adasde.tokenizer', decoder: 'adasde.decoder' }[key];
+  const p = model.meta[key];
+  if (p === undefined) {
+    const why = key === 'decoder' ? 'images of a latent model come from its first-stage decoder; use --output_format npy for the latents' : 'prompts need the tokenizer and the text encoder';
+    throw new UsageError(`${model.path}: no metadata ${metaKey} (${why})`);
+  }
+  if (!existsSync(p)) throw new UsageError(`${model.path}: ${metaKey} '${model.meta.raw[metaKey]}' not found (looked for ${p})`);
+  return p;
+}
+
+/** Whether `adasde sample` must decode: a decoder is declared, or the family samples latents. */
+export function needsDecoder(model: ModelView): boolean {
+  return model.meta.decoder !== undefined || model.meta.family === 'ldm' || model.meta.family === 'sd';
+}
+
+/**
+ * Checks, without opening sessions, that the companions a run needs exist and satisfy their
+ * contracts (so a multi-process run fails once, before any worker starts).
+ */
+export function preflightCompanions(model: ModelView, needs: { text: boolean; decoder: boolean }): void {
+  if (needs.text) {
+    const enc = companionPath(model, 'textEncoder');
+    const io = checkTextEncoderSignature(enc, readModelSignature(enc), throwUsage)!;
+    checkStateShape(model, enc, io.seqLen, io.embedDim);
+    loadTokenizer(companionPath(model, 'tokenizer'), io.seqLen !== undefined ? { maxLength: io.seqLen } : {});
+  }
+  if (needs.decoder) {
+    const dec = companionPath(model, 'decoder');
+    checkDecoderSignature(dec, readModelSignature(dec), throwUsage, model.sampleShape);
+  }
+}
+
+function checkStateShape(model: ModelView, enc: string, L: number | undefined, E: number | undefined): void {
+  const [mL, mE] = model.conditionShape ?? [undefined, undefined];
+  if ((L !== undefined && mL !== undefined && L !== mL) || (E !== undefined && mE !== undefined && E !== mE)) {
+    throw new UsageError(`${enc}: the text encoder gives states [N,${L ?? 'L'},${E ?? 'E'}] but ${model.path} takes condition [N,${mL ?? 'L'},${mE ?? 'E'}]`);
+  }
+}
+
+/**
+ * Prompt -> text-encoder states, one row [L, E] per prompt. Each distinct prompt is encoded
+ * once while it stays in the cache (least recently used prompts leave it beyond
+ * `cacheBytes`; the empty prompt never does), and the prompts a batch misses are encoded
+ * together.
+ */
+export class PromptEncoder {
+  private readonly cache = new Map<string, Float32Array>();
+  private readonly maxEntries: number;
+  /** Prompts run through the text encoder so far (cache misses). */
+  encoded = 0;
+
+  private constructor(
+    readonly tokenizer: TextTokenizer,
+    readonly encoder: TextEncoderModel,
+    /** [L, E] of one prompt's states. */
+    readonly shape: readonly [number, number],
+    empty: Float32Array,
+    cacheBytes: number,
+  ) {
+    this.cache.set(UNCONDITIONAL_PROMPT, empty);
+    this.maxEntries = Math.max(2, Math.floor(cacheBytes / (shape[0] * shape[1] * 4)));
+  }
+
+  /** Loads the model's tokenizer and text encoder and encodes the empty prompt (learning [L, E]). */
+  static async open(model: ModelView, opts: SessionOptions & { maxBatch?: number; cacheBytes?: number } = {}): Promise<PromptEncoder> {
+    const encFile = companionPath(model, 'textEncoder');
+    const tokDir = companionPath(model, 'tokenizer');
+    const encoder = await loadTextEncoder(encFile, opts);
+    try {
+      checkStateShape(model, encFile, encoder.io.seqLen, encoder.io.embedDim);
+      const tokenizer = loadTokenizer(tokDir, encoder.io.seqLen !== undefined ? { maxLength: encoder.io.seqLen } : {});
+      const first = await encoder.encode(tokenizer.encode(UNCONDITIONAL_PROMPT), 1, tokenizer.maxLength);
+      checkStateShape(model, encFile, first.L, first.E);
+      const pe = new PromptEncoder(tokenizer, encoder, [first.L, first.E], first.data, opts.cacheBytes ?? PROMPT_CACHE_BYTES);
+      pe.encoded = 1;
+      return pe;
+    } catch (e) {
+      await encoder.dispose();
+      throw e;
+    }
+  }
+
+  /** States of `prompts`, [prompts.length, L, E] row-major. */
+  async rows(prompts: readonly string[]): Promise<Float32Array> {
+    const [L, E] = this.shape;
+    const width = L * E;
+    const missing = [...new Set(prompts.filter((p) => !this.cache.has(p)))];
+    const fresh = new Map<string, Float32Array>();
+    if (missing.length) {
+      const T = this.tokenizer.maxLength;
+      const ids = new Int32Array(missing.length * T);
+      missing.forEach((p, k) => ids.set(this.tokenizer.encode(p), k * T));
+      const res = await this.encoder.encode(ids, missing.length, T);
+      if (res.L !== L || res.E !== E) throw new Error(`${this.encoder.path}: states [${res.L},${res.E}] differ from the first run's [${L},${E}]`);
+      missing.forEach((p, k) => fresh.set(p, res.data.slice(k * width, (k + 1) * width)));
+      this.encoded += missing.length;
+    }
+    const out = new Float32Array(prompts.length * width);
+    prompts.forEach((p, k) => {
+      const row = fresh.get(p) ?? this.cache.get(p)!;
+      out.set(row, k * width);
+      this.touch(p, row);
+    });
+    return out;
+  }
+
+  /** The conditioning of one batch: its prompts' states, plus the empty prompt's for CFG. */
+  async conditioning(prompts: readonly string[], guidance: boolean): Promise<Conditioning> {
+    const cond: Conditioning = { condition: await this.rows(prompts), conditionShape: this.shape };
+    if (guidance) cond.uncondition = await this.rows(prompts.map(() => UNCONDITIONAL_PROMPT));
+    return cond;
+  }
+
+  private touch(p: string, row: Float32Array): void {
+    // A Map iterates in insertion order: re-inserting marks the prompt most recently used.
+    if (p !== UNCONDITIONAL_PROMPT) this.cache.delete(p);
+    this.cache.set(p, row);
+    while (this.cache.size > this.maxEntries) {
+      for (const k of this.cache.keys()) {
+        if (k === UNCONDITIONAL_PROMPT) continue;
+        this.cache.delete(k);
+        break;
+      }
+    }
+  }
+
+  dispose(): Promise<void> {
+    return this.encoder.dispose();
+  }
+}
+
+/** Opens the first-stage decoder of a latent model. */
+export async function openDecoder(model: ModelView, opts: SessionOptions & { maxBatch?: number } = {}): Promise<DecoderModel> {
+  return loadDecoder(companionPath(model, 'decoder'), { ...opts, latentShape: model.sampleShape });
+}
