@@ -50,7 +50,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, 'export'))
 import common  # noqa: E402
-import edm as edm_export  # noqa: E402
+common.isolate_from_upstream()  # our cm.py / ldm.py must not shadow upstream packages
+edm_export = common.load_sibling('edm')
 
 SIGMA_MIN, SIGMA_MAX, SIGMA_DATA = 0.002, 80.0, 0.5
 P_MEAN, P_STD = -1.2, 1.2

@@ -39,6 +39,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+common.isolate_from_upstream()  # our cm.py / ldm.py must not shadow upstream packages
 
 MODEL_FLAGS = dict(attention_resolutions='32,16,8', class_cond=True, diffusion_steps=1000, image_size=256,
                    learn_sigma=True, noise_schedule='linear', num_channels=256, num_head_channels=64,

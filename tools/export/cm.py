@@ -31,7 +31,8 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-import edm  # noqa: E402
+common.isolate_from_upstream()  # our cm.py / ldm.py must not shadow upstream packages
+edm = common.load_sibling('edm')
 
 BEDROOM_FLAGS = dict(attention_resolutions='32,16,8', class_cond=False, dropout=0.1, image_size=256,
                      num_channels=256, num_head_channels=64, num_res_blocks=2, resblock_updown=True,

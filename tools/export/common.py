@@ -23,6 +23,7 @@ prints (and edits) the metadata of an exported file without touching its weights
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
 import json
 import math
@@ -40,6 +41,7 @@ from torch import nn
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+EXPORT_DIR = os.path.dirname(os.path.abspath(__file__))
 CONTRACT_OPSET = 17
 SIGMA_DATA = 0.5
 NET_SCOPE = '/net/'
@@ -417,18 +419,23 @@ FP32_OPS = {'ArrayFeatureExtractor', 'Binarizer', 'CastMap', 'CategoryMapper', '
 
 def _value_types(model: onnx.ModelProto) -> Dict[str, int]:
     """elem_type of every value, by ONNX shape inference on a copy without large weights."""
+    # A copy without the large weights (never copy a > 2 GB proto: only dims and types matter).
     light = onnx.ModelProto()
-    light.CopyFrom(model)
-    for init in light.graph.initializer:
-        if init.data_location == TensorProto.EXTERNAL:
-            del init.external_data[:]
-            init.data_location = TensorProto.DEFAULT
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    lg, g = light.graph, model.graph
+    lg.node.extend(g.node)
+    lg.input.extend(g.input)
+    lg.output.extend(g.output)
+    lg.value_info.extend(g.value_info)
+    for init in g.initializer:
         n = int(np.prod(init.dims)) if len(init.dims) else 1
-        if n > 1024 and init.data_type != TensorProto.INT64:
-            # keep dims and type; drop the data (inference does not need it)
-            init.ClearField('raw_data')
-            init.ClearField('float_data')
-            init.raw_data = b''
+        if (n > 1024 and init.data_type != TensorProto.INT64) or init.data_location == TensorProto.EXTERNAL:
+            stub = lg.initializer.add()
+            stub.name, stub.data_type = init.name, init.data_type
+            stub.dims.extend(init.dims)
+        else:
+            lg.initializer.add().CopyFrom(init)
     try:
         light = onnx.shape_inference.infer_shapes(light, strict_mode=False)
     except Exception as exc:  # pragma: no cover - fall back to what the exporter recorded
@@ -771,6 +778,32 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def external_flag(args) -> Optional[bool]:
     return {'auto': None, 'yes': True, 'no': False}[args.external_data]
+
+
+def isolate_from_upstream() -> None:
+    """Take tools/export off sys.path and out of sys.modules' top-level names.
+
+    The exporters are named after the families (cm.py, ldm.py), and the upstream packages
+    are too (consistency_models' `cm`, CompVis' `ldm`): without this, `import cm.unet` or
+    `from ldm.util import ...` would find our scripts. Our modules load each other with
+    `load_sibling` under private names instead."""
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != EXPORT_DIR]
+    for name in ('cm', 'ldm', 'edm', 'adm', 'sd', 'selftest', 'clip_tokenizer'):
+        mod = sys.modules.get(name)
+        f = getattr(mod, '__file__', None) if mod is not None else None
+        if f and os.path.dirname(os.path.abspath(f)) == EXPORT_DIR:
+            del sys.modules[name]
+
+
+def load_sibling(name: str):
+    """Import tools/export/<name>.py as module `adasde_export_<name>` (see isolate_from_upstream)."""
+    key = f'adasde_export_{name}'
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, os.path.join(EXPORT_DIR, f'{name}.py'))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[key] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[key]
 
 
 def add_upstream_path(path: Optional[str]) -> None:

@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+common.isolate_from_upstream()  # our cm.py / ldm.py must not shadow upstream packages
 
 DATASET_KEYS = [('cifar10', 'cifar10'), ('afhqv2', 'afhqv2'), ('ffhq', 'ffhq'), ('imagenet', 'imagenet64')]
 

@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+common.isolate_from_upstream()  # our cm.py / ldm.py must not shadow upstream packages
 
 
 def load_compvis_model(config_path: str, weights: str):

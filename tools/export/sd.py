@@ -43,7 +43,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-import ldm  # noqa: E402
+common.isolate_from_upstream()  # our cm.py / ldm.py must not shadow upstream packages
+ldm = common.load_sibling('ldm')
 
 TOKENIZER_FILES = ('vocab.json', 'merges.txt')
 
@@ -90,7 +91,10 @@ def export_text_encoder(text_model, out_path, *, max_length, vocab_size=None, bo
                         fp16=False, fp16_io=False, opset=common.CONTRACT_OPSET, external_data=None, batch=2,
                         verbose=True):
     enc = common.TextEncoder(text_model).eval()
-    vocab_size = vocab_size or int(text_model.config.vocab_size)
+    if vocab_size is None:
+        cfg = getattr(text_model, 'config', None)
+        vocab_size = getattr(cfg, 'vocab_size', None) or max(
+            m.num_embeddings for m in text_model.modules() if isinstance(m, torch.nn.Embedding))
     bos = vocab_size - 2 if bos is None else bos
     eos = vocab_size - 1 if eos is None else eos
     ids = torch.full((batch, max_length), eos, dtype=torch.int64)

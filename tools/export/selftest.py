@@ -34,12 +34,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import common  # noqa: E402
-import edm  # noqa: E402
-import cm  # noqa: E402
-import adm  # noqa: E402
-import ldm  # noqa: E402
-import sd  # noqa: E402
-import clip_tokenizer  # noqa: E402
+common.isolate_from_upstream()  # our cm.py / ldm.py must not shadow upstream packages
+edm = common.load_sibling('edm')
+cm = common.load_sibling('cm')
+adm = common.load_sibling('adm')
+ldm = common.load_sibling('ldm')
+sd = common.load_sibling('sd')
+clip_tokenizer = common.load_sibling('clip_tokenizer')
 
 RTOL = 1e-4
 RTOL_FP16 = 2e-2
