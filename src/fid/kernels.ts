@@ -16,9 +16,9 @@
  *    bound half of the Householder tridiagonalisation.
  *  - `gemvN` / `gemvT`: y += alpha A x and y += alpha A^T x, used inside panels.
  *
- * Each caller gets its own WebAssembly.Memory (see `Kernels.create`), so nothing is shared
- * between FeatureStats instances or concurrent distance computations, and the memory is
- * released by the garbage collector with the object.
+ * Every `Kernels` instance owns its WebAssembly.Memory (see `Kernels.create`): each
+ * FeatureStats has its own, released by the garbage collector with the object, and
+ * frechet.ts keeps one workspace between calls (its header says why).
  */
 import {
   block,
