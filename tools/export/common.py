@@ -672,6 +672,19 @@ def _initializer_bytes(model: onnx.ModelProto) -> int:
     return total
 
 
+def disable_checkpointing(module: nn.Module) -> int:
+    """Turn off gradient checkpointing flags (CompVis `checkpoint`/`use_checkpoint`, guided-diffusion
+    and CM `use_checkpoint`, diffusers/transformers `gradient_checkpointing`): the same math, without
+    the autograd.Function wrappers in the trace. Returns the number of flags changed."""
+    changed = 0
+    for m in module.modules():
+        for flag in ('use_checkpoint', 'checkpoint', 'use_attention_checkpoint', 'gradient_checkpointing'):
+            if isinstance(getattr(m, flag, None), bool) and getattr(m, flag):
+                setattr(m, flag, False)
+                changed += 1
+    return changed
+
+
 def export_onnx(module: nn.Module, inputs: 'OrderedDict[str, torch.Tensor]', out_path: str, *,
                 output_names: Sequence[str] = ('denoised',), metadata: Optional[Mapping[str, str]] = None,
                 fp16: bool = False, fp16_io: bool = False, opset: int = CONTRACT_OPSET,
@@ -692,6 +705,7 @@ def export_onnx(module: nn.Module, inputs: 'OrderedDict[str, torch.Tensor]', out
     """
     check_opset(opset)
     module = module.eval()
+    disable_checkpointing(module)
     names = list(inputs.keys())
     args = tuple(inputs.values())
     dyn = {n: {0: 'N'} for n in list(names) + list(output_names)} if dynamic_batch else None
