@@ -722,9 +722,20 @@ def export_onnx(module: nn.Module, inputs: 'OrderedDict[str, torch.Tensor]', out
         if verbose:
             print(f'[export] tracing {type(module).__name__} -> {os.path.basename(out_path)} (opset {opset})', flush=True)
         with torch.no_grad():
+            example_out = module(*args)
             torch.onnx.export(module, args, tmp, **kwargs)
+        example_out = example_out if isinstance(example_out, (tuple, list)) else (example_out,)
         model = onnx.load(tmp, load_external_data=True)
         fold_constant_tiles(model)
+        # the outputs' non-batch dimensions are static: write them (torch leaves symbolic names)
+        for vi, t in zip(model.graph.output, example_out):
+            dims = vi.type.tensor_type.shape.dim
+            if len(dims) == t.dim():
+                for k, d in enumerate(dims):
+                    if k == 0 and dynamic_batch:
+                        d.dim_param = 'N'
+                    else:
+                        d.dim_value = int(t.shape[k])
         if fp16:
             pred = keep_fp32 or (lambda node: not node.name.startswith(NET_SCOPE))
             model = convert_float16(model, pred, keep_io_types=not fp16_io)
