@@ -7,6 +7,7 @@ import { isUsageError, RunError, USAGE_EXIT } from './errors.js';
 import { registerFid } from './fid.js';
 import { registerInspect } from './inspect.js';
 import { registerSample } from './sample.js';
+import { registerTable } from './table.js';
 import { registerTrain } from './train.js';
 
 export const VERSION = '0.1.0';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerTrain(program);
   registerFid(program);
   registerInspect(program);
+  registerTable(program);
   return program;
 }
 

@@ -113,7 +113,7 @@ export function resolvePlan(o: SampleOptions, model: Pick<DenoiserModel, 'meta' 
       opts.maxOrder = maxOrder;
     }
     if (solver === 'dpmpp' || solver === 'unipc') {
-      if (!o.predictX0) throw new UsageError('--predict_x0=False: only the data-prediction forms of dpmpp and unipc are implemented');
+      opts.predictX0 = o.predictX0;
       opts.lowerOrderFinal = o.lowerOrderFinal;
       opts.thresholding = o.thresholding ?? !isLatent;
       opts.variant = o.variant;
@@ -207,6 +207,7 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
   progress.skip(skipped);
   const npyOut = o.outputFormat === 'npy' ? new Map<number, Float32Array>() : undefined;
   let images = 0;
+  let pendingWrites: Promise<unknown> | undefined;
   for (const seeds of batches) {
     let z: Float64Array | undefined;
     if (latents) {
@@ -233,11 +234,16 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
       checkFinite(img.data, seeds, idim);
       await Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(img.data, b * idim, iC, iH, iW), iC, iH, iW)));
     } else {
-      await Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(x, b * dim, C, H, W), C, H, W)));
+      // PNG encoding (sharp, on libuv's threads) overlaps the next batch's model run; at most
+      // one batch of writes is in flight, so memory stays bounded.
+      const writes = Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(x, b * dim, C, H, W), C, H, W)));
+      await pendingWrites;
+      pendingWrites = writes;
     }
     images += seeds.length;
     progress.advance(seeds.length, seeds.length * r.nfe);
   }
+  await pendingWrites;
   if (npyOut) {
     const mine = rankBatches(o.seeds, o.batch, dist.rank, dist.world).flat();
     const out = new Float32Array(mine.length * dim);
