@@ -231,7 +231,7 @@ function gatherRows(parts: readonly { src: Rows; from: number; rows: number }[],
   return out;
 }
 
-export function floatFeed(kind: FloatKind, data: Float64Array, dims: readonly number[]): HostTensor {
+export function floatFeed(kind: FloatKind, data: Float64Array | Float32Array, dims: readonly number[]): HostTensor {
   return kind === 'float16' ? { type: 'float16', data: toHalfArray(data), dims } : { type: 'float32', data: new Float32Array(data), dims };
 }
 
@@ -330,8 +330,18 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
   const session = await openSession(file, opts, sig);
   const stats = zeroStats();
 
-  /** Runs `rows` prepared rows (padded to the fixed batch if any); returns rows*dim values. */
-  async function runRows(rows: number, x: Float64Array, sigma: Float64Array, labels?: Float64Array, cond?: { data: Float64Array; L: number; E: number }): Promise<Float64Array> {
+  /**
+   * Runs `rows` prepared rows (padded to the fixed batch if any); returns rows*dim values, or
+   * writes them into `into.out` at `into.offset` (no intermediate copy).
+   */
+  async function runRows(
+    rows: number,
+    x: Float64Array,
+    sigma: Float64Array,
+    labels?: Float64Array | Float32Array,
+    cond?: { data: Float64Array | Float32Array; L: number; E: number },
+    into?: { out: Float64Array; offset: number },
+  ): Promise<Float64Array> {
     const n = io.fixedBatch ?? rows;
     const feeds: Record<string, HostTensor> = {
       x: floatFeed(io.x, x, [n, C, R, R]),
@@ -351,6 +361,10 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
     stats.runs++;
     stats.rows += rows;
     stats.paddedRows += n - rows;
+    if (into) {
+      readFloatOutput(res['denoised']!, into.out, rows * dim, into.offset);
+      return into.out;
+    }
     const out = new Float64Array(rows * dim);
     readFloatOutput(res['denoised']!, out, rows * dim);
     return out;
@@ -397,6 +411,20 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
       // Unconditional rows: `uncondition` replaces the condition (text models) or the labels.
       const uncondLabels = cfg && !io.condition ? c!.uncondition! : c?.classLabels;
       const uncondCond = cfg && io.condition ? c!.uncondition! : c?.condition;
+      if (!cfg && io.fixedBatch === undefined) {
+        // The common path: feed views of the caller's rows and read the output in place.
+        // Every large temporary avoided matters: fresh multi-megabyte buffers cost page
+        // faults (bench/sample_overhead.ts).
+        await runRows(
+          b,
+          req.x.subarray(s * dim, (s + b) * dim),
+          req.sigma.subarray(s, s + b),
+          io.labels ? c!.classLabels!.subarray(s * L, (s + b) * L) : undefined,
+          cs ? { data: c!.condition!.subarray(s * condW, (s + b) * condW), ...cs } : undefined,
+          { out, offset: s * dim },
+        );
+        continue;
+      }
       if (!cfg) {
         const n = io.fixedBatch ?? b;
         const res = await runRows(
