@@ -2,7 +2,7 @@
  * DPM-Solver-2 (Lu et al. 2022) in the EDM form, ALGORITHM.md 3: one evaluation at the
  * geometric intermediate time t_m = t_{i+1}^r t_i^(1-r), r = 0.5. NFE 2(N-1), one fewer with AFS.
  */
-import { afsDirection, axpy, combine, Evaluator, finish, type BaseSolverOptions } from './common.js';
+import { axpy, combine, stepwise, type BaseSolverOptions, type Evaluator } from './common.js';
 import type { SolverContext } from './types.js';
 
 export interface DpmOptions extends BaseSolverOptions {
@@ -18,17 +18,6 @@ export async function dpmStep(ev: Evaluator, x: Float64Array, tCur: number, tNex
   return axpy(x, tNext - tCur, combine([1 / (2 * r), 1 - 1 / (2 * r)], [dMid, dCur]));
 }
 
-export async function sampleDpm(x0: Float64Array, ctx: SolverContext, opts: DpmOptions = {}): Promise<Float64Array> {
-  const ev = new Evaluator(ctx);
-  const t = ctx.tSteps;
-  const n = t.length - 1;
-  let x = x0;
-  for (let i = 0; i < n; i++) {
-    const tCur = t[i]!;
-    const tNext = t[i + 1]!;
-    const dCur = opts.afs && i === 0 ? afsDirection(x, tCur) : await ev.d(x, tCur);
-    x = await dpmStep(ev, x, tCur, tNext, dCur, opts.r);
-    ev.step(i, tCur, tNext, x, ctx.callback, n);
-  }
-  return finish(ev, x, t[n]!, opts.denoiseToZero);
+export function sampleDpm(x0: Float64Array, ctx: SolverContext, opts: DpmOptions = {}): Promise<Float64Array> {
+  return stepwise(x0, ctx, opts, (ev, x, tCur, tNext, dCur) => dpmStep(ev, x, tCur, tNext, dCur, opts.r));
 }
