@@ -18,7 +18,9 @@ import { distEnv, runWorkers } from '../parallel/launcher.js';
 import { loadDenoiserModel, loadFeatureModel } from '../runtime/model.js';
 import { effectiveCoefficients, type CoefficientBounds } from '../solvers/coefficients.js';
 import { discreteTime } from '../solvers/schedule.js';
-import { initState, totalBatches, trainBatch, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
+import { initState, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
+import { needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
+import { readPromptFile } from '../text/prompts.js';
 import { TABLES } from '../train/student.js';
 import { defineCommand } from './command.js';
 import { UsageError } from './errors.js';
@@ -186,7 +188,12 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     return;
   }
   const device = o.device === 'cuda' && dist.world > 1 ? `cuda:${dist.localRank}` : o.device;
-  const model = await loadDenoiserModel(modelFile, { device, threads: o.threads || undefined, maxBatch: o.batchGpu ?? 4096 });
+  const model = await loadDenoiserModel(modelFile, {
+    device,
+    threads: o.threads || undefined,
+    maxBatch: o.batchGpu ?? 4096,
+    guidanceRate: o.guidanceType === 'cfg' && o.guidanceRate > 0 ? o.guidanceRate : undefined,
+  });
   const dataset = o.datasetName ?? model.meta.datasetName;
   const r = resolveRun(o, dataset, modelFile);
   if (resumeDir) r.runDir = resumeDir;
@@ -217,15 +224,39 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     if (!o.quiet) process.stderr.write(`adasde: ${r.featureLossNote}\n`);
   }
 
+  const session = { device, threads: o.threads || undefined };
+  // Latent models: the feature loss sees decoded images.
+  let decode: DecodeFn | undefined;
+  if (r.detector && needsDecoder(model)) {
+    preflightCompanions(model, { text: false, decoder: true });
+    const decoder = await openDecoder(model, session);
+    decode = async (z, n) => {
+      const img = await decoder.decode(z, n, model.sampleShape);
+      return { images: Float64Array.from(img.data), shape: img.shape };
+    };
+  }
   let features: FeatureFn | undefined;
   if (r.detector) {
-    const det = await loadFeatureModel(r.detector, { device, threads: o.threads || undefined });
+    const det = await loadFeatureModel(r.detector, session);
     const [C, H, W] = model.sampleShape;
-    if (C !== 3 && C !== 1) throw new UsageError(`--detector: images of ${C} channels cannot be fed to a feature extractor`);
-    features = async (images, n) => {
-      const f = await det.extract(images, n, [C, H, W]);
+    if (!decode && C !== 3 && C !== 1) throw new UsageError(`--detector: images of ${C} channels cannot be fed to a feature extractor`);
+    features = async (images, n, shape) => {
+      const f = await det.extract(images, n, shape ?? [C, H, W]);
       return { features: f, dim: f.length / n };
     };
+  }
+  // Text-conditional models: trajectory g takes prompt g (modulo the number of prompts).
+  let condFor: CondFn | undefined;
+  if (model.hasCondition) {
+    if (!o.promptPath) throw new UsageError(`--prompt_path: ${modelFile} is text-conditional; give a prompt file (CSV with a text column, or one prompt per line)`);
+    if (!existsSync(o.promptPath)) throw new UsageError(`--prompt_path: ${o.promptPath} does not exist`);
+    const prompts = readPromptFile(o.promptPath);
+    preflightCompanions(model, { text: true, decoder: false });
+    const encoder = await PromptEncoder.open(model, session);
+    const guidance = o.guidanceType === 'cfg' && o.guidanceRate > 0;
+    condFor = (idx) => encoder.conditioning(idx.map((g) => prompts[g % prompts.length]!), guidance);
+  } else if (o.promptPath) {
+    throw new UsageError(`--prompt_path: ${modelFile} is not text-conditional`);
   }
 
   const bounds: CoefficientBounds = { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
@@ -254,6 +285,8 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     seed: r.seed,
     alpha: o.alpha,
     features,
+    decode,
+    condFor,
     // float32 models: rounding limits the finite-difference step (see jvp.ts).
     jvpRelStep: model.dtype === 'float16' ? 3e-2 : 1e-3,
     rank: dist.rank,

@@ -16,8 +16,14 @@ import { adamInit, adamStep, cosineLr, sanitizeGrad, type AdamTensorState } from
 import { finiteDifferenceJvp } from './jvp.js';
 import { TABLES, studentStepJvp, type TableName, type Tangent } from './student.js';
 
-/** Pool features of images given as float pixels [n, 3, H, W] in 0..255 -> [n, D]. */
-export type FeatureFn = (images: Float32Array, n: number) => Promise<{ features: Float32Array; dim: number }>;
+/** Pool features of images given as float pixels [n, C, H, W] in 0..255 -> [n, D]. */
+export type FeatureFn = (images: Float32Array, n: number, shape?: readonly [number, number, number]) => Promise<{ features: Float32Array; dim: number }>;
+
+/** Latent models: the first-stage decoder, latents [n, ...] -> images [n, 3, H, W] in [-1, 1]. */
+export type DecodeFn = (z: Float64Array, n: number) => Promise<{ images: Float64Array; shape: [number, number, number] }>;
+
+/** Per-trajectory conditioning of a batch (text-conditional models), by global trajectory index. */
+export type CondFn = (globalIdx: readonly number[]) => Promise<Conditioning>;
 
 /** Sums a vector over all processes (identity for one process). */
 export type Reducer = (v: Float64Array) => Promise<Float64Array>;
@@ -40,6 +46,10 @@ export interface TrainSetup {
   alpha: number;
   /** Final-interval feature loss; undefined falls back to L2. */
   features?: FeatureFn;
+  /** Latent models: decoder applied before the feature extractor. */
+  decode?: DecodeFn;
+  /** Text-conditional models: conditioning of each trajectory. */
+  condFor?: CondFn;
   /** Relative finite-difference step of the JVPs (1e-3 for float32 models). */
   jvpRelStep: number;
   rank: number;
@@ -84,22 +94,14 @@ export function shard(B: number, rank: number, world: number): [number, number] 
 
 const streamKey = (seed: number, g: number) => `train${seed}/${g}`;
 
-/** float pixels as the reference feeds the detector: clip(127.5 x + 128, 0, 255), no rounding. */
-function toPixels(x: Float64Array): { img: Float32Array; mask: Uint8Array } {
-  const img = new Float32Array(x.length);
-  const mask = new Uint8Array(x.length);
-  for (let k = 0; k < x.length; k++) {
-    const v = 127.5 * x[k]! + 128;
-    img[k] = Math.min(Math.max(v, 0), 255);
-    mask[k] = v > 0 && v < 255 ? 1 : 0;
-  }
-  return { img, mask };
-}
-
 /**
  * The reference's final-interval loss: the per-element loss is filled with
  * alpha * mean((F(img(x)) - F(img(y)))^2), then summed over the batch and pixels and divided
- * by B, giving alpha * C*H*W * mean(...). Returns this process's share of loss and gradient.
+ * by B, giving alpha * C*H*W * mean(...) with C*H*W the size of x. img(v) =
+ * clip(127.5 v + 128, 0, 255) without rounding, after the decoder for latent models.
+ * Derivatives are central differences in x's own space (per row, as jvp.ts), so the decoder,
+ * the clipping and the detector are all differentiated as one black box in ONE detector call
+ * (and one decoder call). Returns this process's share of the loss and its gradient.
  */
 export async function featureLoss(
   features: FeatureFn,
@@ -111,30 +113,37 @@ export async function featureLoss(
   globalB: number,
   alpha: number,
   relStep: number,
+  decode?: DecodeFn,
 ): Promise<{ loss: number; grad: Float64Array; rows: number }> {
   const P = tangents.length;
-  const { img, mask } = toPixels(x);
-  const { img: imgY } = toPixels(y);
-  // Stack [img(x); img(y); img(x) +- e dimg_p] into one detector call; e per tangent and
-  // image, from that image alone (independent of the batch split, like jvp.ts).
+  const rowRms = (v: Float64Array, b: number) => {
+    let s = 0;
+    for (let k = b * dim; k < (b + 1) * dim; k++) s += v[k]! * v[k]!;
+    return Math.sqrt(s / dim);
+  };
   const eps = tangents.map((t) =>
     Float64Array.from({ length: n }, (_, b) => {
-      let s = 0;
-      for (let k = b * dim; k < (b + 1) * dim; k++) s += (127.5 * t.dx[k]! * mask[k]!) ** 2;
-      const r = Math.sqrt(s / dim);
-      return r > 0 ? (relStep * 127.5) / r : 0;
+      const r = rowRms(t.dx, b);
+      return r > 0 ? (relStep * Math.max(rowRms(x, b), 1e-3)) / r : 0;
     }),
   );
-  const all = new Float32Array((2 + 2 * P) * n * dim);
-  all.set(img, 0);
-  all.set(imgY, n * dim);
+  // Stack [x; y; x +- e dx_p] and map them to float pixels in one pass.
+  const rows = (2 + 2 * P) * n;
+  const X = new Float64Array(rows * dim);
+  X.set(x, 0);
+  X.set(y, n * dim);
   tangents.forEach((t, p) => {
     for (const [slot, sign] of [[2 + 2 * p, 1], [3 + 2 * p, -1]] as const) {
       const o = slot * n * dim;
-      for (let k = 0; k < n * dim; k++) all[o + k] = img[k]! + sign * eps[p]![Math.floor(k / dim)]! * 127.5 * t.dx[k]! * mask[k]!;
+      for (let k = 0; k < n * dim; k++) X[o + k] = x[k]! + sign * eps[p]![Math.floor(k / dim)]! * t.dx[k]!;
     }
   });
-  const { features: f, dim: D } = await features(all, (2 + 2 * P) * n);
+  const decoded = decode ? await decode(X, rows) : undefined;
+  const images = decoded?.images ?? X;
+  const pixels = new Float32Array(images.length);
+  for (let k = 0; k < images.length; k++) pixels[k] = Math.min(Math.max(127.5 * images[k]! + 128, 0), 255);
+  // The image shape is the decoder's for latent models, else the sample shape (undefined).
+  const { features: f, dim: D } = await features(pixels, rows, decoded?.shape);
   const scale = (alpha * dim) / (globalB * D);
   let loss = 0;
   const diff = new Float64Array(n * D);
@@ -154,7 +163,7 @@ export async function featureLoss(
     }
     grad[p] = 2 * scale * s;
   }
-  return { loss: loss * scale, grad, rows: (2 + 2 * P) * n };
+  return { loss: loss * scale, grad, rows };
 }
 
 /** Run one batch and update `state` in place. */
@@ -180,6 +189,8 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
       oneHot[k * setup.labelDim + c] = 1;
     });
     cond = { classLabels: oneHot, labelDim: setup.labelDim };
+  } else if (setup.condFor) {
+    cond = await setup.condFor(globalIdx);
   }
 
   const x0 = new Float64Array(n * dim);
@@ -219,7 +230,7 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
       studentRows += out.rows;
       const y = targets[i]!;
       if (i === N - 2 && setup.features) {
-        const fl = await featureLoss(setup.features, x, y, tangents, n, dim, B, setup.alpha, 1e-3);
+        const fl = await featureLoss(setup.features, x, y, tangents, n, dim, B, setup.alpha, 1e-3, setup.decode);
         localLoss = fl.loss;
         localGrad = fl.grad;
       } else {

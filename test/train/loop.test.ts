@@ -56,7 +56,11 @@ const featuresF64 = (x: Float64Array, n: number): Float64Array => {
   return out;
 };
 
-test('feature loss: gradient matches a central difference of the whole loss', async () => {
+/** A smooth stand-in first-stage decoder for latent models: images = 0.8 tanh(1.3 z + 0.1). */
+const decodeFn = async (z: Float64Array, n: number) => ({ images: z.map((v) => 0.8 * Math.tanh(1.3 * v + 0.1)), shape: [3, 4, 4] as [number, number, number] });
+const decodeF64 = (z: Float64Array) => z.map((v) => 0.8 * Math.tanh(1.3 * v + 0.1));
+
+for (const latent of [false, true]) test(`feature loss${latent ? ' through a decoder (latent models)' : ''}: gradient matches a central difference of the whole loss`, async () => {
   const N = 3;
   const bounds: CoefficientBounds = { scaleDir: 0.05, scaleTime: 0.2, gamma: 0.05, gammaMin: 2e-4, fcn: false };
   const tSteps = getSchedule({ numSteps: N, sigmaMin: 0.002, sigmaMax: 80, type: 'time_uniform', rho: 1 });
@@ -70,8 +74,8 @@ test('feature loss: gradient matches a central difference of the whole loss', as
   const alpha = 20;
   const lossOf = async (raw: typeof state.raw): Promise<number> => {
     const x = await sampleAdasde(z.map((v) => v * tSteps[0]!), { denoise: mixtureDenoiser(mix), tSteps, batch: B, dim, noise: new SeedNoise(seeds).source }, { afs: true, coeffs: effectiveCoefficients(raw, bounds) });
-    const fx = featuresF64(x, B);
-    const fy = featuresF64(y, B);
+    const fx = featuresF64(latent ? decodeF64(x) : x, B);
+    const fy = featuresF64(latent ? decodeF64(y) : y, B);
     let s = 0;
     for (let q = 0; q < fx.length; q++) s += (fx[q]! - fy[q]!) ** 2;
     return (alpha * dim * s) / (B * FD);
@@ -87,7 +91,7 @@ test('feature loss: gradient matches a central difference of the whole loss', as
     x = out.x;
     tangents = out.tangents;
   }
-  const fl = await featureLoss(features, x, y, tangents, B, dim, B, alpha, 1e-3);
+  const fl = await featureLoss(features, x, y, tangents, B, dim, B, alpha, 1e-3, latent ? decodeFn : undefined);
   assert.ok(Math.abs(fl.loss - (await lossOf(state.raw))) / fl.loss < 1e-5, 'loss value');
   const h = 1e-5;
   for (const [p, t] of tangents.entries()) {
