@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { RunError, UsageError } from '../cli/errors.js';
 
 export interface DistEnv {
@@ -81,6 +82,8 @@ export async function runWorkers(n: number, argv: readonly string[], outer: Dist
         WORLD_SIZE: String(world),
         LOCAL_RANK: String(local),
         ADASDE_WORKER: '1',
+        // Each worker's share of this machine's cores (used when --threads is 0).
+        ADASDE_WORKER_THREADS: String(Math.max(1, Math.floor(availableParallelism() / n))),
         ...master,
         SLURM_PROCID: '',
         SLURM_NTASKS: '',

@@ -214,7 +214,11 @@ export async function openSession(file: string, opts: SessionOptions = {}, signa
   }
   const device = parseDevice(opts.device ?? 'cpu');
   if (device.kind === 'cuda' && !cudaProviderPresent()) throw new UsageError(`--device ${deviceName(device)}: ${CUDA_HINT}`);
-  const threads = opts.threads ?? 0;
+  // 0 = onnxruntime's default (all cores), except inside workers started by --nproc_per_node,
+  // where the launcher hands each worker its share of the cores (ADASDE_WORKER_THREADS) so
+  // N workers do not each start one thread per core.
+  const share = Number(process.env.ADASDE_WORKER_THREADS ?? 0);
+  const threads = opts.threads || (Number.isInteger(share) && share > 0 ? share : 0);
   if (!Number.isInteger(threads) || threads < 0) throw new UsageError(`threads must be a non-negative integer, got ${threads}`);
   const so: ort.InferenceSession.SessionOptions = {
     executionProviders: device.kind === 'cuda' ? [{ name: 'cuda', deviceId: device.deviceId }, 'cpu'] : ['cpu'],
