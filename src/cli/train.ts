@@ -9,7 +9,7 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statS
 import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { toFlagRecord } from '../config/options.js';
+import { parseOptions, toFlagRecord } from '../config/options.js';
 import { PREDICTOR_FORMAT, PREDICTOR_VERSION, type PredictorFile } from '../config/predictor.js';
 import { trainTable, type TrainOptions } from '../config/train.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -178,7 +178,6 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     resumeDir = resolveResumeDir(cli.resume, cli.outdir);
     resumed = loadResumeState(resumeDir);
     // The run continues with its own options; only how it runs may change.
-    const { parseOptions } = await import('../config/options.js');
     const stored = parseOptions(trainTable, Object.fromEntries(Object.entries(trainTable).map(([, spec]) => [spec.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), resumed!.options[spec.flag] ?? undefined])));
     o = { ...stored, resume: cli.resume, quiet: cli.quiet, device: cli.device, threads: cli.threads, nprocPerNode: cli.nprocPerNode, dryRun: cli.dryRun };
   }
