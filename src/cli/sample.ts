@@ -12,6 +12,7 @@ import { coefficientsOf, loadPredictor, resolvePredictorPath, type PredictorFile
 import { sampleTable, type SampleOptions } from '../config/sample.js';
 import { removePendingTempFilesSync, writeFileAtomic } from '../io/atomic.js';
 import { ndarray, readNpy, toFloat64, writeNpy } from '../io/npy.js';
+import { decodeImage, type DecodedImage } from '../io/images.js';
 import { encodePng, imagePath, makeGrid, quantize, writePng } from '../io/png.js';
 import { distEnv, rankBatches, runWorkers, type DistEnv } from '../parallel/launcher.js';
 import type { DecoderModel } from '../runtime/companions.js';
@@ -275,22 +276,16 @@ async function mergeNpy(o: SampleOptions, outdir: string, world: number, shape: 
   return dest;
 }
 
-async function writeGrid(o: SampleOptions, outdir: string, sampleShape: readonly [number, number, number], decoded: boolean): Promise<void> {
-  const sharp = (await import('sharp')).default;
-  let [C, H, W] = sampleShape;
-  if (decoded) {
-    // Decoded images: their size is the decoder's, read from the first image.
-    const info = await sharp(await readFile(imagePath(outdir, o.seeds[0]!, o.subdirs))).metadata();
-    [C, H, W] = [info.channels === 1 ? 1 : 3, info.height ?? 0, info.width ?? 0];
-  }
-  const imgs: Uint8Array[] = [];
+/** grid.png of every seed's image, read back from the written PNGs (in --seeds order). */
+async function writeGrid(o: SampleOptions, outdir: string): Promise<void> {
+  const imgs: DecodedImage[] = [];
   for (const s of o.seeds) {
-    const { data, info } = await sharp(await readFile(imagePath(outdir, s, o.subdirs))).raw().toBuffer({ resolveWithObject: true });
-    const chw = new Uint8Array(C * H * W);
-    for (let p = 0; p < H * W; p++) for (let c = 0; c < C; c++) chw[c * H * W + p] = data[p * info.channels + c]!;
-    imgs.push(chw);
+    const path = imagePath(outdir, s, o.subdirs);
+    imgs.push(await decodeImage(await readFile(path), path));
   }
-  const g = makeGrid(imgs, C, H, W);
+  // decodeImage gives RGB CHW; the size is the written images' (the decoder's for latent models).
+  const { width: W, height: H } = imgs[0]!;
+  const g = makeGrid(imgs.map((i) => i.data), 3, H, W);
   await writeFileAtomic(join(outdir, 'grid.png'), await encodePng(g.data, g.C, g.height, g.width));
 }
 
@@ -363,7 +358,7 @@ async function runSample(o: SampleOptions): Promise<void> {
       if (outer.world > 1) return;
       npyDest = await mergeNpy(o, r.outdir, o.nprocPerNode, model.sampleShape);
     }
-    else if (o.grid) await writeGrid(o, r.outdir, model.sampleShape, decode);
+    else if (o.grid) await writeGrid(o, r.outdir);
     const secs = (Date.now() - started) / 1000;
     if (!o.quiet) {
       process.stdout.write(

@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import { main } from '../../src/cli/main.js';
 import { SOLVERS } from '../../src/config/common.js';
 import { coefficientsOf, loadPredictor, resolvePredictorPath } from '../../src/config/predictor.js';
+import { decodeImage } from '../../src/io/images.js';
 import { readNpy, toFloat64 } from '../../src/io/npy.js';
 import { buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
 import { sampleBatch } from '../../src/sample/pipeline.js';
@@ -107,6 +108,21 @@ test('sample: PNGs are identical for --batch 1, 7 and 64 and for 1 versus 3 proc
   for (const [name, m] of runs) {
     assert.equal(m.size, ref.size, name);
     for (const [k, v] of ref) assert.ok(m.get(k)?.equals(v), `${name}: ${k} differs`);
+  }
+});
+
+test('sample: --grid tiles every image in --seeds order', async () => {
+  const outdir = join(dir, 'grid');
+  assert.equal(await cli('sample', '--model', model, '--solver', 'euler', '--num_steps', '4', '--seeds', '0-9', '--grid', '--outdir', outdir, '--quiet'), 0);
+  const grid = await decodeImage(readFileSync(join(outdir, 'grid.png')), 'grid.png');
+  // 10 images of 8x8: ceil(sqrt(10)) = 4 columns, 3 rows.
+  assert.deepEqual([grid.width, grid.height], [32, 24]);
+  const seven = await decodeImage(readFileSync(join(outdir, '000000', '000007.png')), '7');
+  // Seed 7 is tile (row 1, column 3).
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < 8; y++) {
+      for (let x = 0; x < 8; x++) assert.equal(grid.data[(c * 24 + 8 + y) * 32 + 24 + x], seven.data[(c * 8 + y) * 8 + x]);
+    }
   }
 });
 
