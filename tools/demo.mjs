@@ -2,6 +2,10 @@
 // `npm run demo`: the main job on the default model. Samples 64 images with AdaSDE at 5 NFE
 // (the published CIFAR-10 predictor, exp/00002) into samples/demo/ with a grid.png.
 //
+// With the bundled feature network (models/cifar10-features.onnx) and the CIFAR-10 test
+// split's statistics (models/cifar10-test-features.npz) it also samples 1000 images and prints
+// their bundled-feature distance (a small classifier's features, not FID).
+//
 // Model: models/cifar10-tiny-edm.onnx when it is present (the bundled network). Otherwise an
 // analytic Gaussian-mixture denoiser written as a real ONNX file by the TypeScript graph
 // builder, whose components are 256 CIFAR-10 test images (from ../shared/data when present,
@@ -49,3 +53,17 @@ process.exitCode = await main([
   '--seeds', '0-63', '--batch', '64', '--grid', '--outdir', outdir, '--no-resume',
 ]);
 if (process.exitCode === 0) console.log(`grid: ${join(outdir, 'grid.png')}`);
+
+const features = join(root, 'models', 'cifar10-features.onnx');
+const ref = join(root, 'models', 'cifar10-test-features.npz');
+if (process.exitCode === 0 && model === bundled && existsSync(features) && existsSync(ref)) {
+  const larger = join(root, 'samples', 'demo', 'adasde_nfe5_1k');
+  process.exitCode = await main([
+    'node', 'adasde', 'sample', '--model', model, '--predictor_path', '2', '--exp_dir', join(root, 'exp'),
+    '--seeds', '0-999', '--batch', '125', '--outdir', larger, '--quiet',
+  ]);
+  if (process.exitCode === 0) {
+    console.log('bundled-feature distance of 1000 AdaSDE (5 NFE) samples to the CIFAR-10 test split (not FID):');
+    process.exitCode = await main(['node', 'adasde', 'fid', 'calc', '--images', larger, '--ref', ref, '--detector', features, '--quiet']);
+  }
+}
