@@ -6,7 +6,10 @@
  * arithmetic, float64 <-> float32 conversion, quantisation and PNG writing are all outside
  * session.run). Target: at most 3%.
  *
- *   npm run build && node dist/bench/sample_overhead.js [--threads 2] [--batches 2]
+ *   npm run build && node dist/bench/sample_overhead.js [--threads 2] [--batches 2] [--spin 1]
+ *
+ * --spin 1 lets onnxruntime's pool threads busy-wait between runs (its own default; adasde
+ * turns it off, see src/runtime/session.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,11 +29,12 @@ const arg = (name: string, def: number) => {
 };
 const threads = arg('threads', 0);
 const batches = arg('batches', 2);
+const spin = arg('spin', 0) === 1;
 const B = 64;
 const dir = mkdtempSync(join(tmpdir(), 'adasde-bench-'));
 const file = join(dir, 'conv.onnx');
 saveModel(buildConvDenoiserModel({ resolution: 32, width: 128, depth: 3 }), file);
-const model = await loadDenoiserModel(file, { threads: threads || undefined, maxBatch: B });
+const model = await loadDenoiserModel(file, { threads: threads || undefined, maxBatch: B, spin });
 const [C, H, W] = model.sampleShape;
 
 const coeffs = { r: [[0.4], [0.4], [0.4]], scaleDir: [[1], [1], [1]], scaleTime: [[1], [1], [1]], weight: [[1], [1], [1]], gamma: [[0], [0.01], [0.01]] };
@@ -59,6 +63,6 @@ for (const solver of SOLVERS as readonly SolverName[]) {
 }
 await model.dispose();
 rmSync(dir, { recursive: true, force: true });
-console.log(`\nconv denoiser ${(convDenoiserFlops({ resolution: 32, width: 128, depth: 3 }) / 1e9).toFixed(2)} GFLOP/image, batch ${B}, ${batches} batches per solver, threads ${threads || 'default'}\n`);
+console.log(`\nconv denoiser ${(convDenoiserFlops({ resolution: 32, width: 128, depth: 3 }) / 1e9).toFixed(2)} GFLOP/image, batch ${B}, ${batches} batches per solver, threads ${threads || 'default'}, spinning ${spin ? 'on' : 'off'}\n`);
 console.log('| solver | NFE | wall s | session.run s | overhead |\n|---|---|---|---|---|');
 console.log(rows.join('\n'));

@@ -96,7 +96,7 @@ function errorLine(e: unknown): string {
 export function recognise(sig: ModelSignature): ContractName | undefined {
   const role = sig.metadata['adasde.role'];
   if (role === 'decoder' || role === 'text_encoder' || role === 'classifier') return role;
-  if (role === 'feature_extractor' || role === 'detector' || sig.metadata['adasde.kind'] === 'detector') return 'feature extractor';
+  if (role === 'feature_extractor' || role === 'detector' || sig.metadata['adasde.kind'] === 'detector' || sig.metadata['adasde.kind'] === 'features') return 'feature extractor';
   const inputs = new Set(sig.inputs.map((s) => s.name));
   const outputs = new Set(sig.outputs.map((s) => s.name));
   const hasAdasdeMeta = REQUIRED_KEYS.some((k) => sig.metadata[k] !== undefined);

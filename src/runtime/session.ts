@@ -148,6 +148,13 @@ export interface SessionOptions {
   threads?: number;
   /** Graph optimisation level (default `all`). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Let onnxruntime's intra-op threads busy-wait after a run (its default). Off by default
+   * here: between two model calls the sampler's own work (solver arithmetic, float
+   * conversion, PNG encoding) runs on the JavaScript thread, and spinning pool threads
+   * take the cores it needs (bench/RESULTS.md, "Sampler overhead").
+   */
+  spin?: boolean;
 }
 
 /** Element types the runtime feeds and fetches. */
@@ -227,6 +234,8 @@ export async function openSession(file: string, opts: SessionOptions = {}, signa
     interOpNumThreads: 1,
     // Quiet native warnings (e.g. about unused initializers); errors still surface as exceptions.
     logSeverityLevel: 3,
+    // A session config entry (onnxruntime's onnxruntime_session_options_config_keys.h).
+    extra: { 'session.intra_op.allow_spinning': opts.spin === true ? '1' : '0' },
   };
   if (threads > 0) so.intraOpNumThreads = threads;
   let session: ort.InferenceSession;

@@ -120,6 +120,18 @@ test('companions, feature extractors and tokenizer folders on their own', () => 
   assert.equal(dr.code, 2);
   assert.match(line(dr.out, 'contract'), /feature extractor .*, detector inception-2015-12-05$/);
   assert.deepEqual(dr.errLines, [`adasde: error: ${detFile}: metadata adasde.feature_dim=2048 but output 'features' has 16 features`]);
+  // The bundled feature network's metadata (tools/train_cifar_features.py) without adasde.role.
+  const bundled = buildFeatureModel({ dim: 8 });
+  bundled.metadataProps = [
+    { key: 'adasde.kind', value: 'features' },
+    { key: 'adasde.metric', value: 'fd_bundled' },
+    { key: 'adasde.feature_dim', value: '8' },
+  ];
+  const bundledFile = join(dir, 'bundled-features.onnx');
+  saveModel(bundled, bundledFile);
+  const br = inspect(bundledFile, '--forward', 'False');
+  assert.equal(br.code, 0, br.err);
+  assert.match(line(br.out, 'contract'), /^contract {4}feature extractor /);
   const tok = inspect(files.tokenizer);
   assert.equal(tok.code, 0, tok.err);
   assert.equal(line(tok.out, 'contract'), 'contract    tokenizer (vocab.json + merges.txt, 526 tokens, 12 merges, 77 ids per prompt, bos 524, eos 525, pad 525)');
