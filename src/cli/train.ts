@@ -5,7 +5,7 @@
  * network-snapshot-<kimg>.json that `adasde sample --predictor_path N` reads directly.
  */
 import { randomInt } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
@@ -59,6 +59,38 @@ export function nextRunDir(outdir: string, desc: string): string {
     : [];
   const id = ids.length ? Math.max(...ids) + 1 : 0;
   return join(outdir, `${String(id).padStart(5, '0')}-${desc}`);
+}
+
+/**
+ * Creates the next numbered run folder, safe against other `adasde train` processes
+ * starting at the same moment (launch.sh-style scripts run several at once): a number is
+ * taken by creating `.claim-NNNNN` exclusively, and kept only if no folder with that number
+ * appeared meanwhile. A claim left by a crashed process only skips its number.
+ */
+export function claimRunDir(outdir: string, desc: string): string {
+  mkdirSync(outdir, { recursive: true });
+  let id = Number(/^(\d+)/.exec(basename(nextRunDir(outdir, desc)))![1]);
+  for (;;) {
+    const tag = String(id).padStart(5, '0');
+    const claim = join(outdir, `.claim-${tag}`);
+    try {
+      closeSync(openSync(claim, 'wx'));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+        id++;
+        continue;
+      }
+      throw e;
+    }
+    if (readdirSync(outdir).some((n) => n.startsWith(`${tag}-`) || n === tag)) {
+      id++;
+      continue;
+    }
+    const dir = join(outdir, `${tag}-${desc}`);
+    mkdirSync(dir);
+    rmSync(claim, { force: true });
+    return dir;
+  }
 }
 
 const stateSchema = z.object({
@@ -212,7 +244,10 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   }
   const isMain = dist.rank === 0;
   if (isMain) {
-    mkdirSync(r.runDir, { recursive: true });
+    // The dry-run's folder name was a preview; the real number is claimed now.
+    if (!resumed && !o.nosubdir) r.runDir = claimRunDir(o.outdir, basename(r.runDir).replace(/^\d+-/, ''));
+    else mkdirSync(r.runDir, { recursive: true });
+    record.resolved.run_dir = r.runDir;
     if (!resumed) await writeFileAtomic(join(r.runDir, 'training_options.json'), JSON.stringify(record, null, 2) + '\n');
   }
   const log = (line: string) => {

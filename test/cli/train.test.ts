@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { main } from '../../src/cli/main.js';
@@ -141,4 +141,29 @@ test('train: --nproc_per_node 2 gives the coefficients of one process (up to rou
   for (const t of ['r', 'scale_dir', 'scale_time', 'gamma'] as const) {
     a[t].forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(v - b[t][i]![j]!) < 1e-7, `${t}[${i}][${j}] ${v} vs ${b[t][i]![j]}`)));
   }
+});
+
+test('run numbers: processes starting together each get their own number; stale claims are skipped', async () => {
+  const outdir = join(dir, 'claims');
+  mkdirSync(join(outdir, '00000-old'), { recursive: true });
+  // A claim left by a process that crashed before creating its folder.
+  writeFileSync(join(outdir, '.claim-00001'), '');
+  const mod = resolve(repoRoot, 'dist', 'src', 'cli', 'train.js');
+  const script = `const { claimRunDir } = await import(${JSON.stringify(mod)}); process.stdout.write(claimRunDir(process.argv[1], process.argv[2]));`;
+  const runs = await Promise.all(
+    Array.from({ length: 6 }, (_, k) =>
+      new Promise<string>((ok, fail) => {
+        const p = spawn(process.execPath, ['--input-type=module', '-e', script, outdir, `p${k}`]);
+        let out = '';
+        p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        p.on('close', (code) => (code === 0 ? ok(out) : fail(new Error(`claim process exited ${code}`))));
+      }),
+    ),
+  );
+  const numbers = runs.map((r) => Number(/(\d{5})-p\d$/.exec(r)![1])).sort((a, b) => a - b);
+  assert.deepEqual(numbers, [2, 3, 4, 5, 6, 7]);
+  const entries = readdirSync(outdir).sort();
+  assert.deepEqual(entries.filter((n) => n.startsWith('.claim-')), ['.claim-00001']);
+  assert.equal(entries.filter((n) => /^\d{5}-/.test(n)).length, 7);
+  assert.ok(runs.every((r) => existsSync(r)));
 });
