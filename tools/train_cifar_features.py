@@ -372,15 +372,17 @@ def main(argv=None):
         return s
 
     def log_row(epoch_value, loss_sum, correct, seen, seconds, test_acc):
+        # test_acc None: not evaluated (Ctrl-C); seen 0: no training images in this row.
         row = dict(epoch=epoch_value, step=step, kimg=f'{nimg / 1000:.2f}', train_minutes=f'{train_seconds / 60:.2f}',
-                   lr=f'{opt.param_groups[0]["lr"]:.4g}', train_loss=f'{loss_sum / max(seen, 1):.4f}',
-                   train_acc=f'{correct / max(seen, 1):.4f}', test_acc=f'{test_acc:.4f}',
-                   img_per_s=f'{seen / max(seconds, 1e-9):.1f}')
+                   lr=f'{opt.param_groups[0]["lr"]:.4g}', train_loss=f'{loss_sum / seen:.4f}' if seen else '',
+                   train_acc=f'{correct / seen:.4f}' if seen else '', test_acc='' if test_acc is None else f'{test_acc:.4f}',
+                   img_per_s=f'{seen / max(seconds, 1e-9):.1f}' if seen else '')
         rows.append(row)
         write_log(log_path, rows)
+        train = f'loss {row["train_loss"]}  train {float(row["train_acc"]) * 100:5.1f}%' if seen else 'no training images'
+        test = f'test {test_acc * 100:5.2f}%' if test_acc is not None else 'test not evaluated'
         print(f'epoch {row["epoch"]:>6}  {row["kimg"]:>8} kimg  {row["train_minutes"]:>6} min  lr {row["lr"]:>7}  '
-              f'loss {row["train_loss"]}  train {float(row["train_acc"]) * 100:5.1f}%  '
-              f'test {test_acc * 100:5.2f}%  {row["img_per_s"]} img/s', flush=True)
+              f'{train}  {test}  {row["img_per_s"]} img/s', flush=True)
 
     loss_sum, correct, seen, ep_seconds = 0.0, 0, 0, 0.0
     t_ckpt = time.time()
@@ -389,8 +391,12 @@ def main(argv=None):
         while train_seconds < budget:
             t0 = time.time()
             if pos + args.batch > len(perm):   # epoch boundary (the last partial batch is dropped)
+                # Evaluate before counting the epoch: a Ctrl-C during the evaluation leaves the
+                # state before the boundary. After a resume the epoch's training part may lie
+                # in an earlier invocation (seen = 0: the row then carries the test accuracy only).
+                test_acc = evaluate(net, test_images, test_labels)
                 epoch += 1
-                log_row(epoch, loss_sum, correct, seen, ep_seconds, evaluate(net, test_images, test_labels))
+                log_row(epoch, loss_sum, correct, seen, ep_seconds, test_acc)
                 loss_sum, correct, seen, ep_seconds = 0.0, 0, 0, 0.0
                 perm, pos = rng.permutation(len(train_images)), 0
                 tte.save_checkpoint(ckpt_path, snapshot())
@@ -421,6 +427,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         interrupted = True
     if interrupted:
+        if seen:   # this invocation's part of the epoch, without the test evaluation
+            log_row(f'{epoch + pos / len(perm):.2f}', loss_sum, correct, seen, ep_seconds, None)
         tte.save_checkpoint(ckpt_path, snapshot())
         print(f'\n[interrupted] checkpoint {ckpt_path} (step {step}); run the same command again to continue', flush=True)
         return 130
