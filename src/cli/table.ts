@@ -21,7 +21,7 @@ import { readStatsNpz } from '../io/npz.js';
 import { distEnv, runWorkers } from '../parallel/launcher.js';
 import { loadDenoiserModel, loadFeatureModel } from '../runtime/model.js';
 import { cellFile, loadStats, rankFile, runCell, saveStats } from '../table/cell.js';
-import { planCell, type Cell } from '../table/plan.js';
+import { cellCommand, planCell, type Cell, type CellCommand } from '../table/plan.js';
 import { defineCommand } from './command.js';
 import { RunError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
@@ -103,6 +103,7 @@ function resolveOptions(o: TableOptions): Resolved {
 
 interface CellResult {
   cell: Cell;
+  command?: CellCommand;
   value?: number;
   n?: number;
   published?: number;
@@ -111,6 +112,9 @@ interface CellResult {
 function fmt(v: number | undefined, digits = 2): string {
   return v === undefined || !Number.isFinite(v) ? '' : v.toFixed(digits);
 }
+
+/** A command line for the Markdown: arguments with shell metacharacters quoted. */
+const shellLine = (args: readonly string[]): string => args.map((a) => (/^[\w@%+=:,./\[\]-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 
 function render(results: CellResult[], rows: TableRow[], nfe: number[], metric: Metric, withCompare: boolean): { md: string; csv: string } {
   const head = `| solver | ${nfe.map((k) => `NFE ${k}`).join(' | ')} |`;
@@ -131,6 +135,13 @@ function render(results: CellResult[], rows: TableRow[], nfe: number[], metric: 
       const r = results.find((x) => x.cell.label === label && x.cell.nfe === k)!;
       const diff = r.value !== undefined && r.published !== undefined ? r.value - r.published : undefined;
       csv.push([label, row.solver, k, r.cell.numSteps ?? '', r.cell.afs ?? '', metric.key, r.value ?? '', r.n ?? '', r.published ?? '', diff ?? '', JSON.stringify(r.cell.missing ?? '')].join(','));
+    }
+  }
+  const commands = results.filter((r) => r.command);
+  if (commands.length) {
+    lines.push('', 'Each cell on its own (same images, same value):', '');
+    for (const r of commands) {
+      lines.push(`* ${r.cell.label}, NFE ${r.cell.nfe}: \`adasde sample ${shellLine(r.command!.sample)} && adasde fid calc ${shellLine(r.command!.fid)}\``);
     }
   }
   return { md: lines.join('\n') + '\n', csv: csv.join('\n') + '\n' };
@@ -253,7 +264,8 @@ async function runTable(o: TableOptions): Promise<void> {
     const pubRow = published?.datasets[compareKey]?.[c.label];
     const idx = published?.nfe.indexOf(c.nfe) ?? -1;
     const pub = pubRow && idx >= 0 ? (pubRow[idx] ?? undefined) : undefined;
-    results.push({ cell: c, value, n: s.n, published: pub });
+    const command = cellCommand(c, { modelFile: r.modelFile, detectorFile: r.detector, ref: r.ref, seeds: r.seeds, batch: r.batch, imagesDir: join(outdir, 'images') });
+    results.push({ cell: c, value, n: s.n, published: pub, command });
   }
   if (!metric) throw new UsageError('table: no cell could be computed (see the n/a reasons with --nfe/--solvers)');
   if (published && !published.datasets[compareKey]) process.stderr.write(`adasde: warning: --compare file has no dataset "${compareKey}" (use --compare_dataset)\n`);
@@ -277,6 +289,8 @@ async function runTable(o: TableOptions): Promise<void> {
       published: x.published ?? null,
       missing: x.cell.missing ?? null,
       fingerprint: x.cell.fingerprint ?? null,
+      sample_args: x.command?.sample ?? null,
+      fid_args: x.command?.fid ?? null,
     })),
   };
   await writeFileAtomic(join(outdir, 'table.md'), md);

@@ -23,6 +23,9 @@ export interface Cell {
   numSteps?: number;
   afs?: boolean;
   predictor?: string;
+  /** The baselines' schedule (AdaSDE cells take their predictor's). */
+  scheduleType?: string;
+  scheduleRho?: number;
   /** sha256 over model, detector, seeds, solver, options, schedule and coefficients. */
   fingerprint?: string;
 }
@@ -139,5 +142,48 @@ export function planCell(row: TableRow, nfe: number, ctx: PlanContext): Cell {
   );
   // Seeds last and streamed: 50k numbers are cheap to hash.
   h.update(Float64Array.from(ctx.seeds));
-  return { label, nfe, plan, numSteps, afs: base.afs ?? false, predictor: predictorPath, fingerprint: h.digest('hex') };
+  return { label, nfe, plan, numSteps, afs: base.afs ?? false, predictor: predictorPath, scheduleType, scheduleRho: rho, fingerprint: h.digest('hex') };
+}
+
+/** Seed list in the `--seeds` syntax, consecutive runs folded into ranges: `0-999`, `1,3-5`. */
+export function formatSeedList(seeds: readonly number[]): string {
+  const parts: string[] = [];
+  for (let k = 0; k < seeds.length; ) {
+    let j = k;
+    while (j + 1 < seeds.length && seeds[j + 1] === seeds[j]! + 1) j++;
+    parts.push(j === k ? String(seeds[k]) : `${seeds[k]}-${seeds[j]}`);
+    k = j + 1;
+  }
+  return parts.join(',');
+}
+
+export interface CellCommand {
+  /** `adasde sample` arguments (after `sample`) writing the cell's images into `images`. */
+  sample: string[];
+  /** `adasde fid calc` arguments (after `fid calc`) giving the cell's value. */
+  fid: string[];
+  images: string;
+}
+
+/**
+ * The two commands that reproduce one cell outside the table: `adasde sample` with every
+ * option the cell's plan resolved to (nothing left to defaults that might change), then
+ * `adasde fid calc` on the written PNGs against the same reference and detector.
+ */
+export function cellCommand(c: Cell, ctx: { modelFile: string; detectorFile: string; ref: string; seeds: readonly number[]; batch: number; imagesDir: string }): CellCommand | undefined {
+  if (!c.plan) return undefined;
+  const o = c.plan.options;
+  const images = join(ctx.imagesDir, `${c.label.replace(/[^\w.-]+/g, '_')}-nfe${c.nfe}`);
+  const args = ['--model', ctx.modelFile];
+  if (c.plan.solver === 'adasde') args.push('--predictor_path', c.predictor!);
+  else {
+    args.push('--solver', c.plan.solver, '--num_steps', String(c.numSteps), '--schedule_type', c.scheduleType!, '--schedule_rho', String(c.scheduleRho), `--afs=${o.afs ?? false}`);
+    if (o.maxOrder !== undefined) args.push('--max_order', String(o.maxOrder));
+    if (c.plan.solver === 'dpmpp' || c.plan.solver === 'unipc') {
+      args.push(`--lower_order_final=${o.lowerOrderFinal ?? true}`, `--predict_x0=${o.predictX0 ?? true}`, `--thresholding=${o.thresholding ?? false}`);
+      if (c.plan.solver === 'unipc') args.push('--variant', o.variant ?? 'bh2');
+    }
+  }
+  args.push('--denoise_to_zero=false', '--seeds', formatSeedList(ctx.seeds), '--batch', String(ctx.batch), '--outdir', images);
+  return { sample: args, fid: ['--images', images, '--ref', ctx.ref, '--detector', ctx.detectorFile], images };
 }
