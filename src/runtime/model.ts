@@ -329,6 +329,14 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
 
   const session = await openSession(file, opts, sig);
   const stats = zeroStats();
+  // Float32 buffers for the x feed, reused across runs; concurrent runs each take their own.
+  const feedPool: Float32Array[] = [];
+  const takeFloat32 = (src: Float64Array): Float32Array => {
+    const k = feedPool.findIndex((b) => b.length === src.length);
+    const buf = k >= 0 ? feedPool.splice(k, 1)[0]! : new Float32Array(src.length);
+    buf.set(src);
+    return buf;
+  };
 
   /**
    * Runs `rows` prepared rows (padded to the fixed batch if any); returns rows*dim values, or
@@ -343,8 +351,11 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
     into?: { out: Float64Array; offset: number },
   ): Promise<Float64Array> {
     const n = io.fixedBatch ?? rows;
+    // The float32 copy of x is the one large feed: it comes from a pool and goes back once
+    // the run is over (fresh multi-megabyte buffers cost page faults on every call).
+    const xFeed = io.x === 'float32' ? takeFloat32(x) : undefined;
     const feeds: Record<string, HostTensor> = {
-      x: floatFeed(io.x, x, [n, C, R, R]),
+      x: xFeed ? { type: 'float32', data: xFeed, dims: [n, C, R, R] } : floatFeed(io.x, x, [n, C, R, R]),
       sigma: floatFeed(io.sigma, sigma, [n]),
     };
     if (io.labels && labels) feeds['class_labels'] = floatFeed(io.labels, labels, [n, meta.labelDim]);
@@ -356,6 +367,8 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
     } catch (e) {
       const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
       throw new Error(`${file}: model run failed on ${n} rows: ${msg}`);
+    } finally {
+      if (xFeed && feedPool.push(xFeed) > 4) feedPool.shift();
     }
     stats.runMs += performance.now() - t0;
     stats.runs++;

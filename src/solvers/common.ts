@@ -24,7 +24,14 @@ export class Evaluator {
 
   /** d = (x - D(x, t)) / t: the probability-flow ODE direction dx/dsigma. */
   async d(x: Float64Array, t: number): Promise<Float64Array> {
-    return direction(x, await this.D(x, t), t);
+    const den = await this.D(x, t);
+    // The denoiser's output is a fresh array nobody else holds, so the direction overwrites
+    // it instead of taking a new one (each fresh 1.5 MB array costs page faults: see
+    // bench/RESULTS.md, "Sampler overhead"). A denoiser that hands back x itself is the
+    // one case to leave alone.
+    if (den === x) return direction(x, den, t);
+    for (let k = 0; k < x.length; k++) den[k] = (x[k]! - den[k]!) / t;
+    return den;
   }
 
   step(i: number, tCur: number, tNext: number, x: Float64Array, cb: StepCallback | undefined, total: number): void {

@@ -28,7 +28,10 @@ export interface DenoiseRequest {
   cond?: Conditioning;
 }
 
-/** D(x, sigma): returns [B, ...sampleShape] estimates of the clean sample. */
+/**
+ * D(x, sigma): returns [B, ...sampleShape] estimates of the clean sample, in a new array the
+ * caller owns (solvers overwrite it in place).
+ */
 export type Denoiser = (req: DenoiseRequest) => Promise<Float64Array>;
 
 /** Shape of one sample, e.g. [3, 32, 32]. */
