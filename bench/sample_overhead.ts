@@ -6,7 +6,10 @@
  * arithmetic, float64 <-> float32 conversion, quantisation and PNG writing are all outside
  * session.run). Target: at most 3%.
  *
- *   npm run build && node dist/bench/sample_overhead.js [--threads 2] [--batches 2] [--spin 1]
+ *   npm run build && node dist/bench/sample_overhead.js [--threads 2] [--batches 2] [--spin 1] [--model FILE]
+ *
+ * --model measures with an ONNX denoiser file instead, e.g. the bundled U-Net
+ * models/cifar10-tiny-edm.onnx (1.19M parameters, less work per image than the generated one).
  *
  * --spin 1 lets onnxruntime's pool threads busy-wait between runs (its own default; adasde
  * turns it off, see src/runtime/session.ts).
@@ -19,7 +22,7 @@ import { SOLVERS, type SolverName } from '../src/config/common.js';
 import { imagePath, quantize, writePng } from '../src/io/png.js';
 import { buildConvDenoiserModel, convDenoiserFlops, saveModel } from '../src/runtime/graph.js';
 import { loadDenoiserModel } from '../src/runtime/model.js';
-import { sampleBatch } from '../src/sample/pipeline.js';
+import { runBatches } from '../src/sample/pipeline.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../src/solvers/registry.js';
 import { getSchedule } from '../src/solvers/schedule.js';
 
@@ -31,9 +34,10 @@ const threads = arg('threads', 0);
 const batches = arg('batches', 2);
 const spin = arg('spin', 0) === 1;
 const B = 64;
+const modelArg = process.argv.indexOf('--model');
 const dir = mkdtempSync(join(tmpdir(), 'adasde-bench-'));
-const file = join(dir, 'conv.onnx');
-saveModel(buildConvDenoiserModel({ resolution: 32, width: 128, depth: 3 }), file);
+const file = modelArg > 0 ? process.argv[modelArg + 1]! : join(dir, 'conv.onnx');
+if (modelArg < 0) saveModel(buildConvDenoiserModel({ resolution: 32, width: 128, depth: 3 }), file);
 const model = await loadDenoiserModel(file, { threads: threads || undefined, maxBatch: B, spin });
 const [C, H, W] = model.sampleShape;
 
@@ -47,14 +51,15 @@ for (const solver of SOLVERS as readonly SolverName[]) {
   const tSteps = getSchedule({ numSteps, sigmaMin: 0.002, sigmaMax: 80, type: 'time_uniform', rho: 1 });
   // One batch per solver first, outside the measurement: a 50k-image run is all steady state
   // (JIT-compiled solver code, warm allocator), which is what the target is about.
-  await sampleBatch({ solver, options, tSteps, sampleShape: model.sampleShape, labelDim: 0 }, model.denoise, { seeds: Array.from({ length: B }, (_, k) => 1e6 + k) });
+  const plan = { solver, options, tSteps, sampleShape: model.sampleShape, labelDim: 0 };
+  const write = async (x: Float64Array, seeds: readonly number[]) => {
+    await Promise.all(seeds.map((s, k) => writePng(imagePath(join(dir, solver), s), quantize(x, k * model.dim, C, H, W), C, H, W)));
+  };
+  await runBatches(plan, model.denoise, [Array.from({ length: B }, (_, k) => 1e6 + k)], { consume: write });
   model.resetStats();
   const t0 = performance.now();
-  for (let b = 0; b < batches; b++) {
-    const seeds = Array.from({ length: B }, (_, k) => b * B + k);
-    const x = await sampleBatch({ solver, options, tSteps, sampleShape: model.sampleShape, labelDim: 0 }, model.denoise, { seeds });
-    await Promise.all(seeds.map((s, k) => writePng(imagePath(join(dir, solver), s), quantize(x, k * model.dim, C, H, W), C, H, W)));
-  }
+  // The loop `adasde sample` runs (src/sample/pipeline.ts runBatches): host work overlaps the model.
+  await runBatches(plan, model.denoise, Array.from({ length: batches }, (_, b) => Array.from({ length: B }, (_, k) => b * B + k)), { consume: write });
   const wall = performance.now() - t0;
   const inModel = model.stats.runMs;
   const nfe = SOLVER_REGISTRY[solver].nfe(numSteps, options);
@@ -63,6 +68,7 @@ for (const solver of SOLVERS as readonly SolverName[]) {
 }
 await model.dispose();
 rmSync(dir, { recursive: true, force: true });
-console.log(`\nconv denoiser ${(convDenoiserFlops({ resolution: 32, width: 128, depth: 3 }) / 1e9).toFixed(2)} GFLOP/image, batch ${B}, ${batches} batches per solver, threads ${threads || 'default'}, spinning ${spin ? 'on' : 'off'}\n`);
+const what = modelArg > 0 ? file : `conv denoiser ${(convDenoiserFlops({ resolution: 32, width: 128, depth: 3 }) / 1e9).toFixed(2)} GFLOP/image`;
+console.log(`\n${what}, batch ${B}, ${batches} batches per solver, threads ${threads || 'default'}, spinning ${spin ? 'on' : 'off'}\n`);
 console.log('| solver | NFE | wall s | session.run s | overhead |\n|---|---|---|---|---|');
 console.log(rows.join('\n'));

@@ -18,7 +18,7 @@ import { distEnv, rankBatches, runWorkers, type DistEnv } from '../parallel/laun
 import type { DecoderModel } from '../runtime/companions.js';
 import { loadDenoiserModel, type DenoiserModel } from '../runtime/model.js';
 import { needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
-import { sampleBatch, sampleDim, type SamplePlan } from '../sample/pipeline.js';
+import { runBatches, sampleDim, type SamplePlan } from '../sample/pipeline.js';
 import type { Conditioning } from '../solvers/types.js';
 import { checkPromptSeeds, promptOf, promptSource, type PromptSource } from '../text/prompts.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
@@ -208,43 +208,38 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
   progress.skip(skipped);
   const npyOut = o.outputFormat === 'npy' ? new Map<number, Float32Array>() : undefined;
   let images = 0;
-  let pendingWrites: Promise<unknown> | undefined;
-  for (const seeds of batches) {
-    let z: Float64Array | undefined;
-    if (latents) {
-      z = new Float64Array(seeds.length * dim);
-      seeds.forEach((s, b) => z!.set(latents.get(s)!, b * dim));
-    }
-    let cond: Conditioning | undefined =
-      o.guidanceRate && o.guidanceType === 'cfg' && plan.labelDim > 0
-        ? { uncondition: new Float32Array(seeds.length * plan.labelDim), labelDim: plan.labelDim }
-        : undefined;
-    if (comp.text) {
-      const { encoder, prompts } = comp.text;
-      cond = await encoder.conditioning(seeds.map((s) => promptOf(prompts, s)), cfg);
-    }
-    const x = await sampleBatch(plan, model.denoise, { seeds, latents: z, cond });
-    checkFinite(x, seeds, dim);
-    if (npyOut) {
-      // Latent models keep the final latent x here (the decoder is not run).
-      seeds.forEach((s, b) => npyOut.set(s, Float32Array.from(x.subarray(b * dim, (b + 1) * dim))));
-    } else if (comp.decoder) {
-      const img = await comp.decoder.decode(x, seeds.length, model.sampleShape);
-      const [iC, iH, iW] = img.shape;
-      const idim = iC * iH * iW;
-      checkFinite(img.data, seeds, idim);
-      await Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(img.data, b * idim, iC, iH, iW), iC, iH, iW)));
-    } else {
-      // PNG encoding (sharp, on libuv's threads) overlaps the next batch's model run; at most
-      // one batch of writes is in flight, so memory stays bounded.
-      const writes = Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(x, b * dim, C, H, W), C, H, W)));
-      await pendingWrites;
-      pendingWrites = writes;
-    }
-    images += seeds.length;
-    progress.advance(seeds.length, seeds.length * r.nfe);
-  }
-  await pendingWrites;
+  const cfgLabels = o.guidanceRate && o.guidanceType === 'cfg' && plan.labelDim > 0;
+  await runBatches(plan, model.denoise, batches, {
+    latentsFor: latents
+      ? (seeds) => {
+          const z = new Float64Array(seeds.length * dim);
+          seeds.forEach((s, b) => z.set(latents.get(s)!, b * dim));
+          return z;
+        }
+      : undefined,
+    condFor: async (seeds): Promise<Conditioning | undefined> => {
+      if (comp.text) return comp.text.encoder.conditioning(seeds.map((s) => promptOf(comp.text!.prompts, s)), cfg);
+      return cfgLabels ? { uncondition: new Float32Array(seeds.length * plan.labelDim), labelDim: plan.labelDim } : undefined;
+    },
+    // Runs while the model works on the next batch (src/sample/pipeline.ts runBatches).
+    consume: async (x, seeds) => {
+      checkFinite(x, seeds, dim);
+      if (npyOut) {
+        // Latent models keep the final latent x here (the decoder is not run).
+        seeds.forEach((s, b) => npyOut.set(s, Float32Array.from(x.subarray(b * dim, (b + 1) * dim))));
+      } else if (comp.decoder) {
+        const img = await comp.decoder.decode(x, seeds.length, model.sampleShape);
+        const [iC, iH, iW] = img.shape;
+        const idim = iC * iH * iW;
+        checkFinite(img.data, seeds, idim);
+        await Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(img.data, b * idim, iC, iH, iW), iC, iH, iW)));
+      } else {
+        await Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(x, b * dim, C, H, W), C, H, W)));
+      }
+      images += seeds.length;
+      progress.advance(seeds.length, seeds.length * r.nfe);
+    },
+  });
   if (npyOut) {
     const mine = rankBatches(o.seeds, o.batch, dist.rank, dist.world).flat();
     const out = new Float32Array(mine.length * dim);

@@ -3,7 +3,12 @@
  * deterministic PNG encoding, grids, and the reference's output file layout.
  */
 import { join } from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { crc32, deflate } from 'node:zlib';
+
+// Asynchronous: the compression runs on libuv's thread pool, so it proceeds while
+// onnxruntime-node evaluates the model on the main thread (its run is synchronous).
+const deflateAsync = promisify(deflate);
 import { writeFileAtomic } from './atomic.js';
 
 /**
@@ -77,7 +82,8 @@ export async function encodePng(chw: Uint8Array, C: number, H: number, W: number
   ihdr[8] = 8; // bit depth
   ihdr[9] = C === 3 ? 2 : 0; // colour type: truecolour or greyscale
   // compression 0, filter method 0, interlace 0
-  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(raw, { level: PNG_COMPRESSION })), pngChunk('IEND', new Uint8Array(0))]);
+  const idat = await deflateAsync(raw, { level: PNG_COMPRESSION });
+  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', idat), pngChunk('IEND', new Uint8Array(0))]);
 }
 
 /** Encode and write a PNG atomically (parent folders are created). */

@@ -59,3 +59,49 @@ export function chunk<T>(items: readonly T[], size: number): T[][] {
   for (let k = 0; k < items.length; k += size) out.push(items.slice(k, k + size));
   return out;
 }
+
+export interface BatchLoop {
+  /** Standard-normal latents of a batch when they do not come from the seeds (`--latents`). */
+  latentsFor?: (seeds: readonly number[]) => Float64Array;
+  /** Per-batch conditioning (prompts), made before the batch starts. */
+  condFor?: (seeds: readonly number[]) => Promise<Conditioning | undefined> | Conditioning | undefined;
+  /** Takes a finished batch (check, quantise, encode, write); at most one is in flight. */
+  consume: (x: Float64Array, seeds: readonly number[]) => Promise<void>;
+}
+
+/**
+ * Runs batches in order. A finished batch goes to `consume` right after the next batch has
+ * started, so its image work (PNG compression on libuv's thread pool, file writes) proceeds
+ * while the model evaluates the next batch. onnxruntime-node runs the model synchronously on
+ * this thread, so the JavaScript parts (latents, quantisation, solver arithmetic) cannot
+ * overlap it; moving the latents to a worker thread was measured to cost more than it saved
+ * on a 2-core CPU (bench/RESULTS.md, "Sampler overhead"). Results do not depend on the order:
+ * every batch sees exactly its seeds' streams.
+ */
+export async function runBatches(plan: SamplePlan, denoise: Denoiser, batches: readonly (readonly number[])[], loop: BatchLoop): Promise<void> {
+  const dim = sampleDim(plan.sampleShape);
+  const latentsOf = (seeds: readonly number[]) => loop.latentsFor?.(seeds) ?? seedLatents(seeds, dim);
+  let prev: { x: Float64Array; seeds: readonly number[] } | undefined;
+  let writing: Promise<void> | undefined;
+  for (const seeds of batches) {
+    const cond = await loop.condFor?.(seeds);
+    // sampleBatch returns at its first model call, which onnxruntime-node starts from
+    // setImmediate: consume's synchronous part runs first, its compression in parallel.
+    const running = sampleBatch(plan, denoise, { seeds, latents: latentsOf(seeds), cond });
+    try {
+      if (prev) {
+        await writing;
+        writing = loop.consume(prev.x, prev.seeds);
+        // Awaited at the next batch; until then a failure must not count as unhandled.
+        writing.catch(() => undefined);
+        prev = undefined;
+      }
+    } catch (e) {
+      await running.catch(() => undefined);
+      throw e;
+    }
+    prev = { x: await running, seeds };
+  }
+  await writing;
+  if (prev) await loop.consume(prev.x, prev.seeds);
+}

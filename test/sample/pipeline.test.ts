@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { mixtureDenoiser } from '../../src/solvers/analytic.js';
 import type { Coefficients } from '../../src/solvers/coefficients.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
-import { chunk, sampleBatch, sampleDim, type SamplePlan } from '../../src/sample/pipeline.js';
+import { chunk, runBatches, sampleBatch, sampleDim, type SamplePlan } from '../../src/sample/pipeline.js';
 
 const shape = [2, 3, 3];
 const dim = sampleDim(shape);
@@ -48,4 +48,36 @@ test('AdaSDE with gamma > 0: different seeds give different samples, and the noi
   // Same latent, no noise injection: a different result proves the SDE noise was used.
   const noNoise = await sampleBatch({ ...plan, options: { afs: true, coeffs: { ...coeffs, gamma: tab(0) } } }, denoise, { seeds: [5] });
   assert.ok(noNoise.some((v, k) => Math.abs(v - a[k]!) > 1e-6));
+});
+
+test('runBatches: every batch is consumed once, in order, with the samples of separate sampleBatch calls', async () => {
+  const batches = chunk(seeds, 4);
+  const got: { seeds: readonly number[]; x: Float64Array }[] = [];
+  let inFlight = 0;
+  await runBatches(plan, denoise, batches, {
+    consume: async (x, s) => {
+      inFlight++;
+      assert.equal(inFlight, 1, 'at most one batch is consumed at a time');
+      await new Promise((r) => setTimeout(r, 2));
+      got.push({ seeds: s, x });
+      inFlight--;
+    },
+  });
+  assert.deepEqual(got.map((g) => g.seeds), batches);
+  const want = await runInChunks(4);
+  for (const g of got) g.seeds.forEach((s, b) => assert.deepEqual(g.x.subarray(b * dim, (b + 1) * dim), want.get(s)));
+});
+
+test('runBatches: a failing consume stops the run with its error', async () => {
+  let calls = 0;
+  await assert.rejects(
+    runBatches(plan, denoise, chunk(seeds, 3), {
+      consume: async () => {
+        calls++;
+        throw new Error('disk full');
+      },
+    }),
+    /disk full/,
+  );
+  assert.equal(calls, 1);
 });

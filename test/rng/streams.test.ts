@@ -1,0 +1,60 @@
+/**
+ * Per-seed streams: the SDE noise a solver receives is each seed's own sequence, whatever the
+ * timing of the requests and whatever else is in the batch; latents likewise.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { NormalStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
+
+const SEEDS = [3, 17, 4];
+const DIM = 10;
+
+/** The k-th draw of every seed, straight from fresh streams. */
+function expected(draws: number): Float64Array[] {
+  const streams = SEEDS.map((s) => new NormalStream(s, 'sde'));
+  return Array.from({ length: draws }, () => {
+    const out = new Float64Array(SEEDS.length * DIM);
+    streams.forEach((st, b) => st.fillNormal(out, b * DIM, DIM));
+    return out;
+  });
+}
+const idle = () => new Promise<void>((r) => setTimeout(r, 5));
+
+test('SeedNoise gives each seed its own sequence, back to back or with idle time between draws', async () => {
+  const want = expected(5);
+  // Back to back: no chance to draw ahead.
+  const a = new SeedNoise(SEEDS);
+  for (let k = 0; k < 5; k++) assert.deepEqual(a.source(k, SEEDS.length, DIM), want[k]);
+  // Idle time between draws.
+  const b = new SeedNoise(SEEDS);
+  for (let k = 0; k < 5; k++) {
+    assert.deepEqual(b.source(k, SEEDS.length, DIM), want[k]);
+    await idle();
+  }
+  // Mixed.
+  const c = new SeedNoise(SEEDS);
+  const got = [c.source(0, 3, DIM), c.source(1, 3, DIM)];
+  await idle();
+  got.push(c.source(2, 3, DIM));
+  await idle();
+  await idle();
+  got.push(c.source(3, 3, DIM), c.source(4, 3, DIM));
+  assert.deepEqual(got, want);
+  // A seed's noise does not depend on the other seeds of its batch.
+  const single = new SeedNoise([17]).source(0, 1, DIM);
+  assert.deepEqual(single, want[0]!.subarray(DIM, 2 * DIM));
+});
+
+test('SeedNoise refuses a batch of another size', () => {
+  const n = new SeedNoise(SEEDS);
+  n.source(0, 3, DIM);
+  assert.throws(() => n.source(1, 2, DIM), /noise requested for 2 samples/);
+});
+
+test('seed latents are standard normal per seed, independent of the batch', () => {
+  const z = seedLatents([5, 6], 4096);
+  assert.deepEqual(seedLatents([6], 4096), z.subarray(4096));
+  const mean = z.reduce((s, v) => s + v, 0) / z.length;
+  const varc = z.reduce((s, v) => s + (v - mean) ** 2, 0) / z.length;
+  assert.ok(Math.abs(mean) < 0.05 && Math.abs(varc - 1) < 0.05, `mean ${mean}, variance ${varc}`);
+});
