@@ -50,7 +50,23 @@ case "${1:-help}" in
       --scale_dir 0.05 --scale_time 0.2 --gamma 0.02 --lr 0.01 --coslr True --schedule_type discrete --schedule_rho 1 \
       --guidance_type cfg --guidance_rate 7.5 --max_order 2 --predict_x0 False --prompt_path prompts/MS-COCO_val2014_30k_captions.csv
     ;;
+  bundled)
+    # The bundled CPU model (models/cifar10-tiny-edm.onnx): the predictors committed as
+    # exp/00008-00013, 00015, 00016 (exp/README.md). The released CIFAR-10 settings per NFE (M, gamma_max,
+    # scale_dir), shortened for a 2-core CPU: 1 kimg each at batch 16 (63 steps) with cosine decay, no
+    # feature network in the loss (the bundled one is the quality metric). Two runs at a time,
+    # one onnxruntime thread each; the run numbers are claimed safely (src/cli/train.ts).
+    tiny() {  # num_steps M gamma scale_dir desc
+      $ADASDE train --model models/cifar10-tiny-edm.onnx --threads 1 --batch 16 --total_kimg 1 \
+        --num_steps "$1" --M "$2" --gamma "$3" --scale_dir "$4" --scale_time 0.2 --lr 0.2 --coslr True \
+        --schedule_type time_uniform --schedule_rho 1 --afs True --seed 0 --desc "$5" --quiet
+    }
+    { tiny 6 2 0.01 0.1 tiny; tiny 5 3 0 0.1 tiny-ablation; tiny 4 3 0.01 0.05 tiny; tiny 3 3 0 0.05 tiny-ablation; } &
+    sleep 5
+    { tiny 6 2 0 0.1 tiny-ablation; tiny 5 3 0.01 0.1 tiny; tiny 4 3 0 0.05 tiny-ablation; tiny 3 3 0.02 0.05 tiny; } &
+    wait
+    ;;
   *)
-    echo "usage: bash launch.sh cifar10|ffhq|imagenet64|ms_coco   (NPROC=8 DEVICE=cuda bash launch.sh cifar10)"
+    echo "usage: bash launch.sh cifar10|ffhq|imagenet64|ms_coco|bundled   (NPROC=8 DEVICE=cuda bash launch.sh cifar10)"
     ;;
 esac

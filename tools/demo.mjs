@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 // `npm run demo`: the main job on the default model. Samples 64 images with AdaSDE at 5 NFE
-// (the published CIFAR-10 predictor, exp/00002) into samples/demo/ with a grid.png.
+// into samples/demo/adasde_nfe5/ with a grid.png.
 //
-// With the bundled feature network (models/cifar10-features.onnx) and the CIFAR-10 test
-// split's statistics (models/cifar10-test-features.npz) it also samples 1000 images and prints
-// their bundled-feature distance (a small classifier's features, not FID).
+// Model: models/cifar10-tiny-edm.onnx (the bundled network) with the AdaSDE predictor
+// distilled for it (the newest exp/NNNNN-cifar10-4-5-adasde-*-tiny run, exp/README.md). With
+// the bundled feature network (models/cifar10-features.onnx) and the CIFAR-10 test split's
+// statistics (models/cifar10-test-features.npz) it also samples DEMO_LARGER (default 1000)
+// images and prints their bundled-feature distance (a small classifier's features, not FID).
 //
-// Model: models/cifar10-tiny-edm.onnx when it is present (the bundled network). Otherwise an
-// analytic Gaussian-mixture denoiser written as a real ONNX file by the TypeScript graph
-// builder, whose components are 256 CIFAR-10 test images (from ../shared/data when present,
-// else smooth synthetic patterns), so the demo runs on any fresh machine.
-import { existsSync, mkdirSync } from 'node:fs';
+// Without the bundled network (a checkout that dropped models/) it samples an analytic
+// Gaussian-mixture denoiser written as a real ONNX file by the TypeScript graph builder, whose
+// components are 256 CIFAR-10 test images (from ../shared/data when present, else smooth
+// synthetic patterns), with the published CIFAR-10 predictor exp/00002.
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,9 +49,14 @@ if (!existsSync(bundled)) {
   );
   console.log(`demo model: analytic mixture of ${K} ${source} (${model}); the bundled network replaces it once models/cifar10-tiny-edm.onnx exists`);
 }
+// The predictor distilled for the bundled network at 5 NFE, else the published one.
+const expDir = join(root, 'exp');
+const tiny = model === bundled ? readdirSync(expDir).filter((d) => /^\d{5}-cifar10-4-5-adasde-.*-tiny$/.test(d)).sort().pop() : undefined;
+const predictor = tiny ? join(expDir, tiny) : '2';
+console.log(`predictor: ${tiny ? `exp/${tiny}` : 'exp/00002 (published CIFAR-10 coefficients)'}`);
 const outdir = join(root, 'samples', 'demo', 'adasde_nfe5');
 process.exitCode = await main([
-  'node', 'adasde', 'sample', '--model', model, '--predictor_path', '2', '--exp_dir', join(root, 'exp'),
+  'node', 'adasde', 'sample', '--model', model, '--predictor_path', predictor, '--exp_dir', expDir,
   '--seeds', '0-63', '--batch', '64', '--grid', '--outdir', outdir, '--no-resume',
 ]);
 if (process.exitCode === 0) console.log(`grid: ${join(outdir, 'grid.png')}`);
@@ -57,13 +64,14 @@ if (process.exitCode === 0) console.log(`grid: ${join(outdir, 'grid.png')}`);
 const features = join(root, 'models', 'cifar10-features.onnx');
 const ref = join(root, 'models', 'cifar10-test-features.npz');
 if (process.exitCode === 0 && model === bundled && existsSync(features) && existsSync(ref)) {
-  const larger = join(root, 'samples', 'demo', 'adasde_nfe5_1k');
+  const n = Number(process.env.DEMO_LARGER ?? 1000);
+  const larger = join(root, 'samples', 'demo', `adasde_nfe5_${n}`);
   process.exitCode = await main([
-    'node', 'adasde', 'sample', '--model', model, '--predictor_path', '2', '--exp_dir', join(root, 'exp'),
-    '--seeds', '0-999', '--batch', '125', '--outdir', larger, '--quiet',
+    'node', 'adasde', 'sample', '--model', model, '--predictor_path', predictor, '--exp_dir', expDir,
+    '--seeds', `0-${n - 1}`, '--batch', '100', '--outdir', larger, '--no-resume', '--quiet',
   ]);
   if (process.exitCode === 0) {
-    console.log('bundled-feature distance of 1000 AdaSDE (5 NFE) samples to the CIFAR-10 test split (not FID):');
+    console.log(`bundled-feature distance of ${n} AdaSDE (5 NFE) samples to the CIFAR-10 test split (not FID):`);
     process.exitCode = await main(['node', 'adasde', 'fid', 'calc', '--images', larger, '--ref', ref, '--detector', features, '--quiet']);
   }
 }

@@ -88,9 +88,13 @@ export function planCell(row: TableRow, nfe: number, ctx: PlanContext): Cell {
   let numSteps: number | undefined;
   let predictorPath: string | undefined;
   if (row.solver === 'adasde') {
-    const explicit = row.predictors?.[String(nfe)];
-    if (explicit !== undefined) predictorPath = resolvePredictorPath(explicit, ctx.expDir);
-    else predictorPath = findPredictors(ctx.expDir, meta.datasetName, nfe, row.noise ?? true)[0];
+    // A row with its own predictors uses exactly those: an NFE it does not list stays n/a
+    // rather than borrowing whatever exp/ holds.
+    if (row.predictors) {
+      const explicit = row.predictors[String(nfe)];
+      if (explicit === undefined) return { label, nfe, missing: `the row's predictors have no entry for NFE ${nfe}` };
+      predictorPath = resolvePredictorPath(explicit, ctx.expDir);
+    } else predictorPath = findPredictors(ctx.expDir, meta.datasetName, nfe, row.noise ?? true)[0];
     if (!predictorPath) return { label, nfe, missing: `no AdaSDE predictor for ${meta.datasetName} at NFE ${nfe} in ${ctx.expDir}` };
     const p = loadPredictor(predictorPath);
     base.coeffs = coefficientsOf(p);

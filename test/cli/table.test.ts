@@ -136,3 +136,18 @@ test('table: bad input is one line and exit 2', () => {
     assert.match(r.stderr, pattern);
   }
 });
+
+test('table: a row with its own predictors leaves an NFE it does not list n/a', () => {
+  const outdir = join(dir, 'table-d');
+  const r = runTable(outdir, '--nfe', '9', '--solvers', 'euler', '--quiet');
+  assert.equal(r.status, 0, r.stderr);
+  const s = runTable(outdir, '--nfe', '5,9');
+  assert.equal(s.status, 0, s.stderr);
+  const t = JSON.parse(readFileSync(join(outdir, 'table.json'), 'utf8')) as TableJson;
+  const cell = (label: string, nfe: number) => t.cells.find((c) => c.label === label && c.nfe === nfe)!;
+  assert.equal(cell('adasde', 9).missing, "the row's predictors have no entry for NFE 9");
+  assert.equal(cell('adasde', 9).value, null);
+  assert.equal(cell('adasde', 5).missing, null);
+  assert.ok(cell('ddim', 9).value! > 0);
+  assert.match(readFileSync(join(outdir, 'table.md'), 'utf8'), /\| adasde \| [\d.]+ \| n\/a \|/);
+});
