@@ -74,7 +74,10 @@ export async function runWorkers(n: number, argv: readonly string[], outer: Dist
   // Rendezvous for the training all-reduce (src/parallel/allreduce.ts): on one machine the
   // launcher picks a free loopback port; across machines the outer launcher's MASTER_* stand.
   const master = outer.world === 1 ? { MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freePort()) } : {};
-  const results = await Promise.all(
+  // The failure to report is the first one, not one of the workers stopped because of it.
+  let firstFailure: { code: number; stderr: string } | undefined;
+  const stopped = new Set<ChildProcess>();
+  await Promise.all(
     Array.from({ length: n }, (_, local) => {
       const env = {
         ...process.env,
@@ -96,16 +99,25 @@ export async function runWorkers(n: number, argv: readonly string[], outer: Dist
       child.stderr?.on('data', (d: Buffer) => {
         stderr += d.toString();
       });
-      return new Promise<{ code: number; stderr: string }>((resolve) => {
-        child.on('exit', (code, signal) => {
+      return new Promise<void>((resolve) => {
+        // 'close' comes after the worker's stderr has been read to the end.
+        child.on('close', (code, signal) => {
           const c = code ?? (signal ? 128 : 1);
-          if (c !== 0) for (const other of children) if (other !== child && other.exitCode === null) other.kill('SIGTERM');
-          resolve({ code: c, stderr });
+          if (c !== 0 && !stopped.has(child)) {
+            firstFailure ??= { code: c, stderr };
+            for (const other of children) {
+              if (other !== child && other.exitCode === null && other.signalCode === null) {
+                stopped.add(other);
+                other.kill('SIGTERM');
+              }
+            }
+          }
+          resolve();
         });
       });
     }),
   );
-  const failed = results.find((r) => r.code !== 0);
+  const failed = firstFailure as { code: number; stderr: string } | undefined;
   if (failed) {
     const line = failed.stderr.trim().split('\n').find((l) => l.startsWith('adasde:')) ?? failed.stderr.trim().split('\n')[0] ?? '';
     const msg = line.replace(/^adasde: (error: )?/, '');

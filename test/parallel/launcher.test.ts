@@ -49,4 +49,9 @@ test('runWorkers: ranks, world size, rendezvous and a share of the cores for eac
   // A failing worker: a one-line error, the others stopped.
   writeFileSync(script, "process.stderr.write('adasde: error: --flag: bad\\n'); process.exit(2);\n");
   await assert.rejects(runWorkers(2, [process.execPath, script]), (e: unknown) => e instanceof UsageError && e.message === '--flag: bad');
+  // Rank 1 fails while rank 0 is still working: the report is rank 1's error, not the stop of rank 0.
+  writeFileSync(script, "if (process.env.RANK === '1') { process.stderr.write('adasde: error: --seeds: bad\\n'); process.exit(2); } else setTimeout(() => {}, 20000);\n");
+  const t0 = Date.now();
+  await assert.rejects(runWorkers(2, [process.execPath, script]), (e: unknown) => e instanceof UsageError && e.message === '--seeds: bad');
+  assert.ok(Date.now() - t0 < 10000, 'the waiting worker was stopped');
 });
