@@ -58,7 +58,7 @@ for (const solver of SOLVERS as readonly SolverName[]) {
   await runBatches(plan, model.denoise, [Array.from({ length: B }, (_, k) => 1e6 + k)], { consume: write });
   model.resetStats();
   const t0 = performance.now();
-  // The loop `adasde sample` runs (src/sample/pipeline.ts runBatches): host work overlaps the model.
+  // The loop `adasde sample` runs (src/sample/pipeline.ts runBatches).
   await runBatches(plan, model.denoise, Array.from({ length: batches }, (_, b) => Array.from({ length: B }, (_, k) => b * B + k)), { consume: write });
   const wall = performance.now() - t0;
   const inModel = model.stats.runMs;

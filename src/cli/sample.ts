@@ -221,7 +221,8 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
       if (comp.text) return comp.text.encoder.conditioning(seeds.map((s) => promptOf(comp.text!.prompts, s)), cfg);
       return cfgLabels ? { uncondition: new Float32Array(seeds.length * plan.labelDim), labelDim: plan.labelDim } : undefined;
     },
-    // Runs while the model works on the next batch (src/sample/pipeline.ts runBatches).
+    // Called once the next batch has started: PNG compression and file writes overlap its
+    // model run (src/sample/pipeline.ts runBatches).
     consume: async (x, seeds) => {
       checkFinite(x, seeds, dim);
       if (npyOut) {

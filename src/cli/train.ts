@@ -50,15 +50,18 @@ export function runDescription(o: TrainOptions, dataset: string): string {
 }
 
 /** EDM's numbering: one more than the largest NNNNN- prefix in the folder. */
-export function nextRunDir(outdir: string, desc: string): string {
+function nextRunId(outdir: string): number {
   const ids = existsSync(outdir)
     ? readdirSync(outdir)
         .map((n) => /^(\d+)/.exec(n))
         .filter((m): m is RegExpExecArray => m !== null)
         .map((m) => Number(m[1]))
     : [];
-  const id = ids.length ? Math.max(...ids) + 1 : 0;
-  return join(outdir, `${String(id).padStart(5, '0')}-${desc}`);
+  return ids.length ? Math.max(...ids) + 1 : 0;
+}
+
+export function nextRunDir(outdir: string, desc: string): string {
+  return join(outdir, `${String(nextRunId(outdir)).padStart(5, '0')}-${desc}`);
 }
 
 /**
@@ -69,7 +72,7 @@ export function nextRunDir(outdir: string, desc: string): string {
  */
 export function claimRunDir(outdir: string, desc: string): string {
   mkdirSync(outdir, { recursive: true });
-  let id = Number(/^(\d+)/.exec(basename(nextRunDir(outdir, desc)))![1]);
+  let id = nextRunId(outdir);
   for (;;) {
     const tag = String(id).padStart(5, '0');
     const claim = join(outdir, `.claim-${tag}`);

@@ -151,8 +151,9 @@ export interface SessionOptions {
   /**
    * Let onnxruntime's intra-op threads busy-wait after a run (its default). Off by default
    * here: between two model calls the sampler's own work (solver arithmetic, float
-   * conversion, PNG encoding) runs on the JavaScript thread, and spinning pool threads
-   * take the cores it needs (bench/RESULTS.md, "Sampler overhead").
+   * conversion, latents, quantisation) runs on the JavaScript thread and PNG compression on
+   * libuv's pool, and spinning pool threads take the cores they need (bench/RESULTS.md,
+   * "Sampler overhead").
    */
   spin?: boolean;
 }

@@ -26,12 +26,9 @@ export class Evaluator {
   async d(x: Float64Array, t: number): Promise<Float64Array> {
     const den = await this.D(x, t);
     // The denoiser's output is a fresh array nobody else holds, so the direction overwrites
-    // it instead of taking a new one (each fresh 1.5 MB array costs page faults: see
-    // bench/RESULTS.md, "Sampler overhead"). A denoiser that hands back x itself is the
-    // one case to leave alone.
-    if (den === x) return direction(x, den, t);
-    for (let k = 0; k < x.length; k++) den[k] = (x[k]! - den[k]!) / t;
-    return den;
+    // it instead of taking a new one; a denoiser that hands back x itself is the one case
+    // to leave alone.
+    return direction(x, den, t, den === x ? undefined : den);
   }
 
   step(i: number, tCur: number, tNext: number, x: Float64Array, cb: StepCallback | undefined, total: number): void {
@@ -39,9 +36,8 @@ export class Evaluator {
   }
 }
 
-/** (x - D) / t */
-export function direction(x: Float64Array, den: Float64Array, t: number): Float64Array {
-  const out = new Float64Array(x.length);
+/** (x - D) / t, into `out` (which may be `den` itself) or a new array. */
+export function direction(x: Float64Array, den: Float64Array, t: number, out: Float64Array = new Float64Array(x.length)): Float64Array {
   for (let k = 0; k < x.length; k++) out[k] = (x[k]! - den[k]!) / t;
   return out;
 }

@@ -108,27 +108,21 @@ test('companions, feature extractors and tokenizer folders on their own', () => 
   assert.match(line(fr.out, 'forward'), /^forward {5}features \[32\] of one 64x64 image in \[[\d.e-]+, [\d.e-]+\], finite$/);
   assert.equal(line(fr.out, 'result'), 'result      features.onnx satisfies the feature extractor contract');
   // The FID exporter's metadata (adasde.kind=detector) with a feature_dim the graph contradicts.
-  const det = buildFeatureModel({ dim: 16 });
-  det.metadataProps = [
-    { key: 'adasde.kind', value: 'detector' },
-    { key: 'adasde.detector', value: 'inception-2015-12-05' },
-    { key: 'adasde.feature_dim', value: '2048' },
-  ];
-  const detFile = join(dir, 'detector.onnx');
-  saveModel(det, detFile);
+  /** A generated feature network of `dim` features carrying exactly `meta`. */
+  const featureFile = (name: string, dim: number, meta: Record<string, string>): string => {
+    const m = buildFeatureModel({ dim });
+    m.metadataProps = Object.entries(meta).map(([key, value]) => ({ key, value }));
+    const file = join(dir, name);
+    saveModel(m, file);
+    return file;
+  };
+  const detFile = featureFile('detector.onnx', 16, { 'adasde.kind': 'detector', 'adasde.detector': 'inception-2015-12-05', 'adasde.feature_dim': '2048' });
   const dr = inspect(detFile, '--forward', 'False');
   assert.equal(dr.code, 2);
   assert.match(line(dr.out, 'contract'), /feature extractor .*, detector inception-2015-12-05$/);
   assert.deepEqual(dr.errLines, [`adasde: error: ${detFile}: metadata adasde.feature_dim=2048 but output 'features' has 16 features`]);
   // The bundled feature network's metadata (tools/train_cifar_features.py) without adasde.role.
-  const bundled = buildFeatureModel({ dim: 8 });
-  bundled.metadataProps = [
-    { key: 'adasde.kind', value: 'features' },
-    { key: 'adasde.metric', value: 'fd_bundled' },
-    { key: 'adasde.feature_dim', value: '8' },
-  ];
-  const bundledFile = join(dir, 'bundled-features.onnx');
-  saveModel(bundled, bundledFile);
+  const bundledFile = featureFile('bundled-features.onnx', 8, { 'adasde.kind': 'features', 'adasde.metric': 'fd_bundled', 'adasde.feature_dim': '8' });
   const br = inspect(bundledFile, '--forward', 'False');
   assert.equal(br.code, 0, br.err);
   assert.match(line(br.out, 'contract'), /^contract {4}feature extractor /);
