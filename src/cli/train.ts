@@ -86,6 +86,8 @@ export function claimRunDir(outdir: string, desc: string): string {
       throw e;
     }
     if (readdirSync(outdir).some((n) => n.startsWith(`${tag}-`) || n === tag)) {
+      // Taken by a process that finished its claim meanwhile: the folder now guards the number.
+      rmSync(claim, { force: true });
       id++;
       continue;
     }
