@@ -6,7 +6,7 @@
  * arithmetic, float64 <-> float32 conversion, quantisation and PNG writing are all outside
  * session.run). Target: at most 3%.
  *
- *   npm run build && node dist/bench/sample_overhead.js [--threads 2] [--batches 2] [--spin 1] [--model FILE]
+ *   npm run build && node dist/bench/sample_overhead.js [--threads 2] [--batches 2] [--spin 1] [--model FILE] [--solvers euler,unipc]
  *
  * --model measures with an ONNX denoiser file instead, e.g. the bundled U-Net
  * models/cifar10-tiny-edm.onnx (1.19M parameters, less work per image than the generated one).
@@ -19,7 +19,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SOLVERS, type SolverName } from '../src/config/common.js';
-import { imagePath, quantize, writePng } from '../src/io/png.js';
+import { ImageWriter } from '../src/io/image-writer.js';
+import { imagePath, quantizeBatch } from '../src/io/png.js';
 import { buildConvDenoiserModel, convDenoiserFlops, saveModel } from '../src/runtime/graph.js';
 import { loadDenoiserModel } from '../src/runtime/model.js';
 import { runBatches } from '../src/sample/pipeline.js';
@@ -33,8 +34,13 @@ const arg = (name: string, def: number) => {
 const threads = arg('threads', 0);
 const batches = arg('batches', 2);
 const spin = arg('spin', 0) === 1;
+const calls = arg('calls', 9);
+// --write 0: skip quantisation and PNG writing (separates the solver loop from image output).
+const writeImages = arg('write', 1) === 1;
 const B = 64;
 const modelArg = process.argv.indexOf('--model');
+const solversArg = process.argv.indexOf('--solvers');
+const solvers = (solversArg > 0 ? process.argv[solversArg + 1]!.split(',') : SOLVERS) as readonly SolverName[];
 const dir = mkdtempSync(join(tmpdir(), 'adasde-bench-'));
 const file = modelArg > 0 ? process.argv[modelArg + 1]! : join(dir, 'conv.onnx');
 if (modelArg < 0) saveModel(buildConvDenoiserModel({ resolution: 32, width: 128, depth: 3 }), file);
@@ -43,9 +49,10 @@ const [C, H, W] = model.sampleShape;
 
 const coeffs = { r: [[0.4], [0.4], [0.4]], scaleDir: [[1], [1], [1]], scaleTime: [[1], [1], [1]], weight: [[1], [1], [1]], gamma: [[0], [0.01], [0.01]] };
 const rows: string[] = [];
+const writer = new ImageWriter();
 // Warm-up run (session initialisation, first-call allocations) outside the measurement.
 await model.denoise({ x: new Float64Array(B * model.dim), sigma: new Float64Array(B).fill(1), batch: B });
-for (const solver of SOLVERS as readonly SolverName[]) {
+for (const solver of solvers) {
   const options: SolverOptions = solver === 'adasde' ? { afs: true, coeffs } : { afs: true, maxOrder: SOLVER_REGISTRY[solver].defaultMaxOrder, thresholding: true };
   const numSteps = solver === 'adasde' || solver === 'heun' || solver === 'dpm' ? 4 : 6;
   const tSteps = getSchedule({ numSteps, sigmaMin: 0.002, sigmaMax: 80, type: 'time_uniform', rho: 1 });
@@ -53,9 +60,22 @@ for (const solver of SOLVERS as readonly SolverName[]) {
   // (JIT-compiled solver code, warm allocator), which is what the target is about.
   const plan = { solver, options, tSteps, sampleShape: model.sampleShape, labelDim: 0 };
   const write = async (x: Float64Array, seeds: readonly number[]) => {
-    await Promise.all(seeds.map((s, k) => writePng(imagePath(join(dir, solver), s), quantize(x, k * model.dim, C, H, W), C, H, W)));
+    if (!writeImages) return;
+    // As `adasde sample` writes PNGs (src/cli/sample.ts): quantised here, written by the writer thread.
+    await writer.write(seeds.map((s) => imagePath(join(dir, solver), s)), quantizeBatch(x, seeds.length, C, H, W), C, H, W);
   };
   await runBatches(plan, model.denoise, [Array.from({ length: B }, (_, k) => 1e6 + k)], { consume: write });
+  // The model's own time per call at batch B, with nothing else running: the median of
+  // `calls` isolated calls (the issue's "NFE x model time").
+  const alone: number[] = [];
+  const xs = new Float64Array(B * model.dim).map((_, k) => Math.sin(k));
+  for (let k = 0; k < calls; k++) {
+    model.resetStats();
+    await model.denoise({ x: xs, sigma: new Float64Array(B).fill(1 + k), batch: B });
+    alone.push(model.stats.runMs);
+  }
+  alone.sort((a, b) => a - b);
+  const perCall = alone[calls >> 1]!;
   model.resetStats();
   const t0 = performance.now();
   // The loop `adasde sample` runs (src/sample/pipeline.ts runBatches).
@@ -63,12 +83,15 @@ for (const solver of SOLVERS as readonly SolverName[]) {
   const wall = performance.now() - t0;
   const inModel = model.stats.runMs;
   const nfe = SOLVER_REGISTRY[solver].nfe(numSteps, options);
-  rows.push(`| ${solver} | ${nfe} | ${(wall / 1000).toFixed(2)} | ${(inModel / 1000).toFixed(2)} | ${((100 * (wall - inModel)) / wall).toFixed(2)}% |`);
+  const modelAlone = nfe * batches * perCall;
+  const pct = (m: number) => `${((100 * (wall - m)) / wall).toFixed(2)}%`;
+  rows.push(`| ${solver} | ${nfe} | ${(wall / 1000).toFixed(2)} | ${(inModel / 1000).toFixed(2)} | ${pct(inModel)} | ${perCall.toFixed(1)} | ${(modelAlone / 1000).toFixed(2)} | ${pct(modelAlone)} |`);
   console.error(rows[rows.length - 1]);
 }
 await model.dispose();
+await writer.close();
 rmSync(dir, { recursive: true, force: true });
 const what = modelArg > 0 ? file : `conv denoiser ${(convDenoiserFlops({ resolution: 32, width: 128, depth: 3 }) / 1e9).toFixed(2)} GFLOP/image`;
 console.log(`\n${what}, batch ${B}, ${batches} batches per solver, threads ${threads || 'default'}, spinning ${spin ? 'on' : 'off'}\n`);
-console.log('| solver | NFE | wall s | session.run s | overhead |\n|---|---|---|---|---|');
+console.log('| solver | NFE | wall s | session.run s | overhead (in-run) | model ms/call alone | NFE x model s | overhead (NFE x model) |\n|---|---|---|---|---|---|---|---|');
 console.log(rows.join('\n'));

@@ -13,7 +13,8 @@ import { sampleTable, type SampleOptions } from '../config/sample.js';
 import { removePendingTempFilesSync, writeFileAtomic } from '../io/atomic.js';
 import { ndarray, readNpy, toFloat64, writeNpy } from '../io/npy.js';
 import { decodeImage, type DecodedImage } from '../io/images.js';
-import { encodePng, imagePath, makeGrid, quantize, writePng } from '../io/png.js';
+import { ImageWriter } from '../io/image-writer.js';
+import { encodePng, imagePath, makeGrid, quantizeBatch } from '../io/png.js';
 import { distEnv, rankBatches, runWorkers, type DistEnv } from '../parallel/launcher.js';
 import type { DecoderModel } from '../runtime/companions.js';
 import { loadDenoiserModel, type DenoiserModel } from '../runtime/model.js';
@@ -209,38 +210,46 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
   const npyOut = o.outputFormat === 'npy' ? new Map<number, Float32Array>() : undefined;
   let images = 0;
   const cfgLabels = o.guidanceRate && o.guidanceType === 'cfg' && plan.labelDim > 0;
-  await runBatches(plan, model.denoise, batches, {
-    latentsFor: latents
-      ? (seeds) => {
-          const z = new Float64Array(seeds.length * dim);
-          seeds.forEach((s, b) => z.set(latents.get(s)!, b * dim));
-          return z;
+  const writer = npyOut ? undefined : new ImageWriter();
+  const paths = (seeds: readonly number[]) => seeds.map((s) => imagePath(r.outdir, s, o.subdirs));
+  try {
+    await runBatches(plan, model.denoise, batches, {
+      latentsFor: latents
+        ? (seeds) => {
+            const z = new Float64Array(seeds.length * dim);
+            seeds.forEach((s, b) => z.set(latents.get(s)!, b * dim));
+            return z;
+          }
+        : undefined,
+      condFor: async (seeds): Promise<Conditioning | undefined> => {
+        if (comp.text) return comp.text.encoder.conditioning(seeds.map((s) => promptOf(comp.text!.prompts, s)), cfg);
+        return cfgLabels ? { uncondition: new Float32Array(seeds.length * plan.labelDim), labelDim: plan.labelDim } : undefined;
+      },
+      // Called once the next batch has started: PNG compression and file writes overlap its
+      // model run (src/sample/pipeline.ts runBatches).
+      consume: async (x, seeds) => {
+        checkFinite(x, seeds, dim);
+        if (npyOut) {
+          // Latent models keep the final latent x here (the decoder is not run).
+          seeds.forEach((s, b) => npyOut.set(s, Float32Array.from(x.subarray(b * dim, (b + 1) * dim))));
+        } else if (comp.decoder) {
+          const img = await comp.decoder.decode(x, seeds.length, model.sampleShape);
+          const [iC, iH, iW] = img.shape;
+          const idim = iC * iH * iW;
+          checkFinite(img.data, seeds, idim);
+          await writer!.write(paths(seeds), quantizeBatch(img.data, seeds.length, iC, iH, iW), iC, iH, iW);
+        } else {
+          // Quantised here (x is recycled once consume settles), compressed and written on the
+          // writer thread.
+          await writer!.write(paths(seeds), quantizeBatch(x, seeds.length, C, H, W), C, H, W);
         }
-      : undefined,
-    condFor: async (seeds): Promise<Conditioning | undefined> => {
-      if (comp.text) return comp.text.encoder.conditioning(seeds.map((s) => promptOf(comp.text!.prompts, s)), cfg);
-      return cfgLabels ? { uncondition: new Float32Array(seeds.length * plan.labelDim), labelDim: plan.labelDim } : undefined;
-    },
-    // Called once the next batch has started: PNG compression and file writes overlap its
-    // model run (src/sample/pipeline.ts runBatches).
-    consume: async (x, seeds) => {
-      checkFinite(x, seeds, dim);
-      if (npyOut) {
-        // Latent models keep the final latent x here (the decoder is not run).
-        seeds.forEach((s, b) => npyOut.set(s, Float32Array.from(x.subarray(b * dim, (b + 1) * dim))));
-      } else if (comp.decoder) {
-        const img = await comp.decoder.decode(x, seeds.length, model.sampleShape);
-        const [iC, iH, iW] = img.shape;
-        const idim = iC * iH * iW;
-        checkFinite(img.data, seeds, idim);
-        await Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(img.data, b * idim, iC, iH, iW), iC, iH, iW)));
-      } else {
-        await Promise.all(seeds.map((s, b) => writePng(imagePath(r.outdir, s, o.subdirs), quantize(x, b * dim, C, H, W), C, H, W)));
-      }
-      images += seeds.length;
-      progress.advance(seeds.length, seeds.length * r.nfe);
-    },
-  });
+        images += seeds.length;
+        progress.advance(seeds.length, seeds.length * r.nfe);
+      },
+    });
+  } finally {
+    await writer?.close();
+  }
   if (npyOut) {
     const mine = rankBatches(o.seeds, o.batch, dist.rank, dist.world).flat();
     const out = new Float32Array(mine.length * dim);

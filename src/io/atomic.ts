@@ -80,6 +80,19 @@ export function writeFileAtomicSync(path: string, data: FileData, opts: AtomicWr
   const tmp = tempPathFor(path);
   pending.add(tmp);
   try {
+    writeViaTempSync(path, tmp, data, opts);
+  } finally {
+    pending.delete(tmp);
+  }
+}
+
+/**
+ * Writes `data` to `tmp` (which must not exist) and renames it to `path`; on failure the temp
+ * file is removed and the error rethrown. The parent directory must exist. For writers on
+ * other threads, whose temp names the main thread tracks (`trackPendingTemp`).
+ */
+export function writeViaTempSync(path: string, tmp: string, data: FileData, opts: AtomicWriteOptions = {}): void {
+  try {
     const fd = openSync(tmp, 'wx');
     try {
       for (const chunk of chunksOf(data)) {
@@ -98,9 +111,25 @@ export function writeFileAtomicSync(path: string, data: FileData, opts: AtomicWr
       // The original error matters more than a failed cleanup.
     }
     throw e;
-  } finally {
-    pending.delete(tmp);
   }
+}
+
+/** Registers (or, with `done`, unregisters) a temp file another thread is writing for us. */
+export function trackPendingTemp(tmp: string, done = false): void {
+  if (done) pending.delete(tmp);
+  else pending.add(tmp);
+}
+
+/**
+ * Stops writers on other threads before their temp files are removed: each returns once its
+ * thread will create no further temp file (src/io/image-writer.ts).
+ */
+const haltWriters = new Set<() => void>();
+
+/** Registers a writer's halt function for `removePendingTempFilesSync`; returns its removal. */
+export function onRemovePendingTemps(halt: () => void): () => void {
+  haltWriters.add(halt);
+  return () => haltWriters.delete(halt);
 }
 
 /**
@@ -109,6 +138,7 @@ export function writeFileAtomicSync(path: string, data: FileData, opts: AtomicWr
  * temp files would otherwise stay behind).
  */
 export function removePendingTempFilesSync(): void {
+  for (const halt of haltWriters) halt();
   for (const tmp of pending) {
     try {
       rmSync(tmp, { force: true });

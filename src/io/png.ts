@@ -4,12 +4,20 @@
  */
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { crc32, deflate } from 'node:zlib';
-
-// Asynchronous: the compression runs on libuv's thread pool, so it proceeds while
-// onnxruntime-node evaluates the model on the main thread (its run is synchronous).
-const deflateAsync = promisify(deflate);
+import { crc32, deflate, deflateSync } from 'node:zlib';
 import { writeFileAtomic } from './atomic.js';
+
+const deflateAsync = promisify(deflate);
+
+/**
+ * Images up to this many raw bytes are compressed on the calling thread. Handing a small
+ * image to libuv's thread pool costs far more than compressing it: for a batch of 64 CIFAR-10
+ * images, 53 ms of CPU asynchronously against 7 ms synchronously (a zlib stream object and a
+ * cross-thread wake-up per image), and on a CPU-bound machine that CPU comes out of the
+ * model's threads (bench/RESULTS.md, "Sampler overhead"). Larger images (ImageNet 256x256 and
+ * up, grids) go to the pool, where their compression overlaps the next model run.
+ */
+const SYNC_DEFLATE_MAX_BYTES = 64 * 1024;
 
 /**
  * Quantise C*H*W values starting at `offset` (CHW order) to uint8:
@@ -25,12 +33,12 @@ import { writeFileAtomic } from './atomic.js';
  * NaN maps to 0 (what `.to(torch.uint8)` gives on x86, where it is formally undefined);
  * +Infinity maps to 255 and -Infinity to 0 through the clip.
  */
-export function quantize(x: Float64Array | Float32Array, offset: number, C: number, H: number, W: number): Uint8Array {
+export function quantize(x: Float64Array | Float32Array, offset: number, C: number, H: number, W: number, out: Uint8Array = new Uint8Array(C * H * W)): Uint8Array {
   const n = C * H * W;
   if (!Number.isInteger(offset) || offset < 0 || offset + n > x.length) {
     throw new RangeError(`quantize: ${n} values at offset ${offset} exceed the input length ${x.length}`);
   }
-  const out = new Uint8Array(n);
+  if (out.length !== n) throw new RangeError(`quantize: output holds ${out.length} bytes, expected ${n}`);
   const f32 = x instanceof Float32Array;
   for (let i = 0; i < n; i++) {
     const v = x[offset + i]!;
@@ -38,6 +46,14 @@ export function quantize(x: Float64Array | Float32Array, offset: number, C: numb
     // `y > 0` is false for NaN, so NaN ends up as 0 together with everything below 0.
     out[i] = y > 0 ? (y >= 255 ? 255 : Math.trunc(y)) : 0;
   }
+  return out;
+}
+
+/** The first `count` images of x ([count, C, H, W]) quantised into one buffer, image after image. */
+export function quantizeBatch(x: Float64Array | Float32Array, count: number, C: number, H: number, W: number): Uint8Array {
+  const n = C * H * W;
+  const out = new Uint8Array(count * n);
+  for (let b = 0; b < count; b++) quantize(x, b * n, C, H, W, out.subarray(b * n, (b + 1) * n));
   return out;
 }
 
@@ -67,6 +83,18 @@ function pngChunk(type: string, data: Uint8Array): Buffer {
  * is several percent of the sampling time (bench/sample_overhead.ts). Decoding stays with sharp.
  */
 export async function encodePng(chw: Uint8Array, C: number, H: number, W: number): Promise<Buffer> {
+  const raw = pngRows(chw, C, H, W);
+  const idat = raw.length <= SYNC_DEFLATE_MAX_BYTES ? deflateSync(raw, { level: PNG_COMPRESSION }) : await deflateAsync(raw, { level: PNG_COMPRESSION });
+  return pngFile(C, H, W, idat);
+}
+
+/** `encodePng` on the calling thread, whatever the size (for the image-writer thread). */
+export function encodePngSync(chw: Uint8Array, C: number, H: number, W: number): Buffer {
+  return pngFile(C, H, W, deflateSync(pngRows(chw, C, H, W), { level: PNG_COMPRESSION }));
+}
+
+/** The PNG scanlines of a CHW image: each row is filter byte 0 and W interleaved pixels. */
+function pngRows(chw: Uint8Array, C: number, H: number, W: number): Uint8Array {
   if (C !== 1 && C !== 3) throw new RangeError(`encodePng: ${C} channels; expected 1 (grey) or 3 (RGB)`);
   if (chw.length !== C * H * W) throw new RangeError(`encodePng: ${chw.length} bytes for a ${C}x${H}x${W} image`);
   const stride = 1 + W * C;
@@ -76,13 +104,16 @@ export async function encodePng(chw: Uint8Array, C: number, H: number, W: number
     const row = y * stride; // raw[row] = 0: filter type None
     for (let x = 0; x < W; x++) for (let c = 0; c < C; c++) raw[row + 1 + x * C + c] = chw[c * plane + y * W + x]!;
   }
+  return raw;
+}
+
+function pngFile(C: number, H: number, W: number, idat: Uint8Array): Buffer {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(W, 0);
   ihdr.writeUInt32BE(H, 4);
   ihdr[8] = 8; // bit depth
   ihdr[9] = C === 3 ? 2 : 0; // colour type: truecolour or greyscale
   // compression 0, filter method 0, interlace 0
-  const idat = await deflateAsync(raw, { level: PNG_COMPRESSION });
   return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', idat), pngChunk('IEND', new Uint8Array(0))]);
 }
 

@@ -413,7 +413,8 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
     if (cfg && !io.condition && c!.uncondition!.length !== B * L) throw new RangeError(`uncondition has ${c!.uncondition!.length} values; unconditional labels need batch ${B} x ${L}`);
     stats.calls++;
     stats.samples += B;
-    const out = new Float64Array(B * dim);
+    // The solvers hand in a recycled array for the result (src/solvers/pool.ts).
+    const out = req.out?.length === B * dim ? req.out : new Float64Array(B * dim);
     const per = cfg ? 2 : 1;
     const together = per <= rowCap;
     const chunk = together ? Math.floor(rowCap / per) : rowCap;

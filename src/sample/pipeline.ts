@@ -5,6 +5,8 @@
  */
 import type { SolverName } from '../config/common.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
+import { scale } from '../solvers/common.js';
+import { ArrayPool } from '../solvers/pool.js';
 import type { Conditioning, Denoiser, StepCallback } from '../solvers/types.js';
 import { oneHot, SeedNoise, seedClassIndices, seedLatents } from '../rng/streams.js';
 
@@ -35,22 +37,28 @@ export interface BatchInput {
   /** Extra conditioning (text states for prompts), row-aligned with the seeds. */
   cond?: Conditioning;
   callback?: StepCallback;
+  /** Recycles the solver's temporaries; pass the same pool to every batch of a run. */
+  pool?: ArrayPool;
 }
 
 /** Run one batch of seeds through the plan's solver; returns [seeds.length, dim] float64. */
 export async function sampleBatch(plan: SamplePlan, denoise: Denoiser, input: BatchInput): Promise<Float64Array> {
   const dim = sampleDim(plan.sampleShape);
   const batch = input.seeds.length;
-  const z = input.latents ?? seedLatents(input.seeds, dim);
+  const pool = input.pool ?? new ArrayPool();
+  const z = input.latents ?? seedLatents(input.seeds, dim, pool.take(batch * dim));
   if (z.length !== batch * dim) throw new RangeError(`latents hold ${z.length} values, expected ${batch * dim}`);
   // EDM: x_0 = t_0 * z, with t_0 the first point of the (possibly user-given) schedule.
   const t0 = plan.tSteps[0]!;
-  const x0 = new Float64Array(z.length);
-  for (let k = 0; k < z.length; k++) x0[k] = z[k]! * t0;
+  const x0 = scale(z, t0, pool.take(z.length));
+  if (z !== input.latents) pool.give(z);
   let cond = input.cond;
   if (plan.labelDim > 0) cond = { ...cond, classLabels: labelsFor(input.seeds, plan.labelDim, plan.classIdx), labelDim: plan.labelDim };
   const noise = new SeedNoise(input.seeds);
-  return SOLVER_REGISTRY[plan.solver].run(x0, { denoise, tSteps: plan.tSteps, batch, dim, cond, noise: noise.source, callback: input.callback }, plan.options);
+  const x = await SOLVER_REGISTRY[plan.solver].run(x0, { denoise, tSteps: plan.tSteps, batch, dim, cond, noise: noise.source, callback: input.callback, pool }, plan.options);
+  // The solver leaves x_0 alone and returns a state of its own.
+  if (x !== x0) pool.give(x0);
+  return x;
 }
 
 /** Split a seed list into consecutive chunks of at most `size`. */
@@ -65,7 +73,10 @@ export interface BatchLoop {
   latentsFor?: (seeds: readonly number[]) => Float64Array;
   /** Per-batch conditioning (prompts), made before the batch starts. */
   condFor?: (seeds: readonly number[]) => Promise<Conditioning | undefined> | Conditioning | undefined;
-  /** Takes a finished batch (check, quantise, encode, write); at most one is in flight. */
+  /**
+   * Takes a finished batch (check, quantise, encode, write); at most one is in flight. `x` is
+   * recycled once the returned promise settles: copy what must outlive it.
+   */
   consume: (x: Float64Array, seeds: readonly number[]) => Promise<void>;
 }
 
@@ -79,19 +90,22 @@ export interface BatchLoop {
  * every batch sees exactly its seeds' streams.
  */
 export async function runBatches(plan: SamplePlan, denoise: Denoiser, batches: readonly (readonly number[])[], loop: BatchLoop): Promise<void> {
-  const dim = sampleDim(plan.sampleShape);
-  const latentsOf = (seeds: readonly number[]) => loop.latentsFor?.(seeds) ?? seedLatents(seeds, dim);
+  // One pool for the whole run: after the first batch, the solver's working set and the
+  // latents are recycled instead of allocated (src/solvers/pool.ts).
+  const pool = new ArrayPool();
   let prev: { x: Float64Array; seeds: readonly number[] } | undefined;
   let writing: Promise<void> | undefined;
   for (const seeds of batches) {
     const cond = await loop.condFor?.(seeds);
     // sampleBatch returns at its first model call, which onnxruntime-node starts from
     // setImmediate: consume's synchronous part runs first, its compression in parallel.
-    const running = sampleBatch(plan, denoise, { seeds, latents: latentsOf(seeds), cond });
+    const running = sampleBatch(plan, denoise, { seeds, latents: loop.latentsFor?.(seeds), cond, pool });
     try {
       if (prev) {
         await writing;
-        writing = loop.consume(prev.x, prev.seeds);
+        const done = prev;
+        // A consumed batch's state goes back to the pool once consume has settled.
+        writing = loop.consume(done.x, done.seeds).then(() => pool.give(done.x));
         // Awaited at the next batch; until then a failure must not count as unhandled.
         writing.catch(() => undefined);
         prev = undefined;

@@ -1,5 +1,6 @@
 /** Shared pieces of the solvers: counted denoiser calls, AFS, thresholding, vector ops. */
-import type { Conditioning, SolverContext, StepCallback } from './types.js';
+import { ArrayPool } from './pool.js';
+import type { Conditioning, DenoiseRequest, SolverContext, StepCallback } from './types.js';
 
 /** Options every solver understands. */
 export interface BaseSolverOptions {
@@ -9,26 +10,54 @@ export interface BaseSolverOptions {
   denoiseToZero?: boolean;
 }
 
-/** Wraps the context's denoiser: a scalar t for the whole batch and an NFE counter. */
+/**
+ * Wraps the context's denoiser: a scalar t for the whole batch, an NFE counter, and the
+ * run's array pool (every array it hands out belongs to the solver, which gives it back once
+ * nothing reads it).
+ */
 export class Evaluator {
   /** Denoiser evaluations per sample so far. */
   nfe = 0;
-  constructor(private readonly ctx: SolverContext) {}
+  readonly pool: ArrayPool;
+  constructor(private readonly ctx: SolverContext) {
+    this.pool = ctx.pool ?? new ArrayPool();
+  }
+
+  /** A [B * dim] array (or `length` values) with unspecified contents. */
+  take(length = this.ctx.batch * this.ctx.dim): Float64Array {
+    return this.pool.take(length);
+  }
+
+  give(...arrays: (Float64Array | undefined)[]): void {
+    this.pool.give(...arrays);
+  }
 
   /** D(x, t) for every sample of the batch at the same noise level t. */
   async D(x: Float64Array, t: number): Promise<Float64Array> {
-    const sigma = new Float64Array(this.ctx.batch).fill(t);
     this.nfe++;
-    return this.ctx.denoise({ x, sigma, batch: this.ctx.batch, cond: this.ctx.cond });
+    return this.run({ x, sigma: new Float64Array(this.ctx.batch).fill(t), batch: this.ctx.batch, cond: this.ctx.cond });
   }
 
-  /** d = (x - D(x, t)) / t: the probability-flow ODE direction dx/dsigma. */
+  /**
+   * One denoiser call (not counted: callers that stack several points count themselves);
+   * the result is always an array the solver owns.
+   */
+  async run(req: Omit<DenoiseRequest, 'out'>): Promise<Float64Array> {
+    const out = this.take(req.x.length);
+    const den = await this.ctx.denoise({ ...req, out });
+    // A denoiser that hands back x itself (identity tests) must not make x and D one array.
+    if (den === req.x) {
+      out.set(den);
+      return out;
+    }
+    if (den !== out) this.give(out);
+    return den;
+  }
+
+  /** d = (x - D(x, t)) / t: the probability-flow ODE direction dx/dsigma, in D's array. */
   async d(x: Float64Array, t: number): Promise<Float64Array> {
     const den = await this.D(x, t);
-    // The denoiser's output is a fresh array nobody else holds, so the direction overwrites
-    // it instead of taking a new one; a denoiser that hands back x itself is the one case
-    // to leave alone.
-    return direction(x, den, t, den === x ? undefined : den);
+    return direction(x, den, t, den);
   }
 
   step(i: number, tCur: number, tNext: number, x: Float64Array, cb: StepCallback | undefined, total: number): void {
@@ -43,24 +72,21 @@ export function direction(x: Float64Array, den: Float64Array, t: number, out: Fl
 }
 
 /** AFS (ALGORITHM.md 3): at sigma = t the ODE direction of N(0, I) data is x / sqrt(1 + t^2). */
-export function afsDirection(x: Float64Array, t: number): Float64Array {
+export function afsDirection(x: Float64Array, t: number, out: Float64Array = new Float64Array(x.length)): Float64Array {
   const f = 1 / Math.sqrt(1 + t * t);
-  const out = new Float64Array(x.length);
   for (let k = 0; k < x.length; k++) out[k] = x[k]! * f;
   return out;
 }
 
 /** The denoised estimate implied by AFS: D = x - t d. */
-export function afsDenoised(x: Float64Array, t: number): Float64Array {
+export function afsDenoised(x: Float64Array, t: number, out: Float64Array = new Float64Array(x.length)): Float64Array {
   const f = 1 - t / Math.sqrt(1 + t * t);
-  const out = new Float64Array(x.length);
   for (let k = 0; k < x.length; k++) out[k] = x[k]! * f;
   return out;
 }
 
-/** out = a + s * b */
-export function axpy(a: Float64Array, s: number, b: Float64Array): Float64Array {
-  const out = new Float64Array(a.length);
+/** out = a + s * b (out may be a or b). */
+export function axpy(a: Float64Array, s: number, b: Float64Array, out: Float64Array = new Float64Array(a.length)): Float64Array {
   for (let k = 0; k < a.length; k++) out[k] = a[k]! + s * b[k]!;
   return out;
 }
@@ -73,6 +99,77 @@ export function combine(coeffs: readonly number[], vecs: readonly Float64Array[]
     const v = vecs[j]!;
     for (let k = 0; k < out.length; k++) out[k] = out[k]! + c * v[k]!;
   }
+  return out;
+}
+
+/**
+ * out = a + s * (sum_j c_j v_j) in one pass, the sum taken left to right as `combine` does
+ * (so the result equals axpy(a, s, combine(c, v)) up to the sign of a zero). `out` may be a
+ * or any v_j: each element is read before it is written.
+ */
+export function axpyCombine(a: Float64Array, s: number, c: readonly number[], v: readonly Float64Array[], out: Float64Array): Float64Array {
+  const n = a.length;
+  // Unrolled for the usual 1-4 terms: one loop without an inner loop over j is several
+  // times faster in V8 than accumulating term by term through a temporary.
+  switch (v.length) {
+    case 1: {
+      const [c0] = c as [number];
+      const [v0] = v as [Float64Array];
+      for (let k = 0; k < n; k++) out[k] = a[k]! + s * (c0 * v0[k]!);
+      return out;
+    }
+    case 2: {
+      const [c0, c1] = c as [number, number];
+      const [v0, v1] = v as [Float64Array, Float64Array];
+      for (let k = 0; k < n; k++) out[k] = a[k]! + s * (c0 * v0[k]! + c1 * v1[k]!);
+      return out;
+    }
+    case 3: {
+      const [c0, c1, c2] = c as [number, number, number];
+      const [v0, v1, v2] = v as [Float64Array, Float64Array, Float64Array];
+      for (let k = 0; k < n; k++) out[k] = a[k]! + s * (c0 * v0[k]! + c1 * v1[k]! + c2 * v2[k]!);
+      return out;
+    }
+    case 4: {
+      const [c0, c1, c2, c3] = c as [number, number, number, number];
+      const [v0, v1, v2, v3] = v as [Float64Array, Float64Array, Float64Array, Float64Array];
+      for (let k = 0; k < n; k++) out[k] = a[k]! + s * (c0 * v0[k]! + c1 * v1[k]! + c2 * v2[k]! + c3 * v3[k]!);
+      return out;
+    }
+    default: {
+      for (let k = 0; k < n; k++) {
+        let acc = 0;
+        for (let j = 0; j < v.length; j++) acc += c[j]! * v[j]![k]!;
+        out[k] = a[k]! + s * acc;
+      }
+      return out;
+    }
+  }
+}
+
+/*
+ * Element-wise kernels. Every loop over a state lives in a small function of its own: V8
+ * optimises such a function after a few calls and keeps it optimised, whereas a loop inside a
+ * large async solver body runs in the interpreter until the whole body is compiled (and again
+ * after each deoptimisation), boxing every intermediate double (bench/RESULTS.md, "Sampler
+ * overhead"). Each kernel keeps the arithmetic, and its order, of the formula it replaces.
+ */
+
+/** out = a x - c y */
+export function axmby(a: number, x: Float64Array, c: number, y: Float64Array, out: Float64Array): Float64Array {
+  for (let k = 0; k < x.length; k++) out[k] = a * x[k]! - c * y[k]!;
+  return out;
+}
+
+/** out = (u - v) / r */
+export function diffOver(u: Float64Array, v: Float64Array, r: number, out: Float64Array): Float64Array {
+  for (let k = 0; k < u.length; k++) out[k] = (u[k]! - v[k]!) / r;
+  return out;
+}
+
+/** out = x * s */
+export function scale(x: Float64Array, s: number, out: Float64Array): Float64Array {
+  for (let k = 0; k < x.length; k++) out[k] = x[k]! * s;
   return out;
 }
 
@@ -116,39 +213,87 @@ export function selectKth(a: Float64Array, n: number, k: number): number {
 /**
  * Dynamic thresholding of the data prediction (Saharia et al.; DPM-Solver++): per sample,
  * s = max(quantile_0.995(|D|), 1) with linear interpolation as torch.quantile, D <- clip(D, -s, s) / s.
+ * Into `out`, which may be `den` itself (solvers threshold the denoiser's fresh output in place).
  */
-export function threshold(den: Float64Array, batch: number, ratio = 0.995, maxVal = 1): Float64Array {
+export function threshold(den: Float64Array, batch: number, ratio = 0.995, maxVal = 1, out: Float64Array = new Float64Array(den.length)): Float64Array {
   const dim = den.length / batch;
-  const out = new Float64Array(den.length);
-  const abs = new Float64Array(dim);
   const pos = ratio * (dim - 1);
   const lo = Math.floor(pos);
   const hi = Math.min(lo + 1, dim - 1);
+  // The quantile needs the order statistics lo and hi of |D|, i.e. the m-th and (m-1)-th
+  // largest values. For the usual ratio (0.995: m = 17 of 3072 values) keeping the m largest
+  // in a small sorted array is one comparison per value; otherwise quickselect.
+  const m = dim - lo;
+  const top = m <= 64 ? new Float64Array(m) : undefined;
+  const abs = top ? undefined : new Float64Array(dim);
   for (let b = 0; b < batch; b++) {
     const o = b * dim;
-    let maxAbs = 0;
-    for (let k = 0; k < dim; k++) {
-      const v = Math.abs(den[o + k]!);
-      abs[k] = v;
-      if (v > maxAbs) maxAbs = v;
+    let maxAbs: number;
+    let qLo: number;
+    let qHi: number;
+    if (top) {
+      largest(den, o, dim, top);
+      maxAbs = top[m - 1]!;
+      qLo = top[0]!;
+      qHi = hi > lo ? top[1]! : qLo;
+    } else {
+      maxAbs = 0;
+      for (let k = 0; k < dim; k++) {
+        const v = Math.abs(den[o + k]!);
+        abs![k] = v;
+        if (v > maxAbs) maxAbs = v;
+      }
+      qLo = qHi = 0;
     }
     if (maxAbs <= maxVal) {
       // The quantile cannot exceed the maximum, so s = maxVal and clipping changes nothing.
-      out.set(den.subarray(o, o + dim), o);
+      if (out !== den) out.set(den.subarray(o, o + dim), o);
       if (maxVal !== 1) for (let k = 0; k < dim; k++) out[o + k] = out[o + k]! / maxVal;
       continue;
     }
-    const qLo = selectKth(abs, dim, lo);
-    // After selection everything right of `lo` is >= qLo: the next order statistic is their minimum.
-    let qHi = qLo;
-    if (hi > lo) {
-      qHi = Infinity;
-      for (let k = lo + 1; k < dim; k++) if (abs[k]! < qHi) qHi = abs[k]!;
+    if (abs) {
+      qLo = selectKth(abs, dim, lo);
+      // After selection everything right of `lo` is >= qLo: the next order statistic is their minimum.
+      qHi = qLo;
+      if (hi > lo) {
+        qHi = Infinity;
+        for (let k = lo + 1; k < dim; k++) if (abs[k]! < qHi) qHi = abs[k]!;
+      }
     }
     const s = Math.max(qLo + (qHi - qLo) * (pos - lo), maxVal);
     for (let k = 0; k < dim; k++) out[o + k] = Math.min(Math.max(den[o + k]!, -s), s) / s;
   }
   return out;
+}
+
+/**
+ * The top.length largest values of |a[o..o+n)| (n >= top.length), ascending into `top`: the
+ * same multiset of order statistics a full sort would give, in one pass that rejects most
+ * values with a single comparison.
+ */
+function largest(a: Float64Array, o: number, n: number, top: Float64Array): void {
+  const m = top.length;
+  for (let k = 0; k < m; k++) {
+    // Insertion sort of the first m values.
+    const v = Math.abs(a[o + k]!);
+    let j = k;
+    while (j > 0 && top[j - 1]! > v) {
+      top[j] = top[j - 1]!;
+      j--;
+    }
+    top[j] = v;
+  }
+  for (let k = m; k < n; k++) {
+    const v = Math.abs(a[o + k]!);
+    if (!(v > top[0]!)) continue;
+    // v displaces the smallest kept value; shift the smaller ones down to make its place.
+    let j = 1;
+    while (j < m && top[j]! < v) {
+      top[j - 1] = top[j]!;
+      j++;
+    }
+    top[j - 1] = v;
+  }
 }
 
 /** Optional final denoising step shared by all solvers. */
@@ -168,7 +313,11 @@ export function repeatConditioning(c: Conditioning | undefined, times: number): 
   return { ...c, classLabels: rep(c.classLabels), condition: rep(c.condition), uncondition: rep(c.uncondition) };
 }
 
-/** One step from (x, tCur) to tNext, given the ODE direction at x. */
+/**
+ * One step from (x, tCur) to tNext, given the ODE direction at x. The step owns `dCur` (it
+ * may write into it or give it back to `ev`) and must leave `x` untouched; it returns x_{i+1}
+ * in an array of its own.
+ */
 export type StepFn = (ev: Evaluator, x: Float64Array, tCur: number, tNext: number, dCur: Float64Array) => Promise<Float64Array>;
 
 /**
@@ -183,9 +332,12 @@ export async function stepwise(x0: Float64Array, ctx: SolverContext, opts: BaseS
   for (let i = 0; i < n; i++) {
     const tCur = t[i]!;
     const tNext = t[i + 1]!;
-    const dCur = opts.afs && i === 0 ? afsDirection(x, tCur) : await ev.d(x, tCur);
-    x = await step(ev, x, tCur, tNext, dCur);
-    ev.step(i, tCur, tNext, x, ctx.callback, n);
+    const dCur = opts.afs && i === 0 ? afsDirection(x, tCur, ev.take()) : await ev.d(x, tCur);
+    const xNext = await step(ev, x, tCur, tNext, dCur);
+    ev.step(i, tCur, tNext, xNext, ctx.callback, n);
+    // x_0 belongs to the caller; every later state is the loop's own.
+    if (x !== x0) ev.give(x);
+    x = xNext;
   }
   return finish(ev, x, t[n]!, opts.denoiseToZero);
 }

@@ -4,7 +4,7 @@
  * With `predictX0: false` it is the noise-prediction multistep DPM-Solver (Lu et al. 2022a),
  * whose model output is eps = (x - D)/t, the ODE direction in the EDM parameterisation.
  */
-import { afsDenoised, afsDirection, direction, Evaluator, finish, threshold, type BaseSolverOptions } from './common.js';
+import { afsDenoised, afsDirection, axmby, direction, Evaluator, finish, threshold, type BaseSolverOptions } from './common.js';
 import type { SolverContext } from './types.js';
 
 export interface DpmppOptions extends BaseSolverOptions {
@@ -32,6 +32,45 @@ export function dpmppOrder(i: number, numSteps: number, maxOrder: number, lowerO
   return lowerOrderFinal ? Math.min(maxOrder, numSteps - (i + 1)) : Math.min(maxOrder, i + 1);
 }
 
+/** Order 2: x_t = ratio x - c (D0 + D1/2), D1 = (D0 - D_-1) / r0, with c = phi_1 (times t for noise prediction). */
+function secondOrder(x: Float64Array, ratio: number, c: number, D0: Float64Array, D1p: Float64Array, r0: number, out: Float64Array): void {
+  for (let k = 0; k < x.length; k++) {
+    const D1 = (D0[k]! - D1p[k]!) / r0;
+    out[k] = ratio * x[k]! - c * (D0[k]! + 0.5 * D1);
+  }
+}
+
+type ThirdOrderCoeffs = { ratio: number; phi1: number; phi2: number; phi3: number } | { tNext: number; phi1: number; phi2: number; phi3: number };
+
+/**
+ * Order 3 (ALGORITHM.md 3): data prediction x_t = ratio x - phi_1 D0 + phi_2 D1 - phi_3 D2; noise
+ * prediction x - t (phi_1 eps0 + phi_2 D1 + phi_3 D2).
+ */
+function thirdOrder(x: Float64Array, co: ThirdOrderCoeffs, D0: Float64Array, Dm1: Float64Array, Dm2: Float64Array, r0: number, r1: number, out: Float64Array): void {
+  const { phi1, phi2, phi3 } = co;
+  const w = r0 / (r0 + r1);
+  const rs = r0 + r1;
+  if ('ratio' in co) {
+    const ratio = co.ratio;
+    for (let k = 0; k < x.length; k++) {
+      const d10 = (D0[k]! - Dm1[k]!) / r0;
+      const d11 = (Dm1[k]! - Dm2[k]!) / r1;
+      const D1 = d10 + w * (d10 - d11);
+      const D2 = (d10 - d11) / rs;
+      out[k] = ratio * x[k]! - phi1 * D0[k]! + phi2 * D1 - phi3 * D2;
+    }
+  } else {
+    const tNext = co.tNext;
+    for (let k = 0; k < x.length; k++) {
+      const d10 = (D0[k]! - Dm1[k]!) / r0;
+      const d11 = (Dm1[k]! - Dm2[k]!) / r1;
+      const D1 = d10 + w * (d10 - d11);
+      const D2 = (d10 - d11) / rs;
+      out[k] = x[k]! - tNext * (phi1 * D0[k]! + phi2 * D1 + phi3 * D2);
+    }
+  }
+}
+
 export async function sampleDpmpp(x0: Float64Array, ctx: SolverContext, opts: DpmppOptions = {}): Promise<Float64Array> {
   const maxOrder = opts.maxOrder ?? 3;
   if (!(maxOrder >= 1 && maxOrder <= 3)) throw new RangeError(`dpmpp max_order must be 1..3, got ${maxOrder}`);
@@ -50,14 +89,19 @@ export async function sampleDpmpp(x0: Float64Array, ctx: SolverContext, opts: Dp
   for (let i = 0; i < n; i++) {
     const tCur = t[i]!;
     const tNext = t[i + 1]!;
+    // The model output (or its AFS stand-in) is a fresh array of the loop's own, so the
+    // noise-prediction conversion and the thresholding overwrite it.
     let den: Float64Array;
-    if (predictX0) den = opts.afs && i === 0 ? afsDenoised(x, tCur) : await ev.D(x, tCur);
-    else den = opts.afs && i === 0 ? afsDirection(x, tCur) : direction(x, await ev.D(x, tCur), tCur);
-    if (useThreshold) den = threshold(den, ctx.batch);
+    if (opts.afs && i === 0) den = predictX0 ? afsDenoised(x, tCur, ev.take()) : afsDirection(x, tCur, ev.take());
+    else {
+      den = await ev.D(x, tCur);
+      if (!predictX0) direction(x, den, tCur, den);
+    }
+    if (useThreshold) threshold(den, ctx.batch, undefined, undefined, den);
     Dh.unshift(den);
     th.unshift(tCur);
     if (Dh.length > 3) {
-      Dh.pop();
+      ev.give(Dh.pop());
       th.pop();
     }
     const order = dpmppOrder(i, N, maxOrder, lowerOrderFinal);
@@ -66,17 +110,13 @@ export async function sampleDpmpp(x0: Float64Array, ctx: SolverContext, opts: Dp
     // x_t = x - t phi_1 eps0 - ..., with the phi functions of h instead of -h.
     const phi1 = predictX0 ? Math.expm1(-h) : Math.expm1(h);
     const ratio = predictX0 ? tNext / tCur : 1;
-    const out = new Float64Array(x.length);
+    const out = ev.take();
     const D0 = Dh[0]!;
     if (order === 1) {
-      for (let k = 0; k < out.length; k++) out[k] = ratio * x[k]! - (predictX0 ? 1 : tNext) * phi1 * D0[k]!;
+      axmby(ratio, x, (predictX0 ? 1 : tNext) * phi1, D0, out);
     } else if (order === 2) {
       const r0 = (lam(th[0]!) - lam(th[1]!)) / h;
-      const D1p = Dh[1]!;
-      for (let k = 0; k < out.length; k++) {
-        const D1 = (D0[k]! - D1p[k]!) / r0;
-        out[k] = ratio * x[k]! - (predictX0 ? 1 : tNext) * phi1 * (D0[k]! + 0.5 * D1);
-      }
+      secondOrder(x, ratio, (predictX0 ? 1 : tNext) * phi1, D0, Dh[1]!, r0, out);
     } else {
       const h0 = lam(th[0]!) - lam(th[1]!);
       const h1 = lam(th[1]!) - lam(th[2]!);
@@ -84,19 +124,12 @@ export async function sampleDpmpp(x0: Float64Array, ctx: SolverContext, opts: Dp
       const r1 = h1 / h;
       const phi2 = predictX0 ? phi1 / h + 1 : phi1 / h - 1;
       const phi3 = (phi2 / h - 0.5) * (opts.exactThirdOrder ? 2 : 1);
-      const Dm1 = Dh[1]!;
-      const Dm2 = Dh[2]!;
-      for (let k = 0; k < out.length; k++) {
-        const d10 = (D0[k]! - Dm1[k]!) / r0;
-        const d11 = (Dm1[k]! - Dm2[k]!) / r1;
-        const D1 = d10 + (r0 / (r0 + r1)) * (d10 - d11);
-        const D2 = (d10 - d11) / (r0 + r1);
-        // noise prediction: x - t (phi1 eps0 + phi2 D1 + phi3 D2), i.e. sc = -t on the D1 term
-        out[k] = predictX0 ? ratio * x[k]! - phi1 * D0[k]! + phi2 * D1 - phi3 * D2 : x[k]! - tNext * (phi1 * D0[k]! + phi2 * D1 + phi3 * D2);
-      }
+      thirdOrder(x, predictX0 ? { ratio, phi1, phi2, phi3 } : { tNext, phi1, phi2, phi3 }, D0, Dh[1]!, Dh[2]!, r0, r1, out);
     }
+    ev.step(i, tCur, tNext, out, ctx.callback, n);
+    if (x !== x0) ev.give(x);
     x = out;
-    ev.step(i, tCur, tNext, x, ctx.callback, n);
   }
+  ev.give(...Dh);
   return finish(ev, x, t[n]!, opts.denoiseToZero);
 }

@@ -3,5 +3,5 @@ import { axpy, stepwise, type BaseSolverOptions } from './common.js';
 import type { SolverContext } from './types.js';
 
 export function sampleEuler(x0: Float64Array, ctx: SolverContext, opts: BaseSolverOptions = {}): Promise<Float64Array> {
-  return stepwise(x0, ctx, opts, async (_ev, x, tCur, tNext, dCur) => axpy(x, tNext - tCur, dCur));
+  return stepwise(x0, ctx, opts, async (_ev, x, tCur, tNext, dCur) => axpy(x, tNext - tCur, dCur, dCur));
 }

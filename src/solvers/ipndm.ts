@@ -2,7 +2,7 @@
  * Improved PNDM (Zhang & Chen 2023): Adams-Bashforth multistep on the ODE direction with
  * fixed weights, order min(max_order, i+1), ALGORITHM.md 3. NFE N-1.
  */
-import { afsDirection, axpy, combine, Evaluator, finish, type BaseSolverOptions } from './common.js';
+import { afsDirection, axpyCombine, Evaluator, finish, type BaseSolverOptions } from './common.js';
 import type { SolverContext } from './types.js';
 
 export interface IpndmOptions extends BaseSolverOptions {
@@ -29,12 +29,15 @@ export async function sampleIpndm(x0: Float64Array, ctx: SolverContext, opts: Ip
   for (let i = 0; i < n; i++) {
     const tCur = t[i]!;
     const tNext = t[i + 1]!;
-    const dCur = opts.afs && i === 0 ? afsDirection(x, tCur) : await ev.d(x, tCur);
+    const dCur = opts.afs && i === 0 ? afsDirection(x, tCur, ev.take()) : await ev.d(x, tCur);
     history.unshift(dCur);
-    if (history.length > 4) history.pop();
+    if (history.length > 4) ev.give(history.pop());
     const order = Math.min(maxOrder, i + 1);
-    x = axpy(x, tNext - tCur, combine(AB_WEIGHTS[order - 1]!, history.slice(0, order)));
-    ev.step(i, tCur, tNext, x, ctx.callback, n);
+    const xNext = axpyCombine(x, tNext - tCur, AB_WEIGHTS[order - 1]!, history.slice(0, order), ev.take());
+    ev.step(i, tCur, tNext, xNext, ctx.callback, n);
+    if (x !== x0) ev.give(x);
+    x = xNext;
   }
+  ev.give(...history);
   return finish(ev, x, t[n]!, opts.denoiseToZero);
 }

@@ -5,6 +5,7 @@
  * State tensors are Float64Array in row-major [B, C, H, W] order; the ONNX runtime converts
  * to float32 at its boundary. `sigma` holds one noise level per sample.
  */
+import type { ArrayPool } from './pool.js';
 
 /** Per-sample conditioning, row-aligned with the batch. */
 export interface Conditioning {
@@ -26,11 +27,16 @@ export interface DenoiseRequest {
   /** Number of samples B. */
   batch: number;
   cond?: Conditioning;
+  /**
+   * Where to put the result ([B, ...sampleShape], contents unspecified on entry). A denoiser
+   * may write into it and return it, or ignore it and return a new array.
+   */
+  out?: Float64Array;
 }
 
 /**
- * D(x, sigma): returns [B, ...sampleShape] estimates of the clean sample, in a new array the
- * caller owns (solvers overwrite it in place).
+ * D(x, sigma): returns [B, ...sampleShape] estimates of the clean sample, in `req.out` or a
+ * new array; either way the caller owns it (solvers overwrite it in place and recycle it).
  */
 export type Denoiser = (req: DenoiseRequest) => Promise<Float64Array>;
 
@@ -44,7 +50,10 @@ export interface StepInfo {
   total: number;
   tCur: number;
   tNext: number;
-  /** State after the step, x_{i+1} (do not mutate). */
+  /**
+   * State after the step, x_{i+1}: read-only, and valid until the callback returns (the
+   * solver recycles the array later; copy what must be kept).
+   */
   x: Float64Array;
   /** Denoiser evaluations (per sample) so far. */
   nfe: number;
@@ -54,9 +63,10 @@ export type StepCallback = (info: StepInfo) => void;
 
 /**
  * Supplies the SDE noise for interval i, one standard normal vector per sample drawn
- * from that sample's own seed stream (so a sample never depends on its batch).
+ * from that sample's own seed stream (so a sample never depends on its batch); into `out`
+ * when given ([batch * dim]), else into a new array.
  */
-export type NoiseSource = (i: number, batch: number, dim: number) => Float64Array;
+export type NoiseSource = (i: number, batch: number, dim: number, out?: Float64Array) => Float64Array;
 
 /** Everything a solver needs besides its own options. */
 export interface SolverContext {
@@ -69,4 +79,9 @@ export interface SolverContext {
   cond?: Conditioning;
   noise?: NoiseSource;
   callback?: StepCallback;
+  /**
+   * Recycles [B * dim] float64 temporaries between steps (src/solvers/pool.ts); the caller
+   * passes one to share it across runs. The solver never gives back x_0 or its result.
+   */
+  pool?: ArrayPool;
 }

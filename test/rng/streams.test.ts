@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import seedrandom from 'seedrandom';
 import { NormalStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
 
 const SEEDS = [3, 17, 4];
@@ -57,4 +58,40 @@ test('seed latents are standard normal per seed, independent of the batch', () =
   const mean = z.reduce((s, v) => s + v, 0) / z.length;
   const varc = z.reduce((s, v) => s + (v - mean) ** 2, 0) / z.length;
   assert.ok(Math.abs(mean) < 0.05 && Math.abs(varc - 1) < 0.05, `mean ${mean}, variance ${varc}`);
+});
+
+test('NormalStream steps Alea exactly as seedrandom does, and fillNormal equals normal() for any split', () => {
+  // Uniforms: seedrandom's own double() on the same seed string is the reference.
+  const ref = seedrandom.alea('adasde/latent/12345');
+  const st = new NormalStream(12345, 'latent');
+  for (let k = 0; k < 5000; k++) assert.equal(st.uniform(), ref.double(), `uniform ${k}`);
+  // Normals: Box-Muller on seedrandom's doubles, both values of a pair in order.
+  const r2 = seedrandom.alea('adasde/sde/7');
+  const want: number[] = [];
+  while (want.length < 1001) {
+    const u1 = 1 - r2.double();
+    const u2 = r2.double();
+    const rad = Math.sqrt(-2 * Math.log(u1));
+    want.push(rad * Math.cos(2 * Math.PI * u2), rad * Math.sin(2 * Math.PI * u2));
+  }
+  // Odd and even pieces, and single normal() calls in between, so a spare is carried over.
+  const s = new NormalStream(7, 'sde');
+  const got: number[] = [];
+  for (const piece of [3, 1, 0, 2, 7, 250, 1, 1, 500, 235]) {
+    if (piece === 1) got.push(s.normal());
+    else {
+      const buf = new Float64Array(piece + 2);
+      s.fillNormal(buf, 1, piece);
+      got.push(...buf.subarray(1, 1 + piece));
+    }
+  }
+  assert.deepEqual(got, want.slice(0, got.length));
+});
+
+test('SeedNoise writes into a given buffer and refuses one of the wrong size', () => {
+  const want = new SeedNoise(SEEDS).source(0, SEEDS.length, DIM);
+  const buf = new Float64Array(SEEDS.length * DIM).fill(Number.NaN);
+  assert.equal(new SeedNoise(SEEDS).source(0, SEEDS.length, DIM, buf), buf);
+  assert.deepEqual(buf, want);
+  assert.throws(() => new SeedNoise(SEEDS).source(0, SEEDS.length, DIM, new Float64Array(3)), /noise buffer holds 3 values/);
 });
