@@ -34,7 +34,7 @@ const arg = (name: string, def: number) => {
 const threads = arg('threads', 0);
 const batches = arg('batches', 2);
 const spin = arg('spin', 0) === 1;
-const calls = arg('calls', 9);
+const calls = arg('calls', 7);
 // --write 0: skip quantisation and PNG writing (separates the solver loop from image output).
 const writeImages = arg('write', 1) === 1;
 const B = 64;
@@ -66,22 +66,26 @@ for (const solver of solvers) {
   };
   await runBatches(plan, model.denoise, [Array.from({ length: B }, (_, k) => 1e6 + k)], { consume: write });
   // The model's own time per call at batch B, with nothing else running: the median of
-  // `calls` isolated calls (the issue's "NFE x model time").
-  const alone: number[] = [];
+  // isolated calls just before and just after the run (the issue's "NFE x model time").
   const xs = new Float64Array(B * model.dim).map((_, k) => Math.sin(k));
-  for (let k = 0; k < calls; k++) {
-    model.resetStats();
-    await model.denoise({ x: xs, sigma: new Float64Array(B).fill(1 + k), batch: B });
-    alone.push(model.stats.runMs);
-  }
-  alone.sort((a, b) => a - b);
-  const perCall = alone[calls >> 1]!;
+  const alone: number[] = [];
+  const isolated = async () => {
+    for (let k = 0; k < calls; k++) {
+      model.resetStats();
+      await model.denoise({ x: xs, sigma: new Float64Array(B).fill(1 + k), batch: B });
+      alone.push(model.stats.runMs);
+    }
+  };
+  await isolated();
   model.resetStats();
   const t0 = performance.now();
   // The loop `adasde sample` runs (src/sample/pipeline.ts runBatches).
   await runBatches(plan, model.denoise, Array.from({ length: batches }, (_, b) => Array.from({ length: B }, (_, k) => b * B + k)), { consume: write });
   const wall = performance.now() - t0;
   const inModel = model.stats.runMs;
+  await isolated();
+  alone.sort((a, b) => a - b);
+  const perCall = alone[alone.length >> 1]!;
   const nfe = SOLVER_REGISTRY[solver].nfe(numSteps, options);
   const modelAlone = nfe * batches * perCall;
   const pct = (m: number) => `${((100 * (wall - m)) / wall).toFixed(2)}%`;

@@ -329,11 +329,18 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
 
   const session = await openSession(file, opts, sig);
   const stats = zeroStats();
-  // Float32 buffers for the x feed, reused across runs; concurrent runs each take their own.
-  const feedPool: Float32Array[] = [];
+  // Float32 buffers for the x feed and the output, reused across runs; concurrent runs each
+  // take their own.
+  const bufferPool: Float32Array[] = [];
+  const takeBuffer = (length: number): Float32Array => {
+    const k = bufferPool.findIndex((b) => b.length === length);
+    return k >= 0 ? bufferPool.splice(k, 1)[0]! : new Float32Array(length);
+  };
+  const giveBuffer = (b: Float32Array) => {
+    if (bufferPool.push(b) > 8) bufferPool.shift();
+  };
   const takeFloat32 = (src: Float64Array): Float32Array => {
-    const k = feedPool.findIndex((b) => b.length === src.length);
-    const buf = k >= 0 ? feedPool.splice(k, 1)[0]! : new Float32Array(src.length);
+    const buf = takeBuffer(src.length);
     buf.set(src);
     return buf;
   };
@@ -360,27 +367,34 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
     };
     if (io.labels && labels) feeds['class_labels'] = floatFeed(io.labels, labels, [n, meta.labelDim]);
     if (io.condition && cond) feeds['condition'] = floatFeed(io.condition.kind, cond.data, [n, cond.L, cond.E]);
+    // The float32 output likewise: onnxruntime fills a pooled array instead of a new one.
+    const outBuf = io.out === 'float32' ? takeBuffer(n * dim) : undefined;
     const t0 = performance.now();
     let res: Record<string, HostTensor>;
     try {
-      res = await session.run(feeds, ['denoised']);
+      res = await session.run(feeds, ['denoised'], outBuf ? { denoised: { type: 'float32', data: outBuf, dims: [n, C, R, R] } } : undefined);
     } catch (e) {
+      if (outBuf) giveBuffer(outBuf);
       const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
       throw new Error(`${file}: model run failed on ${n} rows: ${msg}`);
     } finally {
-      if (xFeed && feedPool.push(xFeed) > 4) feedPool.shift();
+      if (xFeed) giveBuffer(xFeed);
     }
     stats.runMs += performance.now() - t0;
     stats.runs++;
     stats.rows += rows;
     stats.paddedRows += n - rows;
-    if (into) {
-      readFloatOutput(res['denoised']!, into.out, rows * dim, into.offset);
-      return into.out;
+    try {
+      if (into) {
+        readFloatOutput(res['denoised']!, into.out, rows * dim, into.offset);
+        return into.out;
+      }
+      const out = new Float64Array(rows * dim);
+      readFloatOutput(res['denoised']!, out, rows * dim);
+      return out;
+    } finally {
+      if (outBuf) giveBuffer(outBuf);
     }
-    const out = new Float64Array(rows * dim);
-    readFloatOutput(res['denoised']!, out, rows * dim);
-    return out;
   }
 
   function conditionShape(c: Conditioning | undefined, B: number): { L: number; E: number } | undefined {

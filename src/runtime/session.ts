@@ -173,7 +173,11 @@ export interface OnnxSession {
   readonly path: string;
   readonly device: Device;
   readonly signature: ModelSignature;
-  run(feeds: Record<string, HostTensor>, fetches: readonly string[]): Promise<Record<string, HostTensor>>;
+  /**
+   * Runs the model. `into` gives output tensors to fill in place (onnxruntime writes the
+   * output straight into their arrays instead of allocating new ones).
+   */
+  run(feeds: Record<string, HostTensor>, fetches: readonly string[], into?: Record<string, HostTensor>): Promise<Record<string, HostTensor>>;
   dispose(): Promise<void>;
 }
 
@@ -253,10 +257,15 @@ export async function openSession(file: string, opts: SessionOptions = {}, signa
     path: file,
     device,
     signature: sig,
-    async run(feeds, fetches) {
+    async run(feeds, fetches, into) {
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
-      const res = await session.run(ortFeeds, [...fetches]);
+      let res: ort.InferenceSession.ReturnType;
+      if (into) {
+        const ortFetches: Record<string, ort.Tensor | null> = {};
+        for (const k of fetches) ortFetches[k] = into[k] ? toOrt(into[k]) : null;
+        res = await session.run(ortFeeds, ortFetches);
+      } else res = await session.run(ortFeeds, [...fetches]);
       const out: Record<string, HostTensor> = {};
       for (const k of fetches) {
         const t = res[k];

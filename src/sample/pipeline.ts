@@ -82,8 +82,8 @@ export interface BatchLoop {
 
 /**
  * Runs batches in order. A finished batch goes to `consume` right after the next batch has
- * started, so its image work (PNG compression on libuv's thread pool, file writes) proceeds
- * while the model evaluates the next batch. onnxruntime-node runs the model synchronously on
+ * started, so its image work (PNG compression and file writes on the image-writer thread,
+ * src/io/image-writer.ts) proceeds while the model evaluates the next batch. onnxruntime-node runs the model synchronously on
  * this thread, so the JavaScript parts (latents, quantisation, solver arithmetic) cannot
  * overlap it; moving the latents to a worker thread was measured to cost more than it saved
  * on a 2-core CPU (bench/RESULTS.md, "Sampler overhead"). Results do not depend on the order:

@@ -110,6 +110,32 @@ describe('analytic ONNX denoisers match the float64 references', () => {
     }
   });
 
+  test('an offered output array is filled and returned; repeated runs (pooled buffers) agree, also split', async () => {
+    const split = await loadDenoiserModel(files.mixture, { threads: 1, maxBatch: 3 });
+    try {
+      for (const m of [models['mixture']!, split]) {
+        const reqA = request(8, SIGMAS, 6, mixture.means);
+        const reqB = request(8, [...SIGMAS].reverse(), 7, mixture.means);
+        const wantA = await m.denoise(reqA);
+        const wantB = await m.denoise(reqB);
+        assert.notDeepEqual(wantA, wantB);
+        const out = new Float64Array(8 * DIM).fill(Number.NaN);
+        for (let r = 0; r < 3; r++) {
+          assert.equal(await m.denoise({ ...reqA, out }), out);
+          assert.deepEqual(out, wantA);
+          assert.deepEqual(await m.denoise(reqB), wantB);
+        }
+        // An output of the wrong size is not used.
+        const small = new Float64Array(DIM);
+        const got = await m.denoise({ ...reqA, out: small });
+        assert.notEqual(got, small);
+        assert.deepEqual(got, wantA);
+      }
+    } finally {
+      await split.dispose();
+    }
+  });
+
   test('an empty batch returns an empty result without running', async () => {
     const m = models['gauss']!;
     const runs0 = m.stats.runs;
