@@ -1,16 +1,19 @@
 /**
  * The sampler's own overhead (issue: `adasde sample`): with a U-Net-sized convolutional
  * denoiser (src/runtime/graph.ts buildConvDenoiserModel, ~1.2 GFLOP per 32x32 image) at
- * batch 64 on CPU, overhead = (wall time - time inside onnxruntime's session.run) / wall time,
- * where the wall time covers the whole sampling loop of every solver (latents, solver
- * arithmetic, float64 <-> float32 conversion, quantisation and PNG writing are all outside
- * session.run). Target: at most 3%.
+ * batch 64 on CPU, overhead = (wall time - NFE x model time) / wall time, where the wall time
+ * covers the loop `adasde sample` runs (latents, solver arithmetic, float64 <-> float32
+ * conversion, quantisation, PNG compression and atomic writes on the writer thread). Model
+ * time is read two ways: in-run (time inside onnxruntime's session.run during the run) and
+ * isolated (median of single calls with nothing else running, before and after the run).
+ * Target: at most 3%. bench/RESULTS.md, "Sampler overhead", has the numbers.
  *
- *   npm run build && node dist/bench/sample_overhead.js [--threads 2] [--batches 2] [--spin 1] [--model FILE] [--solvers euler,unipc]
+ *   npm run build && node dist/bench/sample_overhead.js [--threads 2] [--batches 2] [--spin 1] [--model FILE]
+ *     [--solvers euler,unipc] [--write 0] [--calls 7]
  *
  * --model measures with an ONNX denoiser file instead, e.g. the bundled U-Net
  * models/cifar10-tiny-edm.onnx (1.19M parameters, less work per image than the generated one).
- *
+ * --write 0 leaves out image output; --calls sets the isolated calls before and after a run.
  * --spin 1 lets onnxruntime's pool threads busy-wait between runs (its own default; adasde
  * turns it off, see src/runtime/session.ts).
  */
