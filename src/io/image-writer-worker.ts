@@ -32,7 +32,12 @@ function writeBatch(m: WriterRequest): void {
         mkdirSync(dir, { recursive: true });
         made.add(dir);
       }
-      writeViaTempSync(path, m.temps[k]!, encodePngSync(m.data.subarray(k * n, (k + 1) * n), m.C, m.H, m.W));
+      try {
+        writeViaTempSync(path, m.temps[k]!, encodePngSync(m.data.subarray(k * n, (k + 1) * n), m.C, m.H, m.W));
+      } catch (e) {
+        // Errors of write() and close() do not name the file; this one line does.
+        throw new Error(`${path}: ${e instanceof Error ? e.message : String(e)}`);
+      }
     } finally {
       Atomics.store(flags, BUSY, 0);
       Atomics.notify(flags, BUSY);
