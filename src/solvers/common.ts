@@ -67,22 +67,17 @@ export class Evaluator {
 
 /** (x - D) / t, into `out` (which may be `den` itself) or a new array. */
 export function direction(x: Float64Array, den: Float64Array, t: number, out: Float64Array = new Float64Array(x.length)): Float64Array {
-  for (let k = 0; k < x.length; k++) out[k] = (x[k]! - den[k]!) / t;
-  return out;
+  return diffOver(x, den, t, out);
 }
 
 /** AFS (ALGORITHM.md 3): at sigma = t the ODE direction of N(0, I) data is x / sqrt(1 + t^2). */
 export function afsDirection(x: Float64Array, t: number, out: Float64Array = new Float64Array(x.length)): Float64Array {
-  const f = 1 / Math.sqrt(1 + t * t);
-  for (let k = 0; k < x.length; k++) out[k] = x[k]! * f;
-  return out;
+  return scale(x, 1 / Math.sqrt(1 + t * t), out);
 }
 
 /** The denoised estimate implied by AFS: D = x - t d. */
 export function afsDenoised(x: Float64Array, t: number, out: Float64Array = new Float64Array(x.length)): Float64Array {
-  const f = 1 - t / Math.sqrt(1 + t * t);
-  for (let k = 0; k < x.length; k++) out[k] = x[k]! * f;
-  return out;
+  return scale(x, 1 - t / Math.sqrt(1 + t * t), out);
 }
 
 /** out = a + s * b (out may be a or b). */
@@ -91,21 +86,10 @@ export function axpy(a: Float64Array, s: number, b: Float64Array, out: Float64Ar
   return out;
 }
 
-/** sum_k c_k v_k */
-export function combine(coeffs: readonly number[], vecs: readonly Float64Array[]): Float64Array {
-  const out = new Float64Array(vecs[0]!.length);
-  for (let j = 0; j < vecs.length; j++) {
-    const c = coeffs[j]!;
-    const v = vecs[j]!;
-    for (let k = 0; k < out.length; k++) out[k] = out[k]! + c * v[k]!;
-  }
-  return out;
-}
-
 /**
- * out = a + s * (sum_j c_j v_j) in one pass, the sum taken left to right as `combine` does
- * (so the result equals axpy(a, s, combine(c, v)) up to the sign of a zero). `out` may be a
- * or any v_j: each element is read before it is written.
+ * out = a + s * (sum_j c_j v_j) in one pass, the sum taken left to right (the result equals
+ * forming the sum in a temporary and then axpy, up to the sign of a zero). `out` may be a or
+ * any v_j: each element is read before it is written.
  */
 export function axpyCombine(a: Float64Array, s: number, c: readonly number[], v: readonly Float64Array[], out: Float64Array): Float64Array {
   const n = a.length;
@@ -229,41 +213,42 @@ export function threshold(den: Float64Array, batch: number, ratio = 0.995, maxVa
   for (let b = 0; b < batch; b++) {
     const o = b * dim;
     let maxAbs: number;
-    let qLo: number;
-    let qHi: number;
     if (top) {
       largest(den, o, dim, top);
       maxAbs = top[m - 1]!;
-      qLo = top[0]!;
-      qHi = hi > lo ? top[1]! : qLo;
-    } else {
-      maxAbs = 0;
-      for (let k = 0; k < dim; k++) {
-        const v = Math.abs(den[o + k]!);
-        abs![k] = v;
-        if (v > maxAbs) maxAbs = v;
-      }
-      qLo = qHi = 0;
-    }
+    } else maxAbs = absInto(den, o, dim, abs!);
     if (maxAbs <= maxVal) {
       // The quantile cannot exceed the maximum, so s = maxVal and clipping changes nothing.
       if (out !== den) out.set(den.subarray(o, o + dim), o);
       if (maxVal !== 1) for (let k = 0; k < dim; k++) out[o + k] = out[o + k]! / maxVal;
       continue;
     }
-    if (abs) {
-      qLo = selectKth(abs, dim, lo);
-      // After selection everything right of `lo` is >= qLo: the next order statistic is their minimum.
-      qHi = qLo;
-      if (hi > lo) {
-        qHi = Infinity;
-        for (let k = lo + 1; k < dim; k++) if (abs[k]! < qHi) qHi = abs[k]!;
-      }
-    }
+    const [qLo, qHi] = top ? [top[0]!, hi > lo ? top[1]! : top[0]!] : selectPair(abs!, dim, lo, hi);
     const s = Math.max(qLo + (qHi - qLo) * (pos - lo), maxVal);
     for (let k = 0; k < dim; k++) out[o + k] = Math.min(Math.max(den[o + k]!, -s), s) / s;
   }
   return out;
+}
+
+/** |a[o..o+n)| into abs; returns the largest. */
+function absInto(a: Float64Array, o: number, n: number, abs: Float64Array): number {
+  let maxAbs = 0;
+  for (let k = 0; k < n; k++) {
+    const v = Math.abs(a[o + k]!);
+    abs[k] = v;
+    if (v > maxAbs) maxAbs = v;
+  }
+  return maxAbs;
+}
+
+/** The order statistics lo and hi (= lo or lo + 1) of abs[0..n), reordering abs (quickselect). */
+function selectPair(abs: Float64Array, n: number, lo: number, hi: number): [number, number] {
+  const qLo = selectKth(abs, n, lo);
+  if (hi === lo) return [qLo, qLo];
+  // After selection everything right of `lo` is >= qLo: the next order statistic is their minimum.
+  let qHi = Infinity;
+  for (let k = lo + 1; k < n; k++) if (abs[k]! < qHi) qHi = abs[k]!;
+  return [qLo, qHi];
 }
 
 /**

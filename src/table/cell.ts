@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { FeatureStats, type FeatureStatsPartial } from '../fid/stats.js';
 import { ndarray, type NdArray } from '../io/npy.js';
 import { readNpz, writeNpz } from '../io/npz.js';
-import { imagePath, quantize, writePng } from '../io/png.js';
+import { imagePath, quantizeBatch, writePng } from '../io/png.js';
 import { rankBatches } from '../parallel/launcher.js';
 import type { FeatureModel } from '../runtime/model.js';
 import { sampleBatch, sampleDim } from '../sample/pipeline.js';
@@ -37,8 +37,7 @@ export async function runCell(r: CellRun): Promise<FeatureStats | undefined> {
   let pendingWrites: Promise<unknown> | undefined;
   for (const seeds of rankBatches(r.seeds, r.batch, r.rank, r.world)) {
     const x = await sampleBatch(plan, r.denoise, { seeds });
-    const images = new Uint8Array(seeds.length * dim);
-    seeds.forEach((_, b) => images.set(quantize(x, b * dim, C, H, W), b * dim));
+    const images = quantizeBatch(x, seeds.length, C, H, W);
     const f = await r.features.extract(images, seeds.length, [C, H, W]);
     stats ??= new FeatureStats(f.length / seeds.length);
     stats.add(f, seeds.length);

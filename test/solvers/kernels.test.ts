@@ -1,10 +1,17 @@
 /** The fused element-wise kernels equal the two-pass formulas they replace. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { axmby, axpy, axpyCombine, combine, diffOver, scale } from '../../src/solvers/common.js';
+import { axmby, axpy, axpyCombine, diffOver, scale } from '../../src/solvers/common.js';
 
 const n = 257;
 const vec = (seed: number) => Float64Array.from({ length: n }, (_, k) => Math.sin(k * 1.3 + seed) * (1 + seed));
+
+/** The two-pass form: sum_j c_j v_j into a temporary (left to right, from 0), then axpy. */
+function combine(c: readonly number[], v: readonly Float64Array[]): Float64Array {
+  const out = new Float64Array(n);
+  v.forEach((vj, j) => vj.forEach((e, k) => (out[k] = out[k]! + c[j]! * e)));
+  return out;
+}
 
 test('axpyCombine equals axpy(a, s, combine(c, v)) for 1 to 5 terms, also written over a or a term', () => {
   const a = vec(0);
