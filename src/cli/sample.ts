@@ -79,7 +79,7 @@ export function resolvePlan(o: SampleOptions, model: Pick<DenoiserModel, 'meta' 
   } else if (solver === 'adasde') {
     throw new UsageError('--solver adasde needs --predictor_path (an experiment number under exp/ or a predictor file)');
   }
-  if (!solver) throw new UsageError('--solver is required (euler, heun, dpm, ipndm, dpmpp, unipc) unless --predictor_path names an AdaSDE predictor');
+  if (!solver) throw new UsageError('--solver is required (euler, heun, dpm, ipndm, ipndm_v, deis, dpmpp, unipc) unless --predictor_path names an AdaSDE predictor');
   const meta = model.meta;
   const isLatent = meta.family === 'ldm' || meta.family === 'sd';
 
@@ -120,6 +120,7 @@ export function resolvePlan(o: SampleOptions, model: Pick<DenoiserModel, 'meta' 
       opts.thresholding = o.thresholding ?? !isLatent;
       opts.variant = o.variant;
     }
+    if (solver === 'deis') opts.deisMode = o.deisMode;
   }
   opts.afs = afs;
 

@@ -6,7 +6,7 @@ export const SCHEDULE_TYPES = ['polynomial', 'logsnr', 'time_uniform', 'discrete
 export type ScheduleType = (typeof SCHEDULE_TYPES)[number];
 export const scheduleType = z.enum(SCHEDULE_TYPES);
 
-export const SOLVERS = ['euler', 'heun', 'dpm', 'ipndm', 'dpmpp', 'unipc', 'adasde'] as const;
+export const SOLVERS = ['euler', 'heun', 'dpm', 'ipndm', 'ipndm_v', 'deis', 'dpmpp', 'unipc', 'adasde'] as const;
 export type SolverName = (typeof SOLVERS)[number];
 export const solverName = z.enum(SOLVERS);
 

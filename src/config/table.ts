@@ -19,6 +19,8 @@ export const rowSchema = z
     max_order: z.number().int().min(1).max(4).optional(),
     lower_order_final: z.boolean().optional(),
     variant: z.enum(['bh1', 'bh2']).optional(),
+    /** deis: tab (default) or rhoab. */
+    deis_mode: z.enum(['tab', 'rhoab']).optional(),
     thresholding: z.boolean().optional(),
     predict_x0: z.boolean().optional(),
     /** AdaSDE: predictor per NFE ("5": "00002" or a path); unset NFEs are looked up in exp/. */

@@ -11,6 +11,8 @@ import { sampleDpmpp } from './dpmpp.js';
 import { sampleEuler } from './euler.js';
 import { sampleHeun } from './heun.js';
 import { sampleIpndm } from './ipndm.js';
+import { sampleIpndmV } from './ipndmv.js';
+import { sampleDeis, type DeisMode } from './deis.js';
 import { sampleUnipc } from './unipc.js';
 import type { SolverContext } from './types.js';
 
@@ -24,6 +26,10 @@ export interface SolverOptions extends BaseSolverOptions {
   predictX0?: boolean;
   /** dpmpp only: exact third-order coefficient (see dpmpp.ts). */
   exactThirdOrder?: boolean;
+  /** deis only: tAB (VP time) or rhoAB (sigma) polynomial. */
+  deisMode?: DeisMode;
+  /** ipndm_v only: exact variable-step Adams-Bashforth weights (see ipndmv.ts). */
+  exact?: boolean;
   /** AdaSDE only. */
   coeffs?: Coefficients;
 }
@@ -43,6 +49,8 @@ export const SOLVER_REGISTRY: Record<SolverName, SolverEntry> = {
   heun: { run: sampleHeun, nfe: (N, o) => 2 * (N - 1) + extra(o) },
   dpm: { run: sampleDpm, nfe: (N, o) => 2 * (N - 1) + extra(o) },
   ipndm: { run: sampleIpndm, nfe: (N, o) => N - 1 + extra(o), defaultMaxOrder: 4 },
+  ipndm_v: { run: sampleIpndmV, nfe: (N, o) => N - 1 + extra(o), defaultMaxOrder: 4 },
+  deis: { run: sampleDeis, nfe: (N, o) => N - 1 + extra(o), defaultMaxOrder: 4 },
   dpmpp: { run: sampleDpmpp, nfe: (N, o) => N - 1 + extra(o), defaultMaxOrder: 3 },
   unipc: { run: sampleUnipc, nfe: (N, o) => N - 1 + extra(o), defaultMaxOrder: 3 },
   adasde: {

@@ -112,6 +112,7 @@ export function planCell(row: TableRow, nfe: number, ctx: PlanContext): Cell {
       base.thresholding = row.thresholding ?? !isLatent;
       base.variant = row.variant ?? 'bh2';
     }
+    if (row.solver === 'deis') base.deisMode = row.deis_mode ?? 'tab';
     // AFS unset: off when the NFE is reachable without it, else on (heun and dpm need it
     // for odd NFE, as the paper's tables use).
     for (const afs of row.afs === undefined ? [false, true] : [row.afs]) {
@@ -187,6 +188,7 @@ export function cellCommand(c: Cell, ctx: { modelFile: string; detectorFile: str
       args.push(`--lower_order_final=${o.lowerOrderFinal ?? true}`, `--predict_x0=${o.predictX0 ?? true}`, `--thresholding=${o.thresholding ?? false}`);
       if (c.plan.solver === 'unipc') args.push('--variant', o.variant ?? 'bh2');
     }
+    if (c.plan.solver === 'deis') args.push('--deis_mode', o.deisMode ?? 'tab');
   }
   args.push('--denoise_to_zero=false', '--seeds', formatSeedList(ctx.seeds), '--batch', String(ctx.batch), '--outdir', images);
   return { sample: args, fid: ['--images', images, '--ref', ctx.ref, '--detector', ctx.detectorFile], images };

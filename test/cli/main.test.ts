@@ -14,7 +14,7 @@ function run(...args: string[]) {
 const badFlags: [string[], RegExp][] = [
   [['sample', '--batch', '0'], /^adasde: error: --batch: expected an integer >= 1, got "0"$/],
   [['sample', '--seeds', '5-2'], /^adasde: error: --seeds: expected a seed list/],
-  [['sample', '--solver', 'rk4'], /^adasde: error: --solver: expected one of euler, heun, dpm, ipndm, dpmpp, unipc, adasde, got "rk4"$/],
+  [['sample', '--solver', 'rk4'], /^adasde: error: --solver: expected one of euler, heun, dpm, ipndm, ipndm_v, deis, dpmpp, unipc, adasde, got "rk4"$/],
   [['sample', '--afs=maybe'], /^adasde: error: --afs: expected True or False, got "maybe"$/],
   [['sample', '--t_steps', '[1,10]'], /^adasde: error: --t_steps: expected a list of decreasing positive numbers/],
   [['sample', '--device', 'tpu'], /^adasde: error: --device: expected cpu, cuda or cuda:N/],

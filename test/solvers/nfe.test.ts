@@ -45,7 +45,7 @@ for (const name of SOLVERS) {
             // The closed forms, written out independently of the registry's nfe():
             const n = numSteps - 1;
             const expected =
-              { euler: n, heun: 2 * n, dpm: 2 * n, ipndm: n, dpmpp: n, unipc: n, adasde: (1 + K) * n }[name] - (afs ? 1 : 0) + (denoiseToZero ? 1 : 0);
+              { euler: n, heun: 2 * n, dpm: 2 * n, ipndm: n, ipndm_v: n, deis: n, dpmpp: n, unipc: n, adasde: (1 + K) * n }[name] - (afs ? 1 : 0) + (denoiseToZero ? 1 : 0);
             assert.equal(c.count(), expected);
             assert.equal(SOLVER_REGISTRY[name].nfe(numSteps, opts), expected);
           });
