@@ -16,6 +16,7 @@ import { tableSpecSchema, tableTable, type TableOptions, type TableRow, type Tab
 import { DEFAULT_DETECTOR, inspectDetector, metricOf, type Metric } from '../fid/detector.js';
 import { frechetDistance } from '../fid/frechet.js';
 import type { FeatureStats } from '../fid/stats.js';
+import { writeTableChart } from '../charts/table.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readStatsNpz } from '../io/npz.js';
 import { distEnv, runWorkers } from '../parallel/launcher.js';
@@ -296,6 +297,7 @@ async function runTable(o: TableOptions): Promise<void> {
   await writeFileAtomic(join(outdir, 'table.md'), md);
   await writeFileAtomic(join(outdir, 'table.csv'), csv);
   await writeFileAtomic(join(outdir, 'table.json'), JSON.stringify(json, null, 2) + '\n');
+  await writeTableChart(outdir, json);
   process.stdout.write(md);
   if (!o.quiet) {
     process.stderr.write(`table: ${cells.length} cells (${pending.length} computed, ${cells.length - pending.length - cells.filter((c) => !c.plan).length} reused, ${cells.filter((c) => !c.plan).length} n/a) in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${resolve(outdir)}\n`);

@@ -9,6 +9,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync
 import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
+import { writeTrainChart } from '../charts/train.js';
 import { parseOptions, toFlagRecord } from '../config/options.js';
 import { PREDICTOR_FORMAT, PREDICTOR_VERSION, type PredictorFile } from '../config/predictor.js';
 import { trainTable, type TrainOptions } from '../config/train.js';
@@ -393,8 +394,11 @@ async function runTrain(cli: TrainOptions): Promise<void> {
           total_sec: secs,
           model_rows: modelRows,
           timestamp: Date.now() / 1000,
+          // The effective coefficients at the tick, for loss.png (src/charts/train.ts).
+          coefficients: { r: c.r, scale_dir: c.scaleDir, scale_time: c.scaleTime, gamma: c.gamma },
         };
         appendFileSync(join(r.runDir, 'stats.jsonl'), JSON.stringify(stats) + '\n');
+        await drawLossChart(r.runDir, o.quiet);
       }
       if (ticks % o.snap === 0 || done) await writeSnapshot(kimg);
       tickStart = Date.now();
@@ -407,6 +411,18 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   await model.dispose();
   if (isMain && !o.quiet) {
     process.stdout.write(`trained ${o.totalKimg} kimg (${nBatches} batches) in ${((Date.now() - started) / 1000).toFixed(1)} s; final loss ${lastLoss.toPrecision(4)} -> ${resolve(r.runDir)}\n`);
+  }
+}
+
+let chartWarned = false;
+
+/** loss.svg / loss.png of the run; a chart that cannot be drawn warns once and never stops training. */
+async function drawLossChart(runDir: string, quiet: boolean): Promise<void> {
+  try {
+    await writeTrainChart(runDir, `adasde train: ${basename(runDir)}`);
+  } catch (e) {
+    if (!chartWarned && !quiet) process.stderr.write(`adasde: warning: loss chart not written (${(e as Error).message.split('\n')[0]})\n`);
+    chartWarned = true;
   }
 }
 

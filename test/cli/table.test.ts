@@ -9,8 +9,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
+import sharp from 'sharp';
+import { PNG_SCALE } from '../../src/charts/render.js';
 import { main } from '../../src/cli/main.js';
 import { buildFeatureModel, saveModel } from '../../src/runtime/graph.js';
+import { parseChartSvg } from '../charts/svg.js';
 import { repoRoot } from '../helpers.js';
 import { makeModelDir } from './sample-fixture.js';
 
@@ -75,6 +78,15 @@ test('table: a 3-solver x 2-NFE table in one command; cells equal separate sampl
   assert.match(md, /\| ddim \| [\d.]+ \(93\.36, [+-][\d.]+\) \| [\d.]+ \(49\.66, [+-][\d.]+\) \|/);
   assert.match(md, /\| adasde \| [\d.]+ \(12\.62, [+-][\d.]+\) \| [\d.]+ \(4\.18, [+-][\d.]+\) \|/);
   assert.ok(existsSync(join(outdir, 'table.csv')));
+  // table.svg / table.png: one line per row plus the dashed published lines of the rows the
+  // paper has (ddim, adasde), every measured point at its cell's value.
+  const chart = parseChartSvg(readFileSync(join(outdir, 'table.svg'), 'utf8'));
+  assert.deepEqual(new Set(chart.lines.map((l) => `${l.row}/${l.source}`)), new Set(['ddim/measured', 'dpmpp/measured', 'adasde/measured', 'ddim/published', 'adasde/published']));
+  const measured = chart.points.filter((p) => p.data.source === 'measured').map((p) => `${p.data.row}/${p.data.nfe}/${Number(p.data.value)}`);
+  assert.deepEqual(measured.sort(), t.cells.map((c) => `${c.label}/${c.nfe}/${c.value!}`).sort());
+  assert.ok(chart.axes.some((a) => /^Y-axis .* log scale/.test(a)));
+  const png = await sharp(readFileSync(join(outdir, 'table.png'))).metadata();
+  assert.equal(png.width, Math.round(chart.width * PNG_SCALE));
   for (const c of t.cells) {
     assert.equal(c.missing, null);
     const args = c.label === 'adasde' ? ['--predictor_path', c.predictor!] : ['--solver', c.label === 'ddim' ? 'euler' : c.label, '--num_steps', String(c.num_steps), `--afs=${c.afs}`];

@@ -16,6 +16,7 @@ import { getSchedule } from '../../src/solvers/schedule.js';
 import { teacherSchedule, teacherTargets } from '../../src/solvers/teacher.js';
 import { seedLatents } from '../../src/rng/streams.js';
 import { initState } from '../../src/train/loop.js';
+import { parseChartSvg } from '../charts/svg.js';
 import { repoRoot } from '../helpers.js';
 import { denoiseTs, DIM, makeModelDir, SHAPE } from './sample-fixture.js';
 
@@ -48,7 +49,14 @@ test('train: a short run beats the untrained predictor, dpm and heun at the same
   assert.equal(await cli(...trainArgs(outdir, '0.5')), 0);
   const run = runDirOf(outdir);
   assert.match(run, /00000-gmm-4-5-adasde-dpm-2-uni1\.0-afs$/);
-  for (const f of ['training_options.json', 'log.txt', 'stats.jsonl', 'network-snapshot-000000.json']) assert.ok(existsSync(join(run, f)), f);
+  for (const f of ['training_options.json', 'log.txt', 'stats.jsonl', 'network-snapshot-000000.json', 'loss.svg', 'loss.png']) assert.ok(existsSync(join(run, f)), f);
+  // loss.svg: every tick's loss of each of the 3 intervals, the same numbers as stats.jsonl.
+  const ticks = readFileSync(join(run, 'stats.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kimg: number; loss: number[] });
+  assert.equal(ticks.length, 10);
+  const chart = parseChartSvg(readFileSync(join(run, 'loss.svg'), 'utf8'));
+  const drawn = chart.points.filter((q) => q.data.panel === 'loss').map((q) => `${q.data.interval}/${Number(q.data.kimg)}/${Number(q.data.value)}`);
+  const want = ticks.flatMap((tk) => tk.loss.map((v, i) => `interval ${i}/${tk.kimg}/${v}`));
+  assert.deepEqual(drawn.sort(), want.sort());
   const snap = latestSnapshot(run)!;
   const y = await teacherFinal();
 
