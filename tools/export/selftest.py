@@ -237,6 +237,66 @@ class TinyClassifier(nn.Module):
         return self.out[2](h) * 3
 
 
+class QKVAttention(nn.Module):
+    """guided-diffusion's QKVAttention (q, k, v chunks first, then heads), as AttentionPool2d uses it."""
+
+    def __init__(self, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+
+    def forward(self, qkv):
+        bs, width, length = qkv.shape
+        ch = width // (3 * self.n_heads)
+        q, k, v = qkv.chunk(3, dim=1)
+        scale = 1 / math.sqrt(math.sqrt(ch))
+        weight = torch.einsum('bct,bcs->bts', (q * scale).reshape(bs * self.n_heads, ch, length),
+                              (k * scale).reshape(bs * self.n_heads, ch, length))
+        weight = torch.softmax(weight.float(), dim=-1).type(weight.dtype)
+        a = torch.einsum('bts,bcs->bct', weight, v.reshape(bs * self.n_heads, ch, length))
+        return a.reshape(bs, -1, length)
+
+
+class AttentionPool2d(nn.Module):
+    """guided-diffusion's AttentionPool2d: the mean token plus positions, attention, token 0."""
+
+    def __init__(self, spacial_dim, embed_dim, num_heads_channels, output_dim):
+        super().__init__()
+        self.positional_embedding = nn.Parameter(torch.randn(embed_dim, spacial_dim ** 2 + 1) / embed_dim ** 0.5)
+        self.qkv_proj = nn.Conv1d(embed_dim, 3 * embed_dim, 1)
+        self.c_proj = nn.Conv1d(embed_dim, output_dim, 1)
+        self.attention = QKVAttention(embed_dim // num_heads_channels)
+
+    def forward(self, x):
+        b, c, *_spatial = x.shape
+        x = x.reshape(b, c, -1)
+        x = torch.cat([x.mean(dim=-1, keepdim=True), x], dim=-1)
+        x = x + self.positional_embedding[None, :, :].to(x.dtype)
+        x = self.attention(self.qkv_proj(x))
+        return self.c_proj(x)[:, :, 0]
+
+
+class TinyAttnPoolClassifier(nn.Module):
+    """The 256x256 ADM classifier's layout in miniature (EncoderUNetModel, pool='attention'):
+    conv, a scale-shift ResBlock, a stride-2 downsampling conv, attention, GroupNorm + SiLU,
+    AttentionPool2d."""
+
+    def __init__(self, in_ch=3, ch=16, classes=10, res=8):
+        super().__init__()
+        self.ch = ch
+        self.time_embed = nn.Sequential(nn.Linear(ch, 4 * ch), nn.SiLU(), nn.Linear(4 * ch, 4 * ch))
+        self.inp = nn.Conv2d(in_ch, ch, 3, padding=1)
+        self.res = ResBlock(ch, 4 * ch)
+        self.down = nn.Conv2d(ch, 2 * ch, 3, stride=2, padding=1)
+        self.attn = AttentionBlock(2 * ch, 2, 'legacy')
+        self.norm = nn.GroupNorm(4, 2 * ch)
+        self.pool = AttentionPool2d(res // 2, 2 * ch, 8, classes)
+
+    def forward(self, x, timesteps):
+        emb = self.time_embed(timestep_embedding(timesteps, self.ch))
+        h = self.attn(self.down(self.res(self.inp(x), emb)))
+        return self.pool(F.silu(self.norm(h))) * 3
+
+
 class CrossAttention(nn.Module):
     def __init__(self, ch, context_dim, heads=2):
         super().__init__()
@@ -382,6 +442,17 @@ def run(module, inputs, dtype=torch.float32):
     args = [v.to(dtype) if v.is_floating_point() else v for v in inputs.values()]
     with torch.no_grad():
         return m(*args)
+
+
+def input_gradient(module, inputs, labels, dtype=torch.float32):
+    """PyTorch autograd: d/dx sum_k labels_k module(x, ...)_k, the gradient classifier guidance uses."""
+    m = copy.deepcopy(module)
+    common.set_compute_dtype(m, dtype)
+    args = [v.to(dtype).clone() for v in inputs.values()]
+    args[0].requires_grad_(True)
+    with torch.enable_grad():
+        (m(*args) * labels.to(dtype)).sum().backward()
+    return args[0].grad
 
 
 def capture_net_inputs(module, inputs, dtype=torch.float32):
@@ -681,6 +752,29 @@ def family_adm(root):
     lp32, lp64 = run(clf_wrapper, cin), run(clf_wrapper, cin, torch.float64)
     _, couts, couts64 = save_case_io(fam, '', {}, {'log_probs': lp32}, {'log_probs': lp64})
     fam.add_case('classifier', clf_file, OrderedDict(x=ins['x'], sigma=ins['sigma']), couts, ref64=couts64)
+    # Classifier guidance: PyTorch autograd's d/dx sum_k labels_k log_probs (float32 and float64) for
+    # the TypeScript gradient transform (src/graph/gradient.ts), for the companion and for a
+    # classifier with the released model's attention pooling.
+    torch.manual_seed(5)
+    pool_clf = common.VPClassifier(TinyAttnPoolClassifier(classes=10, res=8), vp).eval()
+    pool_file = 'classifier-attnpool.onnx'
+    common.export_onnx(pool_clf, OrderedDict(x=x[:2], sigma=sig[:2]), fam.path(pool_file), output_names=('log_probs',),
+                       metadata={'adasde.role': 'classifier', 'adasde.family': 'adm', 'adasde.dataset_name': 'tiny-adm'},
+                       verbose=False)
+    fam.add_model(pool_file, 'classifier (attention pooling, as the 256x256 ADM classifier)')
+    plp32, plp64 = run(pool_clf, cin), run(pool_clf, cin, torch.float64)
+    _, pouts, pouts64 = save_case_io(fam, 'attnpool_', {}, {'log_probs': plp32}, {'log_probs': plp64})
+    fam.add_case('classifier-attnpool', pool_file, OrderedDict(x=ins['x'], sigma=ins['sigma']), pouts, ref64=pouts64)
+    gcases = []
+    for name, module, model_file, prefix in (('classifier', clf_wrapper, clf_file, ''),
+                                             ('classifier-attnpool', pool_clf, pool_file, 'attnpool_')):
+        g32, g64 = input_gradient(module, cin, labels), input_gradient(module, cin, labels, torch.float64)
+        _, gouts, gouts64 = save_case_io(fam, prefix, {}, {'grad_x': g32}, {'grad_x': g64})
+        gcases.append(OrderedDict(name=f'{name}-gradient', model=model_file,
+                                  inputs=OrderedDict(x=ins['x'], sigma=ins['sigma'], class_labels=ins['class_labels']),
+                                  outputs=gouts, reference_float64=gouts64, tolerance=RTOL))
+        fam.checks[f'{name} gradient: float32 torch vs float64 torch, max rel'] = max_rel_err(to_np(g32), to_np(g64))
+    fam.manifest['gradient_cases'] = gcases
     s64 = sig.double()
     t64 = torch.tensor(vp.timestep_np(s64.numpy()))
     np_save(fam.dir, 'net_time64.npy', to_np(t64), fam.files, 'check: 999 sigma_inv(sigma) (float64)')
@@ -836,6 +930,12 @@ def main(argv=None) -> int:
             r = subprocess.run([node, script, args.out], cwd=ROOT)
             if r.returncode:
                 print('onnxruntime-node verification FAILED', file=sys.stderr)
+                return r.returncode
+            # Classifier guidance: the TypeScript gradient transform (built into dist/) against
+            # PyTorch autograd; without a build it says so and the check is skipped.
+            r = subprocess.run([node, os.path.join(HERE, 'verify_grad.mjs'), args.out], cwd=ROOT)
+            if r.returncode == 1:
+                print('classifier gradient verification FAILED', file=sys.stderr)
                 return r.returncode
         else:
             print('(node or onnxruntime-node not installed: skipped the onnxruntime check)')

@@ -1,0 +1,889 @@
+/**
+ * Reverse-mode differentiation of an ONNX classifier graph, written as ONNX: from a
+ * classifier companion `(x, sigma) -> log_probs [N, K]` it builds a graph with the extra
+ * input `class_labels` [N, K] and the output
+ *
+ *   grad_x = d/dx sum_k class_labels[n, k] log_probs[n, k]
+ *
+ * (for one-hot labels the gradient of log p(y | x, sigma) that classifier guidance needs,
+ * ALGORITHM.md section 8), keeping `log_probs`. Inference runtimes cannot differentiate, so
+ * the backward pass is spelled out as ordinary ONNX operators that onnxruntime-node runs.
+ *
+ * Only protos are read and written here (no onnxruntime). The forward nodes are kept as
+ * they are; the backward nodes follow in reverse topological order, one rule per
+ * operator. Shapes that only the runtime knows (a dynamic batch) are read with Shape/Size
+ * inside the graph, so the result works for every batch size the classifier takes; static
+ * ranks (inferred here) are needed only where an attribute must be written (Transpose
+ * perms, Pad/Slice of a known number of axes).
+ *
+ * Operators on the path from x to log_probs that have no rule are refused with the node's
+ * name (UsageError): a wrong gradient must never be produced silently.
+ */
+import { UsageError } from '../cli/errors.js';
+import {
+  AttributeType,
+  DataType,
+  dataTypeName,
+  floatTensor,
+  int64Tensor,
+  type AttributeProto,
+  type Dim,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from '../runtime/proto.js';
+
+/** Names in the gradient graph's signature. */
+export const GRADIENT_IO = { x: 'x', sigma: 'sigma', labels: 'class_labels', logProbs: 'log_probs', grad: 'grad_x' } as const;
+
+/** Bumped whenever a rule changes, so cached gradient graphs are rebuilt. */
+export const GRADIENT_TRANSFORM_VERSION = '1';
+
+/** Operators with a backward rule (shape-only and comparison operators pass as constants). */
+export const DIFFERENTIABLE_OPS = [
+  'Add', 'Sub', 'Mul', 'Div', 'Neg', 'Pow', 'Sqrt', 'Exp', 'Log', 'Reciprocal', 'Tanh', 'Sigmoid', 'Relu', 'Erf',
+  'Identity', 'Cast', 'Where', 'Softmax', 'LogSoftmax', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Expand',
+  'Transpose', 'Concat', 'Split', 'Slice', 'Gather', 'Pad', 'Conv', 'Gemm', 'MatMul', 'Einsum', 'AveragePool',
+  'GlobalAveragePool', 'ReduceMean', 'ReduceSum', 'InstanceNormalization',
+] as const;
+
+/** Outputs of these never carry a gradient (integer/boolean results, or piecewise constant). */
+const NON_DIFFERENTIABLE = new Set([
+  'Shape', 'Size', 'Constant', 'ConstantOfShape', 'Range', 'NonZero', 'Equal', 'Less', 'Greater', 'LessOrEqual',
+  'GreaterOrEqual', 'Not', 'And', 'Or', 'Xor', 'ArgMax', 'ArgMin', 'Floor', 'Ceil', 'Round', 'Sign', 'IsNaN', 'IsInf', 'OneHot',
+]);
+
+const INT64_MAX = Number.MAX_SAFE_INTEGER;
+
+// ---------------------------------------------------------------------------------------
+// Reading constants and attributes
+// ---------------------------------------------------------------------------------------
+
+function attr(n: NodeProto, name: string): AttributeProto | undefined {
+  return n.attribute.find((a) => a.name === name);
+}
+function attrInt(n: NodeProto, name: string, dflt: number): number {
+  return attr(n, name)?.i ?? dflt;
+}
+function attrInts(n: NodeProto, name: string): number[] | undefined {
+  const a = attr(n, name);
+  return a?.ints ? [...a.ints] : undefined;
+}
+function attrString(n: NodeProto, name: string): string | undefined {
+  const a = attr(n, name);
+  return a?.s ? new TextDecoder().decode(a.s) : undefined;
+}
+
+/** Integer values of a tensor (int64/int32 raw or typed fields), or undefined. */
+function tensorInts(t: TensorProto): number[] | undefined {
+  if (t.dataType === DataType.INT64) {
+    if (t.rawData) {
+      const b = t.rawData.slice();
+      return Array.from(new BigInt64Array(b.buffer, 0, b.byteLength / 8), (v) => Number(v));
+    }
+    return t.int64Data ? [...t.int64Data] : [];
+  }
+  if (t.dataType === DataType.INT32) {
+    if (t.rawData) {
+      const b = t.rawData.slice();
+      return Array.from(new Int32Array(b.buffer, 0, b.byteLength / 4));
+    }
+    return t.int32Data ? [...t.int32Data] : [];
+  }
+  return undefined;
+}
+
+/** A Constant node's value as a tensor (value, value_int(s), value_float(s)). */
+function constantNodeTensor(n: NodeProto): TensorProto | undefined {
+  for (const a of n.attribute) {
+    if (a.name === 'value' && a.t) return a.t;
+    if (a.name === 'value_int' && a.i !== undefined) return int64Tensor('', [], [a.i]);
+    if (a.name === 'value_ints' && a.ints) return int64Tensor('', [a.ints.length], a.ints);
+    if (a.name === 'value_float' && a.f !== undefined) return floatTensor('', [], [a.f]);
+    if (a.name === 'value_floats' && a.floats) return floatTensor('', [a.floats.length], a.floats);
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------
+// Static shapes: ranks always, dims where they are cheap to know
+// ---------------------------------------------------------------------------------------
+
+type Dims = Dim[];
+
+function broadcastDims(shapes: (Dims | undefined)[]): Dims | undefined {
+  if (shapes.some((s) => s === undefined)) return undefined;
+  const r = Math.max(...shapes.map((s) => s!.length));
+  const out: Dims = [];
+  for (let k = 0; k < r; k++) {
+    let d: Dim = 1;
+    for (const s of shapes) {
+      const e = s![k - (r - s!.length)];
+      if (e === undefined || e === 1) continue;
+      if (d === 1) d = e;
+      else if (d !== e) d = null;
+    }
+    out.push(d);
+  }
+  return out;
+}
+
+const normAxis = (a: number, r: number): number => (a < 0 ? a + r : a);
+
+/**
+ * Infers the static dims (rank, plus sizes where cheap) of every value; unknown ranks stay
+ * undefined and only matter to rules that need them.
+ */
+function inferDims(g: GraphProto, consts: Map<string, TensorProto>): Map<string, Dims> {
+  const dims = new Map<string, Dims>();
+  for (const v of g.input) if (v.type?.shape) dims.set(v.name, v.type.shape);
+  for (const [name, t] of consts) dims.set(name, [...t.dims]);
+  const ints = (name: string | undefined): number[] | undefined => {
+    if (!name) return undefined;
+    const t = consts.get(name);
+    return t ? tensorInts(t) : undefined;
+  };
+  for (const n of g.node) {
+    const d = (k: number): Dims | undefined => (n.input[k] ? dims.get(n.input[k]!) : undefined);
+    const set = (k: number, v: Dims | undefined) => {
+      if (v !== undefined && n.output[k]) dims.set(n.output[k]!, v);
+    };
+    const x = d(0);
+    const r = x?.length;
+    switch (n.opType) {
+      case 'Constant': {
+        const t = constantNodeTensor(n);
+        if (t) set(0, [...t.dims]);
+        break;
+      }
+      case 'Identity': case 'Cast': case 'Neg': case 'Sqrt': case 'Exp': case 'Log': case 'Reciprocal': case 'Tanh':
+      case 'Sigmoid': case 'Relu': case 'Erf': case 'Softmax': case 'LogSoftmax': case 'InstanceNormalization':
+      case 'Floor': case 'Ceil': case 'Round': case 'Sign': case 'Not': case 'Abs': case 'Sin': case 'Cos': case 'Clip':
+        set(0, x);
+        break;
+      case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Pow': case 'Equal': case 'Less': case 'Greater':
+      case 'LessOrEqual': case 'GreaterOrEqual': case 'And': case 'Or': case 'Max': case 'Min': case 'Where': case 'Sum':
+        set(0, broadcastDims(n.input.map((v) => dims.get(v))));
+        break;
+      case 'Shape': {
+        if (r === undefined) break;
+        const s = normAxis(attrInt(n, 'start', 0), r);
+        const e = attr(n, 'end') ? normAxis(attrInt(n, 'end', r), r) : r;
+        set(0, [Math.max(0, Math.min(e, r) - Math.max(0, s))]);
+        break;
+      }
+      case 'Size':
+        set(0, []);
+        break;
+      case 'ConstantOfShape': {
+        const len = x?.[0];
+        if (typeof len === 'number') {
+          const v = ints(n.input[0]);
+          set(0, v ? v : new Array<Dim>(len).fill(null));
+        }
+        break;
+      }
+      case 'Range':
+        set(0, [null]);
+        break;
+      case 'NonZero':
+        set(0, [r ?? null, null]);
+        break;
+      case 'Reshape': {
+        const s = d(1);
+        const v = ints(n.input[1]);
+        if (v && x) set(0, v.map((e, k) => (e === 0 && attrInt(n, 'allowzero', 0) === 0 ? x[k] ?? null : e < 0 ? null : e)));
+        else if (s && typeof s[0] === 'number') set(0, new Array<Dim>(s[0]).fill(null));
+        break;
+      }
+      case 'Flatten':
+        if (r !== undefined) set(0, [null, null]);
+        break;
+      case 'Unsqueeze': {
+        const axes = ints(n.input[1]) ?? attrInts(n, 'axes');
+        if (!x || !axes) break;
+        const out: Dims = [];
+        const R = x.length + axes.length;
+        const ax = new Set(axes.map((a) => normAxis(a, R)));
+        let j = 0;
+        for (let k = 0; k < R; k++) out.push(ax.has(k) ? 1 : x[j++] ?? null);
+        set(0, out);
+        break;
+      }
+      case 'Squeeze': {
+        const axes = ints(n.input[1]) ?? attrInts(n, 'axes');
+        if (!x) break;
+        if (axes) {
+          const ax = new Set(axes.map((a) => normAxis(a, x.length)));
+          set(0, x.filter((_, k) => !ax.has(k)));
+        } else if (x.every((e) => e !== null && typeof e === 'number')) set(0, x.filter((e) => e !== 1));
+        break;
+      }
+      case 'Expand': {
+        const s = d(1);
+        if (x && s && typeof s[0] === 'number') set(0, new Array<Dim>(Math.max(x.length, s[0])).fill(null));
+        break;
+      }
+      case 'Transpose': {
+        if (!x) break;
+        const perm = attrInts(n, 'perm') ?? x.map((_, k) => x.length - 1 - k);
+        set(0, perm.map((p) => x[p] ?? null));
+        break;
+      }
+      case 'Concat': {
+        const all = n.input.map((v) => dims.get(v));
+        if (all.some((s) => !s)) break;
+        const ax = normAxis(attrInt(n, 'axis', 0), all[0]!.length);
+        const out = [...all[0]!];
+        let total: Dim = 0;
+        for (const s of all) {
+          const e = s![ax];
+          total = typeof total === 'number' && typeof e === 'number' ? total + e : null;
+        }
+        out[ax] = total;
+        set(0, out);
+        break;
+      }
+      case 'Split': {
+        if (!x) break;
+        const ax = normAxis(attrInt(n, 'axis', 0), x.length);
+        const split = ints(n.input[1]) ?? attrInts(n, 'split');
+        n.output.forEach((_, k) => {
+          const out = [...x];
+          out[ax] = split?.[k] ?? null;
+          set(k, out);
+        });
+        break;
+      }
+      case 'Slice': case 'Pad': case 'Resize': case 'Tile':
+        if (x) set(0, x.map(() => null));
+        break;
+      case 'Gather': {
+        const idx = d(1);
+        if (!x || !idx) break;
+        const ax = normAxis(attrInt(n, 'axis', 0), x.length);
+        set(0, [...x.slice(0, ax), ...idx, ...x.slice(ax + 1)]);
+        break;
+      }
+      case 'Conv': case 'AveragePool': case 'MaxPool': case 'ConvTranspose': {
+        if (!x) break;
+        const w = n.opType === 'Conv' ? d(1) : undefined;
+        set(0, [x[0] ?? null, w ? w[0] ?? null : n.opType === 'ConvTranspose' ? null : x[1] ?? null, ...x.slice(2).map(() => null)]);
+        break;
+      }
+      case 'GlobalAveragePool':
+        if (x) set(0, [x[0] ?? null, x[1] ?? null, ...x.slice(2).map(() => 1)]);
+        break;
+      case 'Gemm': {
+        const b = d(1);
+        if (!x || !b) break;
+        set(0, [attrInt(n, 'transA', 0) ? x[1] ?? null : x[0] ?? null, attrInt(n, 'transB', 0) ? b[0] ?? null : b[1] ?? null]);
+        break;
+      }
+      case 'MatMul': {
+        const b = d(1);
+        if (!x || !b || x.length < 2 || b.length < 2) break;
+        const batch = broadcastDims([x.slice(0, -2), b.slice(0, -2)]);
+        if (batch) set(0, [...batch, x[x.length - 2] ?? null, b[b.length - 1] ?? null]);
+        break;
+      }
+      case 'Einsum': {
+        const eq = parseEinsum(attrString(n, 'equation') ?? '');
+        if (!eq || eq.output.includes('.')) break;
+        const size = new Map<string, Dim>();
+        eq.inputs.forEach((term, k) => {
+          const s = d(k);
+          if (s && s.length === term.length) [...term].forEach((c, j) => size.set(c, s[j] ?? null));
+        });
+        set(0, [...eq.output].map((c) => size.get(c) ?? null));
+        break;
+      }
+      case 'ReduceMean': case 'ReduceSum': case 'ReduceMax': case 'ReduceMin': case 'ReduceProd': case 'ReduceL2': {
+        if (!x) break;
+        const axes = attrInts(n, 'axes') ?? ints(n.input[1]);
+        const keep = attrInt(n, 'keepdims', 1) === 1;
+        const ax = axes && axes.length ? new Set(axes.map((a) => normAxis(a, x.length))) : new Set(x.map((_, k) => k));
+        set(0, keep ? x.map((e, k) => (ax.has(k) ? 1 : e)) : x.filter((_, k) => !ax.has(k)));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return dims;
+}
+
+// ---------------------------------------------------------------------------------------
+// Einsum equations
+// ---------------------------------------------------------------------------------------
+
+interface EinsumEq {
+  inputs: string[];
+  output: string;
+}
+
+/** Parses `ab,bc->ac` (spaces removed; '...' kept as the single token '.'); no '->' = implicit output. */
+function parseEinsum(eq: string): EinsumEq | undefined {
+  const s = eq.replace(/\s+/g, '').replace(/\.\.\./g, '.');
+  const [lhs, rhs] = s.split('->');
+  if (lhs === undefined) return undefined;
+  const inputs = lhs.split(',');
+  let output = rhs;
+  if (output === undefined) {
+    // Implicit mode: the letters that occur once, in alphabetical order.
+    const count = new Map<string, number>();
+    for (const c of inputs.join('')) if (c !== '.') count.set(c, (count.get(c) ?? 0) + 1);
+    output = (inputs.join('').includes('.') ? '.' : '') + [...count].filter(([, k]) => k === 1).map(([c]) => c).sort().join('');
+  }
+  return { inputs, output };
+}
+
+const einsumText = (terms: string[], out: string): string => `${terms.join(',')}->${out}`.replace(/\./g, '...');
+
+// ---------------------------------------------------------------------------------------
+// The transform
+// ---------------------------------------------------------------------------------------
+
+export interface GradientModelOptions {
+  /** Named in error messages. */
+  file?: string;
+  /** Extra metadata entries of the result. */
+  metadata?: Record<string, string>;
+}
+
+/** Builds new nodes with names that cannot collide with the source graph's. */
+class Emitter {
+  readonly nodes: NodeProto[] = [];
+  readonly inits: TensorProto[] = [];
+  private k = 0;
+  private readonly scalars = new Map<string, string>();
+  private readonly shapes = new Map<string, string>();
+
+  constructor(private readonly taken: Set<string>) {}
+
+  fresh(hint: string): string {
+    let n: string;
+    do n = `grad/${hint}_${this.k++}`;
+    while (this.taken.has(n));
+    this.taken.add(n);
+    return n;
+  }
+
+  opN(op: string, inputs: string[], nOut: number, attrs: AttributeProto[] = []): string[] {
+    const outs = Array.from({ length: nOut }, () => this.fresh(op.toLowerCase()));
+    this.nodes.push({ input: inputs, output: outs, name: this.fresh(`node_${op}`), opType: op, domain: '', attribute: attrs });
+    return outs;
+  }
+
+  op(op: string, inputs: string[], attrs: AttributeProto[] = []): string {
+    return this.opN(op, inputs, 1, attrs)[0]!;
+  }
+
+  f32(v: number): string {
+    const key = `f${v}`;
+    let n = this.scalars.get(key);
+    if (!n) {
+      n = this.fresh('c');
+      this.inits.push(floatTensor(n, [], [v]));
+      this.scalars.set(key, n);
+    }
+    return n;
+  }
+
+  i64(values: readonly number[], scalar = false): string {
+    const key = `i${scalar ? 's' : 'v'}${values.join(',')}`;
+    let n = this.scalars.get(key);
+    if (!n) {
+      n = this.fresh('c');
+      this.inits.push(int64Tensor(n, scalar ? [] : [values.length], values));
+      this.scalars.set(key, n);
+    }
+    return n;
+  }
+
+  /** Shape(v), emitted once per value. */
+  shape(v: string): string {
+    let s = this.shapes.get(v);
+    if (!s) {
+      s = this.op('Shape', [v]);
+      this.shapes.set(v, s);
+    }
+    return s;
+  }
+}
+
+const intAttr = (name: string, i: number): AttributeProto => ({ name, type: AttributeType.INT, i });
+const intsAttr = (name: string, ints: readonly number[]): AttributeProto => ({ name, type: AttributeType.INTS, ints: [...ints] });
+const strAttr = (name: string, s: string): AttributeProto => ({ name, type: AttributeType.STRING, s: new TextEncoder().encode(s) });
+const floatAttr = (name: string, f: number): AttributeProto => ({ name, type: AttributeType.FLOAT, f });
+
+/**
+ * The gradient graph of a classifier model (see the file comment). Throws a one-line
+ * UsageError naming the node when the classifier uses an operator without a rule.
+ */
+export function classifierGradientModel(model: ModelProto, opts: GradientModelOptions = {}): ModelProto {
+  const file = opts.file ?? 'classifier';
+  const g = model.graph;
+  if (!g) throw new UsageError(`${file}: no graph`);
+  const opset = model.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 0;
+  if (opset < 13 || opset > 17) {
+    throw new UsageError(`${file}: opset ${opset}; the classifier gradient transform handles opsets 13 to 17 (export the classifier with opset 17)`);
+  }
+  const xIn = g.input.find((v) => v.name === GRADIENT_IO.x);
+  const out = g.output.find((v) => v.name === GRADIENT_IO.logProbs);
+  if (!xIn || !out) throw new UsageError(`${file}: a classifier needs input 'x' and output 'log_probs' for the gradient transform`);
+  for (const [v, what] of [[xIn, "input 'x'"], [out, "output 'log_probs'"]] as const) {
+    if (v.type?.elemType !== DataType.FLOAT) throw new UsageError(`${file}: ${what} is ${dataTypeName(v.type?.elemType ?? 0)}; the gradient transform needs a float32 classifier (export without --fp16-io)`);
+  }
+  if (g.input.some((v) => v.name === GRADIENT_IO.labels)) throw new UsageError(`${file}: already has an input '${GRADIENT_IO.labels}'`);
+
+  const consts = new Map<string, TensorProto>();
+  for (const t of g.initializer) consts.set(t.name, t);
+  for (const n of g.node) {
+    if (n.opType === 'Constant' && n.output[0]) {
+      const t = constantNodeTensor(n);
+      if (t) consts.set(n.output[0], t);
+    }
+  }
+  const dims = inferDims(g, consts);
+  const constInts = (name: string | undefined): number[] | undefined => {
+    if (!name) return undefined;
+    const t = consts.get(name);
+    return t ? tensorInts(t) : undefined;
+  };
+
+  // Values that depend differentiably on x, then those of them log_probs depends on.
+  const active = new Set<string>([GRADIENT_IO.x]);
+  for (const n of g.node) {
+    if (NON_DIFFERENTIABLE.has(n.opType)) continue;
+    if (n.opType === 'Cast' && attrInt(n, 'to', 0) !== DataType.FLOAT) {
+      if (n.input.some((v) => active.has(v)) && attrInt(n, 'to', 0) !== DataType.INT64 && attrInt(n, 'to', 0) !== DataType.INT32 && attrInt(n, 'to', 0) !== DataType.BOOL) {
+        throw new UsageError(`${file}: node '${n.name || n.output[0]}' (Cast to ${dataTypeName(attrInt(n, 'to', 0))}) is on the path from x; the gradient transform needs a float32 classifier`);
+      }
+      continue;
+    }
+    if (n.input.some((v) => active.has(v))) for (const o of n.output) if (o) active.add(o);
+  }
+  const needed = new Set<string>([GRADIENT_IO.logProbs]);
+  const backNodes: NodeProto[] = [];
+  for (let k = g.node.length - 1; k >= 0; k--) {
+    const n = g.node[k]!;
+    if (!n.output.some((o) => needed.has(o) && active.has(o))) continue;
+    const ins = n.input.filter((v) => v && active.has(v));
+    if (!ins.length) continue;
+    if (n.domain && n.domain !== 'ai.onnx') {
+      throw new UsageError(`${file}: node '${n.name || n.output[0]}' (${n.domain}::${n.opType}) is on the path from x to log_probs; the gradient transform handles only standard ONNX operators`);
+    }
+    if (!(DIFFERENTIABLE_OPS as readonly string[]).includes(n.opType)) {
+      throw new UsageError(`${file}: node '${n.name || n.output[0]}' uses ${n.opType}, which the gradient transform does not support (it handles ${DIFFERENTIABLE_OPS.join(', ')})`);
+    }
+    for (const v of ins) needed.add(v);
+    backNodes.push(n);
+  }
+
+  const taken = new Set<string>();
+  for (const v of [...g.input, ...g.output, ...g.valueInfo]) taken.add(v.name);
+  for (const t of g.initializer) taken.add(t.name);
+  for (const n of g.node) {
+    for (const o of n.output) taken.add(o);
+    if (n.name) taken.add(n.name);
+  }
+  taken.add(GRADIENT_IO.labels);
+  taken.add(GRADIENT_IO.grad);
+  const e = new Emitter(taken);
+
+  // Cotangents, summed when a value feeds several nodes.
+  const cot = new Map<string, string[]>();
+  const acc = (v: string, grad: string) => {
+    if (!active.has(v) || !needed.has(v)) return;
+    const l = cot.get(v);
+    if (l) l.push(grad);
+    else cot.set(v, [grad]);
+  };
+  const cotOf = (v: string): string | undefined => {
+    const l = cot.get(v);
+    if (!l || !l.length) return undefined;
+    const s = l.length === 1 ? l[0]! : e.op('Sum', l);
+    cot.set(v, [s]);
+    return s;
+  };
+  const rankOf = (v: string, n: NodeProto): number => {
+    const d = dims.get(v);
+    if (!d) throw new UsageError(`${file}: node '${n.name || n.output[0]}' (${n.opType}): the rank of '${v}' could not be inferred, which its gradient rule needs`);
+    return d.length;
+  };
+  const needConst = (n: NodeProto, k: number, what: string): number[] => {
+    const v = constInts(n.input[k]);
+    if (!v) throw new UsageError(`${file}: node '${n.name || n.output[0]}' (${n.opType}): ${what} must be a constant for the gradient transform`);
+    return v;
+  };
+  const refuse = (n: NodeProto, why: string): never => {
+    throw new UsageError(`${file}: node '${n.name || n.output[0]}' (${n.opType}): ${why}; the gradient transform does not support this`);
+  };
+
+  /** Sums g down to the shape of a (undoing numpy broadcasting); a no-op when shapes match. */
+  const unbroadcast = (grad: string, a: string, outName: string): string => {
+    const da = dims.get(a);
+    const dout = dims.get(outName);
+    if (da && dout && da.length === dout.length && da.every((d, k) => d !== null && (d === dout[k] || (d !== 1 && dout[k] !== null)))) return grad;
+    let r = grad;
+    // Leading axes that a lacks: their count is rank(g) - rank(a).
+    if (!da || !dout || dout.length > da.length) {
+      const lead = e.op('Sub', [e.op('Size', [e.shape(grad)]), e.op('Size', [e.shape(a)])]);
+      const axes = e.op('Range', [e.i64([0], true), lead, e.i64([1], true)]);
+      r = e.op('ReduceSum', [r, axes], [intAttr('keepdims', 0), intAttr('noop_with_empty_axes', 1)]);
+    }
+    // Axes where a has size 1: summing where g has size 1 too changes nothing.
+    const ones = e.op('Reshape', [e.op('NonZero', [e.op('Equal', [e.shape(a), e.i64([1])])]), e.i64([-1])]);
+    r = e.op('ReduceSum', [r, ones], [intAttr('keepdims', 1), intAttr('noop_with_empty_axes', 1)]);
+    return r;
+  };
+  const zerosLike = (v: string): string => e.op('ConstantOfShape', [e.shape(v)], [{ name: 'value', type: AttributeType.TENSOR, t: floatTensor('', [1], [0]) }]);
+  /** dim k of v as a 1-element int64 vector. */
+  const dimOf = (v: string, k: number): string => e.op('Gather', [e.shape(v), e.i64([k])], [intAttr('axis', 0)]);
+
+  const seed = GRADIENT_IO.labels;
+  cot.set(GRADIENT_IO.logProbs, [seed]);
+
+  for (const n of backNodes) {
+    const gy = n.output.map((o) => (o ? cotOf(o) : undefined));
+    const g0 = gy[0];
+    const [a, b] = [n.input[0] ?? '', n.input[1] ?? ''];
+    const y = n.output[0]!;
+    const isA = (v: string) => active.has(v);
+    if (n.opType !== 'Split' && g0 === undefined) continue;
+    const G = g0!;
+    switch (n.opType) {
+      case 'Identity':
+        acc(a, G);
+        break;
+      case 'Cast':
+        acc(a, G); // float32 -> float32 (other casts were refused or stop the gradient)
+        break;
+      case 'Add':
+        if (isA(a)) acc(a, unbroadcast(G, a, y));
+        if (isA(b)) acc(b, unbroadcast(G, b, y));
+        break;
+      case 'Sub':
+        if (isA(a)) acc(a, unbroadcast(G, a, y));
+        if (isA(b)) acc(b, unbroadcast(e.op('Neg', [G]), b, y));
+        break;
+      case 'Mul':
+        if (isA(a)) acc(a, unbroadcast(e.op('Mul', [G, b]), a, y));
+        if (isA(b)) acc(b, unbroadcast(e.op('Mul', [G, a]), b, y));
+        break;
+      case 'Div':
+        // y = a / b: dy/da = 1/b, dy/db = -a/b^2 = -y/b.
+        if (isA(a)) acc(a, unbroadcast(e.op('Div', [G, b]), a, y));
+        if (isA(b)) acc(b, unbroadcast(e.op('Neg', [e.op('Div', [e.op('Mul', [G, y]), b])]), b, y));
+        break;
+      case 'Neg':
+        acc(a, e.op('Neg', [G]));
+        break;
+      case 'Pow':
+        if (isA(b)) refuse(n, 'the exponent depends on x');
+        // d a^p / da = p a^(p-1)
+        acc(a, unbroadcast(e.op('Mul', [G, e.op('Mul', [b, e.op('Pow', [a, e.op('Sub', [b, e.f32(1)])])])]), a, y));
+        break;
+      case 'Sqrt':
+        acc(a, e.op('Div', [e.op('Mul', [G, e.f32(0.5)]), y]));
+        break;
+      case 'Exp':
+        acc(a, e.op('Mul', [G, y]));
+        break;
+      case 'Log':
+        acc(a, e.op('Div', [G, a]));
+        break;
+      case 'Reciprocal':
+        acc(a, e.op('Neg', [e.op('Mul', [G, e.op('Mul', [y, y])])]));
+        break;
+      case 'Tanh':
+        acc(a, e.op('Mul', [G, e.op('Sub', [e.f32(1), e.op('Mul', [y, y])])]));
+        break;
+      case 'Sigmoid':
+        // s' = s (1 - s)
+        acc(a, e.op('Mul', [G, e.op('Mul', [y, e.op('Sub', [e.f32(1), y])])]));
+        break;
+      case 'Relu':
+        acc(a, e.op('Where', [e.op('Greater', [a, e.f32(0)]), G, e.f32(0)]));
+        break;
+      case 'Erf':
+        // erf'(u) = 2/sqrt(pi) exp(-u^2)
+        acc(a, e.op('Mul', [G, e.op('Mul', [e.f32(2 / Math.sqrt(Math.PI)), e.op('Exp', [e.op('Neg', [e.op('Mul', [a, a])])])])]));
+        break;
+      case 'Where': {
+        const c = n.input[0]!;
+        if (isA(n.input[1]!)) acc(n.input[1]!, unbroadcast(e.op('Where', [c, G, e.f32(0)]), n.input[1]!, y));
+        if (isA(n.input[2]!)) acc(n.input[2]!, unbroadcast(e.op('Where', [c, e.f32(0), G]), n.input[2]!, y));
+        break;
+      }
+      case 'Softmax': {
+        // dx = y (g - sum(g y)) along the axis (opset >= 13: one axis)
+        const ax = e.i64([attrInt(n, 'axis', -1)]);
+        const s = e.op('ReduceSum', [e.op('Mul', [G, y]), ax], [intAttr('keepdims', 1)]);
+        acc(a, e.op('Mul', [y, e.op('Sub', [G, s])]));
+        break;
+      }
+      case 'LogSoftmax': {
+        // dx = g - softmax(x) sum(g), softmax(x) = exp(y)
+        const ax = e.i64([attrInt(n, 'axis', -1)]);
+        const s = e.op('ReduceSum', [G, ax], [intAttr('keepdims', 1)]);
+        acc(a, e.op('Sub', [G, e.op('Mul', [e.op('Exp', [y]), s])]));
+        break;
+      }
+      case 'Reshape': case 'Flatten': case 'Squeeze': case 'Unsqueeze':
+        acc(a, e.op('Reshape', [G, e.shape(a)]));
+        break;
+      case 'Expand':
+        acc(a, unbroadcast(G, a, y));
+        break;
+      case 'Transpose': {
+        const perm = attrInts(n, 'perm');
+        if (!perm) acc(a, e.op('Transpose', [G]));
+        else {
+          const inv = new Array<number>(perm.length);
+          perm.forEach((p, k) => (inv[p] = k));
+          acc(a, e.op('Transpose', [G], [intsAttr('perm', inv)]));
+        }
+        break;
+      }
+      case 'Concat': {
+        const ax = attrInt(n, 'axis', 0);
+        const sizes = e.op('Concat', n.input.map((v) => dimOf(v, ax)), [intAttr('axis', 0)]);
+        const parts = e.opN('Split', [G, sizes], n.input.length, [intAttr('axis', ax)]);
+        n.input.forEach((v, k) => {
+          if (isA(v)) acc(v, parts[k]!);
+        });
+        break;
+      }
+      case 'Split': {
+        const ax = attrInt(n, 'axis', 0);
+        const pieces = n.output.map((o, k) => gy[k] ?? zerosLike(o));
+        acc(a, e.op('Concat', pieces, [intAttr('axis', ax)]));
+        break;
+      }
+      case 'Slice': {
+        // dx = g padded back to x's shape: before = start, after = dim - end (clamped as Slice does).
+        const r = rankOf(a, n);
+        if (n.input.slice(1).some((v) => v && isA(v))) refuse(n, 'slice bounds depend on x');
+        const nAx = dims.get(n.input[1]!)?.[0];
+        const axes = n.input[3] ? needConst(n, 3, 'axes') : typeof nAx === 'number' ? Array.from({ length: nAx }, (_, k) => k) : refuse(n, 'the number of sliced axes is unknown');
+        if (n.input[4] && needConst(n, 4, 'steps').some((s) => s !== 1)) refuse(n, 'steps other than 1');
+        const before: string[] = Array.from({ length: r }, () => e.i64([0]));
+        const after: string[] = Array.from({ length: r }, () => e.i64([0]));
+        axes.forEach((axRaw, k) => {
+          const ax = normAxis(axRaw, r);
+          const dim = dimOf(a, ax);
+          const pick = (v: string) => e.op('Gather', [v, e.i64([k])], [intAttr('axis', 0)]);
+          const clampIdx = (v: string) => {
+            const w = e.op('Where', [e.op('Less', [v, e.i64([0])]), e.op('Add', [v, dim]), v]);
+            return e.op('Max', [e.op('Min', [w, dim]), e.i64([0])]);
+          };
+          const s = clampIdx(pick(n.input[1]!));
+          const en = e.op('Max', [clampIdx(pick(n.input[2]!)), s]);
+          before[ax] = s;
+          after[ax] = e.op('Sub', [dim, en]);
+        });
+        const pads = e.op('Concat', [...before, ...after], [intAttr('axis', 0)]);
+        acc(a, e.op('Pad', [G, pads], [strAttr('mode', 'constant')]));
+        break;
+      }
+      case 'Gather': {
+        // dx = sum over the gathered positions: one-hot of the indices contracted with g.
+        if (isA(b)) refuse(n, 'indices depend on x');
+        const r = rankOf(a, n);
+        const ri = rankOf(b, n);
+        const ax = normAxis(attrInt(n, 'axis', 0), r);
+        if (r + ri > 25) refuse(n, 'too many axes');
+        const L = 'abcdefghijklmnopqrstuvwxy';
+        const pre = L.slice(0, ax);
+        const idx = L.slice(ax, ax + ri);
+        const post = L.slice(ax + ri, r - 1 + ri);
+        // OneHot needs indices of rank >= 1: a scalar index becomes [1] (a summed size-1 axis).
+        const ind = ri === 0 ? e.op('Unsqueeze', [b, e.i64([0])]) : b;
+        const oh = e.op('OneHot', [ind, dimOf(a, ax), e.op('Cast', [e.i64([0, 1])], [intAttr('to', DataType.FLOAT)])], [intAttr('axis', -1)]);
+        const ohIdx = ri === 0 ? L[r - 1]! : idx;
+        acc(a, e.op('Einsum', [G, oh], [strAttr('equation', `${pre}${idx}${post},${ohIdx}z->${pre}z${post}`)]));
+        break;
+      }
+      case 'Pad': {
+        const mode = attrString(n, 'mode') ?? 'constant';
+        if (mode !== 'constant') refuse(n, `mode '${mode}'`);
+        if (n.input[3]) refuse(n, 'the axes input');
+        const pads = needConst(n, 1, 'pads');
+        if (pads.some((p) => p < 0)) refuse(n, 'negative pads');
+        const r = pads.length / 2;
+        const starts = pads.slice(0, r);
+        const ends = e.op('Add', [e.shape(a), e.i64(starts)]);
+        acc(a, e.op('Slice', [G, e.i64(starts), ends, e.i64(Array.from({ length: r }, (_, k) => k))]));
+        break;
+      }
+      case 'Conv': {
+        if (isA(b) || (n.input[2] && isA(n.input[2]))) refuse(n, 'weights that depend on x');
+        const autoPad = attrString(n, 'auto_pad') ?? 'NOTSET';
+        const wd = dims.get(b);
+        if (!wd || wd.length < 3) refuse(n, 'weights of unknown rank');
+        const k = wd!.length - 2;
+        if (autoPad !== 'NOTSET' && autoPad !== 'VALID') refuse(n, `auto_pad ${autoPad}`);
+        const pads = autoPad === 'VALID' ? new Array<number>(2 * k).fill(0) : attrInts(n, 'pads') ?? new Array<number>(2 * k).fill(0);
+        const strides = attrInts(n, 'strides') ?? new Array<number>(k).fill(1);
+        const dil = attrInts(n, 'dilations') ?? new Array<number>(k).fill(1);
+        const group = attrInt(n, 'group', 1);
+        // The transposed convolution without padding spans the padded input (up to s - 1
+        // rows a strided window never reached, added as zeros); the input's gradient is
+        // that span less the padding.
+        let full = e.op('ConvTranspose', [G, b], [intsAttr('strides', strides), intsAttr('dilations', dil), intAttr('group', group)]);
+        const extra = strides.map((s, j) => Math.max(0, s - 1 - pads[k + j]!));
+        if (extra.some((v) => v > 0)) full = e.op('Pad', [full, e.i64([...new Array<number>(k + 2).fill(0), 0, 0, ...extra])], [strAttr('mode', 'constant')]);
+        const begin = pads.slice(0, k);
+        const spatial = e.op('Slice', [e.shape(a), e.i64([2]), e.i64([INT64_MAX])]);
+        const ends = e.op('Add', [spatial, e.i64(begin)]);
+        acc(a, e.op('Slice', [full, e.i64(begin), ends, e.i64(Array.from({ length: k }, (_, j) => j + 2))]));
+        break;
+      }
+      case 'AveragePool': {
+        const ks = attrInts(n, 'kernel_shape');
+        if (!ks) refuse(n, 'no kernel_shape');
+        const k = ks!.length;
+        const autoPad = attrString(n, 'auto_pad') ?? 'NOTSET';
+        if (autoPad !== 'NOTSET' && autoPad !== 'VALID') refuse(n, `auto_pad ${autoPad}`);
+        if (attrInt(n, 'ceil_mode', 0) !== 0) refuse(n, 'ceil_mode 1');
+        const pads = autoPad === 'VALID' ? new Array<number>(2 * k).fill(0) : attrInts(n, 'pads') ?? new Array<number>(2 * k).fill(0);
+        const strides = attrInts(n, 'strides') ?? new Array<number>(k).fill(1);
+        const area = ks!.reduce((p, q) => p * q, 1);
+        // y = window sum / count; count = the window area, or (count_include_pad = 0) its
+        // cells inside the input: area * AveragePool(ones) with padding counted.
+        let gs: string;
+        if (pads.some((p) => p > 0) && attrInt(n, 'count_include_pad', 0) === 0) {
+          const ones = e.op('ConstantOfShape', [e.shape(a)], [{ name: 'value', type: AttributeType.TENSOR, t: floatTensor('', [1], [1]) }]);
+          const frac = e.op('AveragePool', [ones], [intsAttr('kernel_shape', ks!), intsAttr('pads', pads), intsAttr('strides', strides), intAttr('count_include_pad', 1)]);
+          gs = e.op('Div', [G, e.op('Mul', [frac, e.f32(area)])]);
+        } else gs = e.op('Mul', [G, e.f32(1 / area)]);
+        // Window sums' transpose, one channel at a time: fold channels into the batch.
+        const spatialG = e.op('Slice', [e.shape(G), e.i64([2]), e.i64([INT64_MAX])]);
+        const g1 = e.op('Reshape', [gs, e.op('Concat', [e.i64([-1, 1]), spatialG], [intAttr('axis', 0)])]);
+        const ones = e.fresh('pool_w');
+        e.inits.push(floatTensor(ones, [1, 1, ...ks!], new Float32Array(area).fill(1)));
+        let full = e.op('ConvTranspose', [g1, ones], [intsAttr('strides', strides)]);
+        const extra = strides.map((s, j) => Math.max(0, s - 1 - pads[k + j]!));
+        if (extra.some((v) => v > 0)) full = e.op('Pad', [full, e.i64([...new Array<number>(k + 2).fill(0), 0, 0, ...extra])], [strAttr('mode', 'constant')]);
+        const begin = pads.slice(0, k);
+        const spatial = e.op('Slice', [e.shape(a), e.i64([2]), e.i64([INT64_MAX])]);
+        const cut = e.op('Slice', [full, e.i64(begin), e.op('Add', [spatial, e.i64(begin)]), e.i64(Array.from({ length: k }, (_, j) => j + 2))]);
+        acc(a, e.op('Reshape', [cut, e.shape(a)]));
+        break;
+      }
+      case 'GlobalAveragePool': {
+        const count = e.op('Cast', [e.op('Div', [e.op('Size', [a]), e.op('Size', [y])])], [intAttr('to', DataType.FLOAT)]);
+        acc(a, e.op('Div', [e.op('Expand', [G, e.shape(a)]), count]));
+        break;
+      }
+      case 'ReduceMean': case 'ReduceSum': {
+        if (n.input[1] && isA(n.input[1])) refuse(n, 'axes depend on x');
+        const axes = attrInts(n, 'axes') ?? (n.input[1] ? needConst(n, 1, 'axes') : undefined);
+        const keep = attrInt(n, 'keepdims', 1) === 1;
+        if (n.opType === 'ReduceSum' && attrInt(n, 'noop_with_empty_axes', 0) === 1 && (!axes || !axes.length)) {
+          acc(a, G);
+          break;
+        }
+        let gk = G;
+        if (!keep && axes && axes.length) gk = e.op('Unsqueeze', [G, e.i64(axes)]);
+        let dx = e.op('Expand', [gk, e.shape(a)]);
+        if (n.opType === 'ReduceMean') {
+          const count = e.op('Cast', [e.op('Div', [e.op('Size', [a]), e.op('Size', [y])])], [intAttr('to', DataType.FLOAT)]);
+          dx = e.op('Div', [dx, count]);
+        }
+        acc(a, dx);
+        break;
+      }
+      case 'InstanceNormalization': {
+        // Per (n, c) over the remaining axes: xh = (x - mean) / sqrt(var + eps), y = scale xh + bias;
+        // dx = rstd (gh - mean(gh) - xh mean(gh xh)), gh = g scale.
+        if (isA(b) || (n.input[2] && isA(n.input[2]))) refuse(n, 'scale or bias depend on x');
+        const eps = attr(n, 'epsilon')?.f ?? 1e-5;
+        const flat = e.i64([0, 0, -1]);
+        const x3 = e.op('Reshape', [a, flat]);
+        const mean = (v: string) => e.op('ReduceMean', [v], [intsAttr('axes', [2]), intAttr('keepdims', 1)]);
+        const xc = e.op('Sub', [x3, mean(x3)]);
+        const rstd = e.op('Reciprocal', [e.op('Sqrt', [e.op('Add', [mean(e.op('Mul', [xc, xc])), e.f32(eps)])])]);
+        const xh = e.op('Mul', [xc, rstd]);
+        const gh = e.op('Mul', [e.op('Reshape', [G, flat]), e.op('Reshape', [b, e.i64([-1, 1])])]);
+        const inner = e.op('Sub', [e.op('Sub', [gh, mean(gh)]), e.op('Mul', [xh, mean(e.op('Mul', [gh, xh]))])]);
+        acc(a, e.op('Reshape', [e.op('Mul', [rstd, inner]), e.shape(a)]));
+        break;
+      }
+      case 'Gemm': {
+        // Y = alpha A' B' + beta C with A' = transA ? A^T : A, B' likewise.
+        const alpha = attr(n, 'alpha')?.f ?? 1;
+        const beta = attr(n, 'beta')?.f ?? 1;
+        const tA = attrInt(n, 'transA', 0);
+        const tB = attrInt(n, 'transB', 0);
+        if (isA(a)) {
+          const dAp = e.op('Gemm', [G, b], [floatAttr('alpha', alpha), intAttr('transB', 1 - tB)]); // alpha g B'^T
+          acc(a, tA ? e.op('Transpose', [dAp], [intsAttr('perm', [1, 0])]) : dAp);
+        }
+        if (isA(b)) {
+          const dBp = e.op('Gemm', [a, G], [floatAttr('alpha', alpha), intAttr('transA', 1 - tA)]); // alpha A'^T g
+          acc(b, tB ? e.op('Transpose', [dBp], [intsAttr('perm', [1, 0])]) : dBp);
+        }
+        const c = n.input[2];
+        if (c && isA(c)) acc(c, unbroadcast(beta === 1 ? G : e.op('Mul', [G, e.f32(beta)]), c, y));
+        break;
+      }
+      case 'MatMul': {
+        const ra = rankOf(a, n);
+        const rb = rankOf(b, n);
+        if (ra < 2 || rb < 2) refuse(n, 'one-dimensional operands');
+        const swap = (r: number) => [...Array.from({ length: r - 2 }, (_, k) => k), r - 1, r - 2];
+        if (isA(a)) acc(a, unbroadcast(e.op('MatMul', [G, e.op('Transpose', [b], [intsAttr('perm', swap(rb))])]), a, y));
+        if (isA(b)) acc(b, unbroadcast(e.op('MatMul', [e.op('Transpose', [a], [intsAttr('perm', swap(ra))]), G]), b, y));
+        break;
+      }
+      case 'Einsum': {
+        const eq = parseEinsum(attrString(n, 'equation') ?? '');
+        if (!eq || eq.inputs.length !== n.input.length) refuse(n, 'an equation that could not be read');
+        n.input.forEach((v, k) => {
+          if (!isA(v)) return;
+          const term = eq!.inputs[k]!;
+          // The gradient of operand k contracts g with the other operands into its subscripts;
+          // a letter of operand k seen nowhere else (summed out) or twice in it (a diagonal)
+          // would need an Expand or a scatter, which exported attention never uses.
+          const others = eq!.inputs.filter((_, j) => j !== k);
+          for (const c of term) {
+            if (term.split(c).length > 2) refuse(n, `repeated subscript '${c}' in operand ${k}`);
+            if (!eq!.output.includes(c) && !others.some((t) => t.includes(c))) refuse(n, `subscript '${c}' summed within operand ${k}`);
+          }
+          const ins = [G, ...n.input.filter((_, j) => j !== k)];
+          acc(v, e.op('Einsum', ins, [strAttr('equation', einsumText([eq!.output, ...others], term))]));
+        });
+        break;
+      }
+      default:
+        refuse(n, 'no gradient rule');
+    }
+  }
+
+  const gx = cotOf(GRADIENT_IO.x) ?? zerosLike(GRADIENT_IO.x);
+  e.nodes.push({ input: [gx], output: [GRADIENT_IO.grad], name: e.fresh('node_out'), opType: 'Identity', domain: '', attribute: [] });
+
+  const batch: Dim = out.type?.shape?.[0] ?? 'N';
+  const classes: Dim = out.type?.shape?.[1] ?? 'K';
+  const labels: ValueInfoProto = { name: GRADIENT_IO.labels, type: { elemType: DataType.FLOAT, shape: [batch, classes] } };
+  const gradOut: ValueInfoProto = { name: GRADIENT_IO.grad, type: { elemType: DataType.FLOAT, shape: xIn.type?.shape ? [...xIn.type.shape] : undefined } };
+  const metadata = [...model.metadataProps.filter((m) => m.key !== 'adasde.role'), { key: 'adasde.role', value: 'classifier_gradient' }];
+  for (const [key, value] of Object.entries(opts.metadata ?? {})) metadata.push({ key, value });
+  return {
+    ...model,
+    producerName: 'adasde',
+    graph: {
+      ...g,
+      node: [...g.node, ...e.nodes],
+      initializer: [...g.initializer, ...e.inits],
+      input: [...g.input, labels],
+      output: [gradOut, ...g.output],
+    },
+    metadataProps: metadata,
+  };
+}
