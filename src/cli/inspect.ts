@@ -288,7 +288,7 @@ function checkCompanions(file: string, meta: PartialDenoiserMetadata, sig: Model
       const io = checkClassifierSignature(cls, readModelSignature(cls), r, sample, meta.labelDim);
       if (io) desc = `x, sigma -> ${describeTensor(io.output)}`;
     });
-    lines.push(`${label('classifier')}: ${n ? `${n} problem${n > 1 ? 's' : ''}` : `ok (${desc}; not used by sample: classifier guidance needs its gradient)`}`);
+    lines.push(`${label('classifier')}: ${n ? `${n} problem${n > 1 ? 's' : ''}` : `ok (${desc}; --guidance_type cg differentiates it)`}`);
     if (!n) st.classifierOk = cls;
   }
   return st;

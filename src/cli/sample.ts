@@ -16,11 +16,14 @@ import { decodeImage, type DecodedImage } from '../io/images.js';
 import { ImageWriter } from '../io/image-writer.js';
 import { encodePng, imagePath, makeGrid, quantizeBatch } from '../io/png.js';
 import { distEnv, rankBatches, runWorkers, type DistEnv } from '../parallel/launcher.js';
-import type { DecoderModel } from '../runtime/companions.js';
+import { checkClassifierSignature, type DecoderModel } from '../runtime/companions.js';
+import { throwUsage } from '../runtime/contract.js';
+import { classifierGuided, loadClassifierGradient, prepareClassifierGradient, type ClassifierGradient } from '../runtime/guidance.js';
 import { loadDenoiserModel, type DenoiserModel } from '../runtime/model.js';
+import { readModelSignature } from '../runtime/session.js';
 import { needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
 import { runBatches, sampleDim, type SamplePlan } from '../sample/pipeline.js';
-import type { Conditioning } from '../solvers/types.js';
+import type { Conditioning, Denoiser } from '../solvers/types.js';
 import { checkPromptSeeds, promptOf, promptSource, type PromptSource } from '../text/prompts.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
 import { discreteTime, getSchedule, userSchedule } from '../solvers/schedule.js';
@@ -197,6 +200,9 @@ interface RankCompanions {
   text?: { encoder: PromptEncoder; prompts: PromptSource };
   /** Latent models: images come from the first-stage decoder (not for npy output). */
   decoder?: DecoderModel;
+  /** Classifier guidance: the classifier's gradient graph and the guided denoiser. */
+  classifier?: ClassifierGradient;
+  denoise?: Denoiser;
 }
 
 /** Worker-side run for one rank: returns the number of images written and NFE spent. */
@@ -214,7 +220,7 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
   const writer = npyOut ? undefined : new ImageWriter();
   const paths = (seeds: readonly number[]) => seeds.map((s) => imagePath(r.outdir, s, o.subdirs));
   try {
-    await runBatches(plan, model.denoise, batches, {
+    await runBatches(plan, comp.denoise ?? model.denoise, batches, {
       latentsFor: latents
         ? (seeds) => {
             const z = new Float64Array(seeds.length * dim);
@@ -295,6 +301,22 @@ async function writeGrid(o: SampleOptions, outdir: string): Promise<void> {
   await writeFileAtomic(join(outdir, 'grid.png'), await encodePng(g.data, g.C, g.height, g.width));
 }
 
+/**
+ * `--guidance_type cg`: the denoiser's classifier companion, with its gradient graph built
+ * (or found cached) now, so that workers started later only open it.
+ */
+export function classifierFor(model: Pick<DenoiserModel, 'path' | 'meta' | 'sampleShape'>, rate: number | undefined): { file: string; rate: number; classes: number } {
+  if (rate === undefined) throw new UsageError('--guidance_type cg needs --guidance_rate W (the classifier scale, e.g. 1 to 10)');
+  const file = model.meta.classifier;
+  if (!file) throw new UsageError(`--guidance_type cg: ${model.path} names no classifier companion (metadata adasde.classifier; tools/export/adm.py --classifier writes one)`);
+  if (!existsSync(file)) throw new UsageError(`--guidance_type cg: ${model.path}: adasde.classifier '${model.meta.raw['adasde.classifier']}' not found (looked for ${file})`);
+  const io = checkClassifierSignature(file, readModelSignature(file), throwUsage, model.sampleShape, model.meta.labelDim || undefined)!;
+  const classes = io.numClasses ?? model.meta.labelDim;
+  if (!classes) throw new UsageError(`${file}: output 'log_probs' has no fixed number of classes`);
+  prepareClassifierGradient(file);
+  return { file, rate, classes };
+}
+
 async function runSample(o: SampleOptions): Promise<void> {
   const outer = distEnv();
   const file = resolveModelFile(o.model, o.datasetName, o.modelDir);
@@ -312,7 +334,9 @@ async function runSample(o: SampleOptions): Promise<void> {
     if (!prompts) throw new UsageError(`${file} is text-conditional: give --prompt TEXT or --prompt_file FILE (CSV with a text column, or one prompt per line)`);
     checkPromptSeeds(prompts, o.seeds);
   }
-  if (o.guidanceType === 'cg') throw new UsageError('--guidance_type cg: classifier guidance needs the classifier gradient, which an exported ONNX denoiser does not carry (README, ADM)');
+  const cg = o.guidanceType === 'cg' ? classifierFor(model, o.guidanceRate) : undefined;
+  // Unconditional denoisers guided by a classifier draw each seed's class over its classes.
+  if (cg && r.plan.labelDim === 0) r.plan.labelDim = cg.classes;
   const decode = o.outputFormat === 'png' && needsDecoder(model);
   preflightCompanions(model, { text: model.hasCondition, decoder: decode });
   await mkdir(r.outdir, { recursive: true });
@@ -338,8 +362,13 @@ async function runSample(o: SampleOptions): Promise<void> {
       try {
         if (model.hasCondition && prompts) comp.text = { encoder: await PromptEncoder.open(model, session), prompts };
         if (decode) comp.decoder = await openDecoder(model, session);
+        if (cg) {
+          comp.classifier = await loadClassifierGradient(cg.file, { ...session, sampleShape: model.sampleShape, labelDim: r.plan.labelDim });
+          comp.denoise = classifierGuided(model.denoise, comp.classifier, { rate: cg.rate, clamp: model.meta.family === 'adm' });
+        }
       } catch (e) {
         await comp.text?.encoder.dispose();
+        await comp.decoder?.dispose();
         throw e;
       }
       const progress = new Progress(total, o.quiet, 'images');
@@ -349,6 +378,7 @@ async function runSample(o: SampleOptions): Promise<void> {
       } finally {
         await comp.text?.encoder.dispose();
         await comp.decoder?.dispose();
+        await comp.classifier?.dispose();
       }
       progress.stop();
       if (res.npy) {

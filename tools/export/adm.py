@@ -18,13 +18,11 @@ denoiser, plus its noisy classifier as a companion graph.
 (3) Export: common.export_onnx; the denoiser's metadata names the classifier file in
     `adasde.classifier`.
 
-NOT SUPPORTED: classifier guidance inside the exported denoiser. Guidance needs
-grad_x log p(y | x_in, t), i.e. a backward pass through the classifier. torch.onnx.export
-records forward computations only, ONNX inference graphs carry no gradients, and
-onnxruntime-node has no automatic differentiation, so no static ONNX file can carry the
-guided eps. The denoiser written here is the UNGUIDED conditional model (the reference's
-`--guidance_rate 0`); the classifier graph is exported (its forward log-probabilities
-are exact) for a runtime that can differentiate it, and for checking class consistency.
+Classifier guidance is not baked into the exported denoiser (torch.onnx.export records
+forward computations only): the denoiser written here is the unguided conditional model,
+and `adasde sample --guidance_type cg` differentiates the classifier graph itself
+(src/graph/gradient.ts, cached as `*.classifier.grad.onnx` beside it; README, "Classifier
+guidance").
 """
 from __future__ import annotations
 
@@ -47,9 +45,8 @@ MODEL_FLAGS = dict(attention_resolutions='32,16,8', class_cond=True, diffusion_s
 CLASSIFIER_FLAGS = dict(image_size=256, classifier_attention_resolutions='32,16,8', classifier_depth=2,
                         classifier_width=128, classifier_pool='attention', classifier_resblock_updown=True,
                         classifier_use_scale_shift_norm=True, classifier_use_fp16=False)
-GUIDANCE_NOTE = ('classifier guidance is not supported by the ONNX export: it needs the gradient of the '
-                 'classifier, which ONNX inference graphs (and onnxruntime-node) cannot compute; '
-                 'the denoiser is the unguided conditional model')
+GUIDANCE_NOTE = ('the exported denoiser is unguided; adasde sample --guidance_type cg differentiates this '
+                 'classifier graph (src/graph/gradient.ts) for classifier guidance')
 
 
 def load_adm(weights: str, classifier: Optional[str], model_flags: dict, classifier_flags: dict):
@@ -130,11 +127,10 @@ def main(argv=None) -> int:
     label_dim = 1000 if mflags.get('class_cond') else 0
     print(f'[adm] UNetModel {mflags["image_size"]}x{mflags["image_size"]}, label_dim {label_dim}; '
           f'classifier: {"yes" if clf is not None else "no"}')
-    print(f'[adm] NOTE: {GUIDANCE_NOTE}.')
     export_adm(net, clf, args.out, img_resolution=mflags['image_size'], label_dim=label_dim,
                dataset_name=args.dataset_name, fp16=args.fp16, fp16_io=args.fp16_io, opset=args.opset,
                external_data=common.external_flag(args), batch=args.batch)
-    print('\nsample with (unguided; --guidance_type cg is not available for ONNX models):\n  '
+    print('\nsample with (add --guidance_type cg --guidance_rate W for classifier guidance):\n  '
           + common.sample_command(args.out, extra='--batch 4'))
     return 0
 

@@ -1,0 +1,177 @@
+/**
+ * Classifier guidance end to end on closed-form models: a Gaussian denoiser (ALGORITHM.md
+ * section 9) whose companion is a linear softmax classifier, log p(y | x) = log_softmax(W x + b)_y,
+ * with the known gradient W_y - sum_k p_k W_k.
+ *   - the cached gradient graph equals that gradient, and the cache is reused / rebuilt;
+ *   - the guided denoiser is D + rate s^2 grad (the spec's eps update, src/runtime/guidance.ts);
+ *   - `adasde sample --guidance_type cg`: rate 0 equals unguided sampling, and the class-y
+ *     log-probability of the samples grows with the guidance rate;
+ *   - bad input: one line, exit 2.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { main } from '../../src/cli/main.js';
+import { readNpy, toFloat64 } from '../../src/io/npy.js';
+import { seedClassIndices } from '../../src/rng/streams.js';
+import { classifierGuided, gradientCachePath, loadClassifierGradient } from '../../src/runtime/guidance.js';
+import { buildGaussModel, GraphBuilder, saveModel, seededUniform } from '../../src/runtime/graph.js';
+import { DataType } from '../../src/runtime/proto.js';
+import type { DenoiseRequest } from '../../src/solvers/types.js';
+
+const SHAPE = [1, 4, 4] as const;
+const DIM = 16;
+const K = 3;
+const dir = mkdtempSync(join(tmpdir(), 'adasde-cg-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const rand = seededUniform(17);
+const W = Float64Array.from({ length: K * DIM }, () => (2 * rand() - 1) * 0.6);
+const B = Float64Array.from({ length: K }, () => 2 * rand() - 1);
+
+function saveClassifier(file: string, op: 'Gemm' | 'MaxPool' = 'Gemm'): void {
+  const b = new GraphBuilder('linear_classifier');
+  const x = b.input('x', DataType.FLOAT, ['N', ...SHAPE]);
+  b.input('sigma', DataType.FLOAT, ['N']);
+  const src = op === 'MaxPool' ? b.op('MaxPool', [x], { kernel_shape: { ints: [1, 1] } }) : x;
+  const logits = b.op('Gemm', [b.op('Flatten', [src], { axis: { i: 1 } }), b.constant(W, [K, DIM], 'W'), b.constant(B, [K], 'b')], { transB: { i: 1 } });
+  b.output(b.op('LogSoftmax', [logits], { axis: { i: 1 } }), 'log_probs', DataType.FLOAT, ['N', K]);
+  saveModel(b.model({ 'adasde.role': 'classifier' }), file);
+}
+
+const denoiserFile = join(dir, 'gauss.onnx');
+const classifierFile = join(dir, 'gauss.classifier.onnx');
+saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE, { extra: { 'adasde.classifier': 'gauss.classifier.onnx' } }), denoiserFile);
+saveClassifier(classifierFile);
+const plainFile = join(dir, 'plain.onnx');
+saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE), plainFile);
+
+/** log_softmax(W x + b) and its gradient in float64 (the closed form). */
+function linear(x: ArrayLike<number>, off: number): { logp: Float64Array; grad: (y: number) => Float64Array } {
+  const z = new Float64Array(K);
+  for (let k = 0; k < K; k++) {
+    z[k] = B[k]!;
+    for (let j = 0; j < DIM; j++) z[k]! += W[k * DIM + j]! * x[off + j]!;
+  }
+  const m = Math.max(...z);
+  const lse = m + Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0));
+  const logp = z.map((v) => v - lse);
+  return {
+    logp,
+    grad: (y) => Float64Array.from({ length: DIM }, (_, j) => W[y * DIM + j]! - logp.reduce((a, lp, k) => a + Math.exp(lp) * W[k * DIM + j]!, 0)),
+  };
+}
+
+function inputs(n: number, seed: number) {
+  const r = seededUniform(seed);
+  const x = Float64Array.from({ length: n * DIM }, () => 3 * (2 * r() - 1));
+  const sigma = Float64Array.from({ length: n }, (_, i) => 0.05 + 2 * i);
+  const ys = Array.from({ length: n }, (_, i) => (i * 2 + 1) % K);
+  const labels = new Float32Array(n * K);
+  ys.forEach((y, i) => (labels[i * K + y] = 1));
+  return { x, sigma, ys, labels };
+}
+
+describe('classifier gradient graph (closed-form linear classifier)', () => {
+  test('equals W_y - sum_k p_k W_k, cached beside the classifier and reused', async () => {
+    const cache = gradientCachePath(classifierFile);
+    assert.equal(cache, join(dir, 'gauss.classifier.grad.onnx'));
+    const g = await loadClassifierGradient(classifierFile, { sampleShape: SHAPE, labelDim: K });
+    assert.ok(existsSync(cache));
+    const { x, sigma, ys, labels } = inputs(5, 1);
+    const got = await g.gradient(x, sigma, labels, 5);
+    await g.dispose();
+    let worst = 0;
+    ys.forEach((y, i) => {
+      const want = linear(x, i * DIM).grad(y);
+      for (let j = 0; j < DIM; j++) worst = Math.max(worst, Math.abs(got[i * DIM + j]! - want[j]!));
+    });
+    assert.ok(worst < 1e-5, `max error ${worst}`);
+    const before = statSync(cache).mtimeMs;
+    await (await loadClassifierGradient(classifierFile, { sampleShape: SHAPE, labelDim: K })).dispose();
+    assert.equal(statSync(cache).mtimeMs, before, 'a fresh cache is not rewritten');
+    // A changed classifier (new mtime) rebuilds it.
+    const t = new Date(Date.now() + 5000);
+    utimesSync(classifierFile, t, t);
+    await (await loadClassifierGradient(classifierFile, { sampleShape: SHAPE, labelDim: K })).dispose();
+    assert.notEqual(statSync(cache).mtimeMs, before, 'a stale cache is rebuilt');
+  });
+
+  test('the guided denoiser is D + rate s^2 grad_x log p(y | x)', async () => {
+    const g = await loadClassifierGradient(classifierFile, { sampleShape: SHAPE, labelDim: K });
+    const { x, sigma, ys, labels } = inputs(4, 2);
+    // D of N(0, I) data: x / (1 + s^2).
+    const gauss = async (req: DenoiseRequest) => Float64Array.from(req.x, (v, j) => v / (1 + req.sigma[Math.floor(j / DIM)]! ** 2));
+    const rate = 2.5;
+    const guided = classifierGuided(gauss, g, { rate });
+    const d = await guided({ x, sigma, batch: 4, cond: { classLabels: labels, labelDim: K } });
+    await g.dispose();
+    let worst = 0;
+    ys.forEach((y, i) => {
+      const gr = linear(x, i * DIM).grad(y);
+      const s = sigma[i]!;
+      for (let j = 0; j < DIM; j++) worst = Math.max(worst, Math.abs(d[i * DIM + j]! - (x[i * DIM + j]! / (1 + s * s) + rate * s * s * gr[j]!)) / Math.max(1, rate * s * s));
+    });
+    assert.ok(worst < 1e-5, `max error ${worst}`);
+  });
+});
+
+async function sampleNpy(outdir: string, ...extra: string[]): Promise<Float64Array> {
+  const code = await main(['node', 'adasde', 'sample', '--model', denoiserFile, '--solver', 'heun', '--num_steps', '12', '--seeds', '0-47', '--batch', '16', '--output_format', 'npy', '--outdir', join(dir, outdir), '--quiet', ...extra]);
+  assert.equal(code, 0);
+  return toFloat64(await readNpy(join(dir, outdir, 'samples.npy')));
+}
+
+describe('adasde sample --guidance_type cg', () => {
+  test('rate 0 equals unguided sampling; the class-y log-probability grows with the rate', async (t) => {
+    const seeds = Array.from({ length: 48 }, (_, i) => i);
+    const ys = seedClassIndices(seeds, K);
+    const unguided = await sampleNpy('plain');
+    const zero = await sampleNpy('cg0', '--guidance_type', 'cg', '--guidance_rate', '0');
+    assert.deepEqual(zero, unguided);
+    const means: number[] = [];
+    const hits: number[] = [];
+    for (const [name, x] of [['cg0', zero], ['cg1', await sampleNpy('cg1', '--guidance_type', 'cg', '--guidance_rate', '1')], ['cg4', await sampleNpy('cg4', '--guidance_type', 'cg', '--guidance_rate', '4')]] as const) {
+      let sum = 0;
+      let hit = 0;
+      seeds.forEach((_, i) => {
+        const lp = linear(x, i * DIM).logp;
+        sum += lp[ys[i]!]!;
+        if (lp.indexOf(Math.max(...lp)) === ys[i]) hit++;
+      });
+      means.push(sum / seeds.length);
+      hits.push(hit / seeds.length);
+      t.diagnostic(`${name}: mean log p(y | x) ${(sum / seeds.length).toFixed(3)}, classified as y ${hit}/${seeds.length}`);
+    }
+    assert.ok(means[0]! < means[1]! && means[1]! < means[2]!, `mean log p(y|x) rises with the rate: ${means.join(', ')}`);
+    assert.ok(hits[2]! > hits[0]! && hits[2]! >= 0.9, `classified as the guided class: ${hits.join(', ')}`);
+  });
+
+  test('bad input: one line, exit 2', async () => {
+    const lines: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => {
+      lines.push(String(s));
+      return true;
+    }) as typeof process.stderr.write;
+    const unsupported = join(dir, 'maxpool.onnx');
+    const unsupportedClf = join(dir, 'maxpool.classifier.onnx');
+    saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE, { extra: { 'adasde.classifier': 'maxpool.classifier.onnx' } }), unsupported);
+    saveClassifier(unsupportedClf, 'MaxPool');
+    const run = (...a: string[]) => main(['node', 'adasde', 'sample', '--solver', 'euler', '--seeds', '0-1', '--output_format', 'npy', '--outdir', join(dir, 'bad'), '--quiet', ...a]);
+    try {
+      assert.equal(await run('--model', plainFile, '--guidance_type', 'cg', '--guidance_rate', '1'), 2);
+      assert.equal(await run('--model', denoiserFile, '--guidance_type', 'cg'), 2);
+      assert.equal(await run('--model', unsupported, '--guidance_type', 'cg', '--guidance_rate', '1'), 2);
+    } finally {
+      process.stderr.write = write;
+    }
+    const out = lines.join('').trim().split('\n');
+    assert.equal(out.length, 3, out.join('\n'));
+    assert.match(out[0]!, /--guidance_type cg: .*plain\.onnx names no classifier companion/);
+    assert.match(out[1]!, /--guidance_type cg needs --guidance_rate/);
+    assert.match(out[2]!, /maxpool\.classifier\.onnx: node 'MaxPool_\d+' uses MaxPool, which the gradient transform does not support/);
+  });
+});
