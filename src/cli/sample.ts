@@ -305,7 +305,7 @@ async function writeGrid(o: SampleOptions, outdir: string): Promise<void> {
  * `--guidance_type cg`: the denoiser's classifier companion, with its gradient graph built
  * (or found cached) now, so that workers started later only open it.
  */
-export function classifierFor(model: Pick<DenoiserModel, 'path' | 'meta' | 'sampleShape'>, rate: number | undefined): { file: string; rate: number; classes: number } {
+export function classifierFor(model: Pick<DenoiserModel, 'path' | 'meta' | 'sampleShape'>, rate: number | undefined, prepare = true): { file: string; rate: number; classes: number } {
   if (rate === undefined) throw new UsageError('--guidance_type cg needs --guidance_rate W (the classifier scale, e.g. 1 to 10)');
   const file = model.meta.classifier;
   if (!file) throw new UsageError(`--guidance_type cg: ${model.path} names no classifier companion (metadata adasde.classifier; tools/export/adm.py --classifier writes one)`);
@@ -313,7 +313,7 @@ export function classifierFor(model: Pick<DenoiserModel, 'path' | 'meta' | 'samp
   const io = checkClassifierSignature(file, readModelSignature(file), throwUsage, model.sampleShape, model.meta.labelDim || undefined)!;
   const classes = io.numClasses ?? model.meta.labelDim;
   if (!classes) throw new UsageError(`${file}: output 'log_probs' has no fixed number of classes`);
-  prepareClassifierGradient(file);
+  if (prepare) prepareClassifierGradient(file);
   return { file, rate, classes };
 }
 

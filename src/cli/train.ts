@@ -26,7 +26,9 @@ import { TABLES } from '../train/student.js';
 import { defineCommand } from './command.js';
 import { UsageError } from './errors.js';
 import { Progress } from './progress.js';
-import { resolveModelFile } from './sample.js';
+import { classifierFor, resolveModelFile } from './sample.js';
+import { classifierGuided, loadClassifierGradient, type ClassifierGradient } from '../runtime/guidance.js';
+import type { Denoiser } from '../solvers/types.js';
 
 export const DEFAULT_DETECTOR = 'models/inception-2015-12-05.onnx';
 const STATE_FILE = 'training-state.json';
@@ -236,7 +238,8 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   if (resumeDir) r.runDir = resumeDir;
   if (o.scheduleType === 'discrete' && !model.meta.alphasCumprod) throw new UsageError('--schedule_type discrete needs a model with adasde.alphas_cumprod');
   if (o.batch < dist.world) throw new UsageError(`--batch ${o.batch} is smaller than the number of processes (${dist.world})`);
-  if (o.guidanceType === 'cg') throw new UsageError('--guidance_type cg is not supported for ONNX denoisers (README, ADM)');
+  // Classifier guidance wraps the denoiser (teacher and student alike), as sample does.
+  const cg = o.guidanceType === 'cg' ? classifierFor(model, o.guidanceRate, !o.dryRun) : undefined;
 
   const record = {
     options: toFlagRecord(trainTable, { ...r.opts, model: modelFile }),
@@ -299,12 +302,18 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     throw new UsageError(`--prompt_path: ${modelFile} is not text-conditional`);
   }
 
+  let guidance: { grad: ClassifierGradient; denoise: Denoiser } | undefined;
+  if (cg) {
+    const grad = await loadClassifierGradient(cg.file, { ...session, sampleShape: model.sampleShape, labelDim: cg.classes });
+    guidance = { grad, denoise: classifierGuided(model.denoise, grad, { rate: cg.rate, clamp: model.meta.family === 'adm' }) };
+  }
+
   const bounds: CoefficientBounds = { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
   const reducer = await createReducer(dist);
   const setup: TrainSetup = {
-    denoise: model.denoise,
+    denoise: guidance?.denoise ?? model.denoise,
     sampleShape: model.sampleShape,
-    labelDim: model.meta.labelDim,
+    labelDim: model.meta.labelDim || (cg?.classes ?? 0),
     schedule: {
       numSteps: o.numSteps,
       sigmaMin: model.meta.sigmaMin,
@@ -408,6 +417,7 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   }
   progress.stop();
   reducer.close();
+  await guidance?.grad.dispose();
   await model.dispose();
   if (isMain && !o.quiet) {
     process.stdout.write(`trained ${o.totalKimg} kimg (${nBatches} batches) in ${((Date.now() - started) / 1000).toFixed(1)} s; final loss ${lastLoss.toPrecision(4)} -> ${resolve(r.runDir)}\n`);

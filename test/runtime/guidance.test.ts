@@ -9,7 +9,7 @@
  *   - bad input: one line, exit 2.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -173,5 +173,60 @@ describe('adasde sample --guidance_type cg', () => {
     assert.match(out[0]!, /--guidance_type cg: .*plain\.onnx names no classifier companion/);
     assert.match(out[1]!, /--guidance_type cg needs --guidance_rate/);
     assert.match(out[2]!, /maxpool\.classifier\.onnx: node 'MaxPool_\d+' uses MaxPool, which the gradient transform does not support/);
+  });
+});
+
+describe('adasde train --guidance_type cg', () => {
+  const train = async (outdir: string, ...extra: string[]) =>
+    main(['node', 'adasde', 'train', '--model', denoiserFile, '--outdir', join(dir, outdir), '--num_steps', '4', '--M', '1', '--total_kimg', '0.032', '--batch', '16', '--seed', '3', '--lr', '0.2', '--tick', '0.016', '--snap', '1', '--quiet', ...extra]);
+  const firstLoss = (outdir: string): number[] => {
+    const run = join(dir, outdir, readdirSync(join(dir, outdir)).find((d) => /^\d{5}-/.test(d))!);
+    const line = readFileSync(join(run, 'log.txt'), 'utf8').split('\n').filter((l) => l.startsWith('batch 1 '));
+    return line.map((l) => Number(/ loss (\S+)/.exec(l)![1]));
+  };
+
+  test('distils through the guided denoiser and records the guidance; its predictor samples toward the class', async (t) => {
+    assert.equal(await train('train-plain'), 0);
+    assert.equal(await train('train-cg', '--guidance_type', 'cg', '--guidance_rate', '2'), 0);
+    const plain = firstLoss('train-plain');
+    const guided = firstLoss('train-cg');
+    assert.ok(guided.length === plain.length && guided.length > 0);
+    assert.ok(guided.every(Number.isFinite));
+    // Same seeds and latents: only the denoiser differs, so the first batch's losses must too.
+    assert.ok(guided.some((l, i) => Math.abs(l - plain[i]!) > 1e-6 * Math.max(1, Math.abs(plain[i]!))), `${guided} vs ${plain}`);
+    const run = join(dir, 'train-cg', readdirSync(join(dir, 'train-cg')).find((d) => /^\d{5}-/.test(d))!);
+    const opts = JSON.parse(readFileSync(join(run, 'training_options.json'), 'utf8')) as { options: Record<string, unknown> };
+    assert.equal(opts.options['guidance_type'], 'cg');
+    assert.equal(opts.options['guidance_rate'], 2);
+    const snap = readdirSync(run).filter((f) => f.startsWith('network-snapshot-')).sort().pop()!;
+    const seeds = Array.from({ length: 32 }, (_, i) => i);
+    const ys = seedClassIndices(seeds, K);
+    const meanLogp = async (name: string, ...extra: string[]) => {
+      const code = await main(['node', 'adasde', 'sample', '--model', denoiserFile, '--predictor_path', join(run, snap), '--seeds', '0-31', '--output_format', 'npy', '--outdir', join(dir, name), '--quiet', ...extra]);
+      assert.equal(code, 0);
+      const x = toFloat64(await readNpy(join(dir, name, 'samples.npy')));
+      return seeds.reduce((a, _, i) => a + linear(x, i * DIM).logp[ys[i]!]!, 0) / seeds.length;
+    };
+    const lpPlain = await meanLogp('pred-plain');
+    const lpCg = await meanLogp('pred-cg', '--guidance_type', 'cg', '--guidance_rate', '2');
+    t.diagnostic(`AdaSDE predictor trained with cg: mean log p(y|x) ${lpPlain.toFixed(3)} unguided, ${lpCg.toFixed(3)} with cg rate 2`);
+    assert.ok(lpCg > lpPlain + 0.5, `${lpCg} vs ${lpPlain}`);
+  });
+
+  test('without a classifier companion: one line, exit 2', async () => {
+    const lines: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => {
+      lines.push(String(s));
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      assert.equal(await main(['node', 'adasde', 'train', '--model', plainFile, '--outdir', join(dir, 'train-bad'), '--guidance_type', 'cg', '--guidance_rate', '1', '--total_kimg', '0.016', '--quiet']), 2);
+    } finally {
+      process.stderr.write = write;
+    }
+    const out = lines.join('').trim().split('\n');
+    assert.equal(out.length, 1, out.join('\n'));
+    assert.match(out[0]!, /--guidance_type cg: .*plain\.onnx names no classifier companion/);
   });
 });
