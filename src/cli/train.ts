@@ -11,7 +11,7 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { writeTrainChart } from '../charts/train.js';
 import { parseOptions, toFlagRecord } from '../config/options.js';
-import { PREDICTOR_FORMAT, PREDICTOR_VERSION, type PredictorFile } from '../config/predictor.js';
+import { loadPredictor, PREDICTOR_FORMAT, PREDICTOR_VERSION, rawParamsOf, resolvePredictorPath, type PredictorFile } from '../config/predictor.js';
 import { trainTable, type TrainOptions } from '../config/train.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { createReducer } from '../parallel/allreduce.js';
@@ -19,7 +19,7 @@ import { distEnv, runWorkers } from '../parallel/launcher.js';
 import { loadDenoiserModel, loadFeatureModel } from '../runtime/model.js';
 import { effectiveCoefficients, type CoefficientBounds } from '../solvers/coefficients.js';
 import { discreteTime } from '../solvers/schedule.js';
-import { initState, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
+import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
 import { needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
 import { readPromptFile } from '../text/prompts.js';
 import { TABLES } from '../train/student.js';
@@ -108,9 +108,16 @@ const stateSchema = z.object({
   elapsedSec: z.number(),
 });
 
-/** EDM's naming: whole kimg in 6 digits (runs shorter than 1 kimg rewrite 000000). */
+/**
+ * EDM's naming, whole kimg in 6 digits; a snapshot between whole kimg (a fractional --tick)
+ * adds three decimals (000000.256), so a learning curve keeps every point instead of
+ * rewriting 000000.
+ */
 export function snapshotName(kimg: number): string {
-  return `network-snapshot-${String(Math.floor(kimg + 1e-9)).padStart(6, '0')}.json`;
+  const whole = Math.floor(kimg + 1e-9);
+  const milli = Math.round((kimg - whole) * 1000);
+  const frac = milli > 0 && milli < 1000 ? `.${String(milli).padStart(3, '0')}` : '';
+  return `network-snapshot-${String(whole).padStart(6, '0')}${frac}.json`;
 }
 
 interface Resolved {
@@ -198,6 +205,37 @@ function loadResumeState(dir: string): { options: Record<string, unknown>; state
   return { options, state: { raw, adam, batchIndex: s.batchIndex }, elapsedSec: s.elapsedSec };
 }
 
+interface InitChoice {
+  state: TrainState;
+  /** What training_options.json records under resolved.init. */
+  record: { kind: 'random' | 'neutral' | 'predictor'; file: string | null; note: string | null };
+}
+
+/**
+ * --init: the reference's random start, the neutral start, or a predictor's raw parameters
+ * (a warm start). A predictor trained under other bounds (scale_dir, scale_time, gamma) gives
+ * other effective coefficients from the same raw values; that is allowed and noted.
+ */
+function initialState(o: TrainOptions, seed: number): InitChoice {
+  if (o.init === undefined) return { state: initState(seed, o.numSteps, o.numPoints), record: { kind: 'random', file: null, note: null } };
+  if (o.init === 'neutral') return { state: neutralState(o.numSteps, o.numPoints), record: { kind: 'neutral', file: null, note: null } };
+  const file = resolvePredictorPath(o.init, o.outdir, '--init');
+  const p = loadPredictor(file);
+  const differs: string[] = [];
+  if (p.options.num_steps !== o.numSteps) differs.push(`num_steps ${p.options.num_steps} (this run ${o.numSteps})`);
+  if (p.options.num_points !== o.numPoints) differs.push(`num_points ${p.options.num_points} (this run ${o.numPoints})`);
+  if (differs.length) throw new UsageError(`--init: ${file} has ${differs.join(' and ')}; expected a predictor with the same num_steps and num_points`);
+  const bounds: [string, number, number][] = [
+    ['scale_dir', p.options.scale_dir, o.scaleDir],
+    ['scale_time', p.options.scale_time, o.scaleTime],
+    ['gamma', p.options.gamma, o.gamma],
+    ['gamma_min', p.options.gamma_min, GAMMA_MIN],
+  ];
+  const other = bounds.filter(([, a, b]) => a !== b).map(([k, a, b]) => `${k} ${a} -> ${b}`);
+  const note = other.length ? `raw parameters taken as they are under other bounds (${other.join(', ')}), so the starting coefficients differ from the predictor's` : null;
+  return { state: stateFromRaw(rawParamsOf(p)), record: { kind: 'predictor', file, note } };
+}
+
 function resolveResumeDir(spec: string, outdir: string): string {
   if (/^\d+$/.test(spec)) {
     const prefix = spec.padStart(5, '0') + '-';
@@ -241,9 +279,11 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   // Classifier guidance wraps the denoiser (teacher and student alike), as sample does.
   const cg = o.guidanceType === 'cg' ? classifierFor(model, o.guidanceRate, !o.dryRun) : undefined;
 
+  // A resumed run continues from its saved state; its start was recorded when it began.
+  const init = resumed ? undefined : initialState(o, r.seed);
   const record = {
     options: toFlagRecord(trainTable, { ...r.opts, model: modelFile }),
-    resolved: { run_dir: r.runDir, model: modelFile, dataset, seed: r.seed, detector: r.detector ?? null, feature_loss: r.featureLossNote, world_size: dist.world, student_nfe: studentNfe(o), total_batches: totalBatches(o.totalKimg, o.batch) },
+    resolved: { run_dir: r.runDir, model: modelFile, dataset, seed: r.seed, detector: r.detector ?? null, feature_loss: r.featureLossNote, world_size: dist.world, student_nfe: studentNfe(o), total_batches: totalBatches(o.totalKimg, o.batch), init: init?.record ?? null },
   };
   if (o.dryRun) {
     process.stdout.write(JSON.stringify(record, null, 2) + '\n');
@@ -262,6 +302,7 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   const log = (line: string) => {
     if (isMain) appendFileSync(join(r.runDir, 'log.txt'), line + '\n');
   };
+  if (init && isMain) log(`init: ${init.record.kind}${init.record.file ? ` ${init.record.file}` : ''}${init.record.note ? `; ${init.record.note}` : ''}`);
   if (!r.detector && isMain) {
     log(r.featureLossNote);
     if (!o.quiet) process.stderr.write(`adasde: ${r.featureLossNote}\n`);
@@ -342,7 +383,7 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     worldSize: dist.world,
     reduce: (v) => reducer.reduce(v),
   };
-  const state = resumed?.state ?? initState(r.seed, o.numSteps, o.numPoints);
+  const state = resumed?.state ?? init!.state;
   const nBatches = totalBatches(o.totalKimg, o.batch);
   const kimgOf = (b: number) => Math.min((b * o.batch) / 1000, o.totalKimg);
   const started = Date.now() - (resumed?.elapsedSec ?? 0) * 1000;

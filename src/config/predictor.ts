@@ -90,7 +90,8 @@ export function parsePredictor(text: string, source: string): PredictorFile {
   return r.data;
 }
 
-const SNAPSHOT_RE = /^network-snapshot-(\d+)\.json$/;
+// Whole kimg, or kimg with three decimals for snapshots between whole kimg (000000.256).
+const SNAPSHOT_RE = /^network-snapshot-(\d+(?:\.\d+)?)\.json$/;
 
 /** The newest snapshot of a run folder, or its `predictor.json` (converted published runs). */
 export function latestSnapshot(dir: string): string | undefined {
@@ -107,21 +108,21 @@ export function latestSnapshot(dir: string): string | undefined {
  * Resolve `--predictor_path` as the reference does: an experiment number (`0`, `00012`)
  * names the run folder `exp/NNNNN-*`; otherwise it is a file, or a run folder.
  */
-export function resolvePredictorPath(spec: string, expDir: string): string {
+export function resolvePredictorPath(spec: string, expDir: string, flag = '--predictor_path'): string {
   if (/^\d+$/.test(spec)) {
     const prefix = spec.padStart(5, '0') + '-';
     const dirs = existsSync(expDir) ? readdirSync(expDir).filter((d) => d.startsWith(prefix) && statSync(join(expDir, d)).isDirectory()) : [];
-    if (dirs.length === 0) throw new UsageError(`--predictor_path: no experiment ${prefix}* under ${expDir}`);
-    if (dirs.length > 1) throw new UsageError(`--predictor_path: experiment ${spec} is ambiguous under ${expDir}: ${dirs.join(', ')}`);
+    if (dirs.length === 0) throw new UsageError(`${flag}: no experiment ${prefix}* under ${expDir}`);
+    if (dirs.length > 1) throw new UsageError(`${flag}: experiment ${spec} is ambiguous under ${expDir}: ${dirs.join(', ')}`);
     const snap = latestSnapshot(join(expDir, dirs[0]!));
-    if (!snap) throw new UsageError(`--predictor_path: ${join(expDir, dirs[0]!)} holds no network-snapshot-*.json or predictor.json`);
+    if (!snap) throw new UsageError(`${flag}: ${join(expDir, dirs[0]!)} holds no network-snapshot-*.json or predictor.json`);
     return snap;
   }
   const p = resolve(spec);
-  if (!existsSync(p)) throw new UsageError(`--predictor_path: ${spec} does not exist (expected an experiment number or a predictor .json file)`);
+  if (!existsSync(p)) throw new UsageError(`${flag}: ${spec} does not exist (expected an experiment number or a predictor .json file)`);
   if (statSync(p).isDirectory()) {
     const snap = latestSnapshot(p);
-    if (!snap) throw new UsageError(`--predictor_path: ${spec} holds no network-snapshot-*.json or predictor.json`);
+    if (!snap) throw new UsageError(`${flag}: ${spec} holds no network-snapshot-*.json or predictor.json`);
     return snap;
   }
   return p;

@@ -82,9 +82,32 @@ export function initState(seed: number, numSteps: number, K: number): TrainState
   // Every raw parameter ~ N(0, 1) from the training seed (ALGORITHM.md 4.1), table by table.
   const g = new NormalStream(seed, 'init');
   const tab = () => Array.from({ length: numSteps - 1 }, () => Array.from({ length: K }, () => g.normal()));
-  const raw: RawParams = { r: tab(), scaleDir: tab(), scaleTime: tab(), weight: tab(), gamma: tab() };
-  const adam = Object.fromEntries(TABLES.map((t) => [t, adamInit(raw[t])])) as Record<TableName, AdamTensorState>;
-  return { raw, adam, batchIndex: 0 };
+  return stateFromRaw({ r: tab(), scaleDir: tab(), scaleTime: tab(), weight: tab(), gamma: tab() });
+}
+
+/** A fresh training state (zero Adam moments, batch 0) starting from the given raw parameters. */
+export function stateFromRaw(raw: RawParams): TrainState {
+  const copy = structuredClone(raw);
+  const adam = Object.fromEntries(TABLES.map((t) => [t, adamInit(copy[t])])) as Record<TableName, AdamTensorState>;
+  return { raw: copy, adam, batchIndex: 0 };
+}
+
+/**
+ * Raw gamma of the neutral start: sigmoid((g + b) / 2) = 0.0100 at g = -10, so gamma sits 1%
+ * of the way from gamma_min to gamma_max (ALGORITHM.md 4.1). Not lower: the sigmoid's slope
+ * s (1 - s) is then still 1e-2, so the gradient can lift gamma if noise helps.
+ */
+export const NEUTRAL_RAW_GAMMA = -10;
+
+/**
+ * The neutral start: every interval a plain second-order midpoint step (DPM-Solver-2 with
+ * r = 1/2: raw r = 0 -> r = 1/2, raw 0 -> c = a = 1 and equal softmax weights), with gamma
+ * near its minimum, so training begins from a solver that already works instead of random
+ * coefficients.
+ */
+export function neutralState(numSteps: number, K: number): TrainState {
+  const tab = (v: number) => Array.from({ length: numSteps - 1 }, () => new Array<number>(K).fill(v));
+  return stateFromRaw({ r: tab(0), scaleDir: tab(0), scaleTime: tab(0), weight: tab(0), gamma: tab(NEUTRAL_RAW_GAMMA) });
 }
 
 /** This process's share [lo, hi) of a batch of B samples. */

@@ -49,7 +49,7 @@ test('train: a short run beats the untrained predictor, dpm and heun at the same
   assert.equal(await cli(...trainArgs(outdir, '0.5')), 0);
   const run = runDirOf(outdir);
   assert.match(run, /00000-gmm-4-5-adasde-dpm-2-uni1\.0-afs$/);
-  for (const f of ['training_options.json', 'log.txt', 'stats.jsonl', 'network-snapshot-000000.json', 'loss.svg', 'loss.png']) assert.ok(existsSync(join(run, f)), f);
+  for (const f of ['training_options.json', 'log.txt', 'stats.jsonl', 'network-snapshot-000000.500.json', 'loss.svg', 'loss.png']) assert.ok(existsSync(join(run, f)), f);
   // loss.svg: every tick's loss of each of the 3 intervals, the same numbers as stats.jsonl.
   const ticks = readFileSync(join(run, 'stats.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kimg: number; loss: number[] });
   assert.equal(ticks.length, 10);
