@@ -1,45 +1,49 @@
 /**
- * Training cost (issue: `adasde train`): denoiser evaluations and wall time per kimg of
- * trajectories, with the teacher's share, for the paper's CIFAR-10 setting (num_steps 4,
- * M 3, K 1, AFS, gamma > 0) on a U-Net-sized convolutional denoiser at 32x32 on CPU.
- * Model rows count every sample the model sees, the finite-difference JVP copies included.
+ * Training cost (issue: `adasde train`): model rows and seconds per kimg of trajectories, with
+ * the teacher's share, for the paper's CIFAR-10 setting (num_steps 4, M 3, K 1, AFS, gamma > 0:
+ * NFE 5). Rows are counted at the model (every sample it sees, the finite-difference copies
+ * included) and seconds are time inside the model, both split by phase inside trainBatch.
  *
- *   npm run build && node dist/bench/train_cost.js [--batches 2] [--batch 16] [--threads 0]
+ *   npm run build && node dist/bench/train_cost.js [--model models/cifar10-tiny-edm.onnx | --model conv]
+ *     [--jvp forward|central] [--batches 2] [--batch 16] [--threads 0] [--detector models/cifar10-features.onnx]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { buildConvDenoiserModel, saveModel } from '../src/runtime/graph.js';
-import { loadDenoiserModel } from '../src/runtime/model.js';
-import type { Denoiser } from '../src/solvers/types.js';
-import { initState, trainBatch, type TrainSetup } from '../src/train/loop.js';
+import { loadDenoiserModel, loadFeatureModel } from '../src/runtime/model.js';
+import { initState, trainBatch, type FeatureFn, type TrainSetup } from '../src/train/loop.js';
 
-const arg = (name: string, def: number) => {
+const arg = (name: string, def: string) => {
   const k = process.argv.indexOf(`--${name}`);
-  return k > 0 ? Number(process.argv[k + 1]) : def;
+  return k > 0 ? process.argv[k + 1]! : def;
 };
-const batches = arg('batches', 2);
-const B = arg('batch', 16);
-const threads = arg('threads', 0);
+const batches = Number(arg('batches', '2'));
+const B = Number(arg('batch', '16'));
+const threads = Number(arg('threads', '0'));
+const scheme = arg('jvp', 'forward') as 'forward' | 'central';
+const detector = arg('detector', '');
+let file = arg('model', 'models/cifar10-tiny-edm.onnx');
 const dir = mkdtempSync(join(tmpdir(), 'adasde-bench-'));
-const file = join(dir, 'conv.onnx');
-saveModel(buildConvDenoiserModel({ resolution: 32, width: 128, depth: 3 }), file);
-const model = await loadDenoiserModel(file, { threads: threads || undefined, maxBatch: 256 });
-
-// Time spent in teacher calls vs student calls, separated by wrapping the denoiser.
-let phase: 'teacher' | 'student' = 'teacher';
-const ms = { teacher: 0, student: 0 };
-const timed: Denoiser = async (req) => {
-  const t0 = performance.now();
-  const out = await model.denoise(req);
-  ms[phase] += performance.now() - t0;
-  return out;
-};
+if (file === 'conv') {
+  file = join(dir, 'conv.onnx');
+  saveModel(buildConvDenoiserModel({ resolution: 32, width: 128, depth: 3 }), file);
+}
+const model = await loadDenoiserModel(file, { threads: threads || undefined, maxBatch: 4096 });
+let features: FeatureFn | undefined;
+if (detector) {
+  const det = await loadFeatureModel(detector, { threads: threads || undefined });
+  const [C, H, W] = model.sampleShape;
+  features = async (images, n, shape) => {
+    const f = await det.extract(images, n, shape ?? [C, H, W]);
+    return { features: f, dim: f.length / n };
+  };
+}
 const N = 4;
 const M = 3;
 const setup: TrainSetup = {
-  denoise: timed,
+  denoise: model.denoise,
   sampleShape: model.sampleShape,
   labelDim: 0,
   schedule: { numSteps: N, sigmaMin: 0.002, sigmaMax: 80, type: 'time_uniform', rho: 1 },
@@ -54,36 +58,31 @@ const setup: TrainSetup = {
   batch: B,
   seed: 0,
   alpha: 20,
+  features,
   jvpRelStep: 1e-3,
+  jvpScheme: scheme,
+  featureRelStep: 1e-3,
   rank: 0,
   worldSize: 1,
   reduce: async (v) => v,
 };
 const state = initState(0, N, 1);
-// The teacher runs first in every batch; switch phase when the first student call arrives.
-const teacherCalls = 4 * (M + 1) * (N - 1);
-let calls = 0;
-const phased: Denoiser = async (req) => {
-  phase = calls++ % (teacherCalls + 2 * (N - 1)) < teacherCalls ? 'teacher' : 'student';
-  return timed(req);
-};
-setup.denoise = phased;
 await trainBatch(setup, state); // warm-up
-ms.teacher = 0;
-ms.student = 0;
-let rows = { teacher: 0, student: 0 };
+const sum = { teacherRows: 0, studentRows: 0, detectorRows: 0, teacherSec: 0, studentSec: 0 };
 const t0 = performance.now();
 for (let b = 0; b < batches; b++) {
   const st = await trainBatch(setup, state);
-  rows = { teacher: rows.teacher + st.teacherRows, student: rows.student + st.studentRows };
+  for (const k of Object.keys(sum) as (keyof typeof sum)[]) sum[k] += st[k];
 }
-const wall = performance.now() - t0;
+const wall = (performance.now() - t0) / 1000;
 const traj = batches * B;
 const perKimg = (v: number) => (v / traj) * 1000;
 await model.dispose();
 rmSync(dir, { recursive: true, force: true });
-console.log(`conv denoiser 1.22 GFLOP/image; num_steps ${N}, M ${M}, K 1, AFS, gamma 0.02; batch ${B}, ${batches} batches timed, threads ${threads || 'default'}\n`);
-console.log('| per kimg | teacher | student (incl. JVP copies) | total |\n|---|---|---|---|');
-console.log(`| model rows (evaluations of one sample) | ${perKimg(rows.teacher).toFixed(0)} | ${perKimg(rows.student).toFixed(0)} | ${perKimg(rows.teacher + rows.student).toFixed(0)} |`);
-console.log(`| time in the model (s) | ${(perKimg(ms.teacher) / 1000).toFixed(0)} | ${(perKimg(ms.student) / 1000).toFixed(0)} | ${(perKimg(ms.teacher + ms.student) / 1000).toFixed(0)} |`);
-console.log(`| wall time (s) | | | ${(perKimg(wall) / 1000).toFixed(0)} |`);
+console.log(`${arg('model', 'models/cifar10-tiny-edm.onnx')}; num_steps ${N}, M ${M}, K 1, AFS, gamma 0.02; ${scheme} differences; batch ${B}, ${batches} batches timed, threads ${threads || 'default'}${detector ? `, feature loss through ${detector}` : ''}\n`);
+console.log('| per kimg | teacher | student (incl. finite-difference copies) | total | student / teacher |\n|---|---|---|---|---|');
+const row = (name: string, t: number, s: number, digits: number) => `| ${name} | ${t.toFixed(digits)} | ${s.toFixed(digits)} | ${(t + s).toFixed(digits)} | ${(s / t).toFixed(2)} |`;
+console.log(row('model rows', perKimg(sum.teacherRows), perKimg(sum.studentRows), 0));
+console.log(row('seconds in the model', perKimg(sum.teacherSec), perKimg(sum.studentSec), 0));
+console.log(`| wall seconds | | | ${perKimg(wall).toFixed(0)} | |`);
+if (detector) console.log(`| detector rows | | ${perKimg(sum.detectorRows).toFixed(0)} | | |`);

@@ -377,8 +377,12 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     features,
     decode,
     condFor,
-    // float32 models: rounding limits the finite-difference step (see jvp.ts).
+    // Rounding limits the finite-difference step (jvp.ts): float16 needs central differences
+    // with a large step; for float32, forward differences at 1e-3 agree with central ones to
+    // ~2e-3 of the gradient on the bundled U-Net (bench/jvp_bundled.ts) at half the rows.
     jvpRelStep: model.dtype === 'float16' ? 3e-2 : 1e-3,
+    jvpScheme: o.jvp === 'auto' ? (model.dtype === 'float16' ? 'central' : 'forward') : o.jvp,
+    featureRelStep: 1e-3,
     rank: dist.rank,
     worldSize: dist.world,
     reduce: (v) => reducer.reduce(v),
@@ -410,10 +414,13 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   let tickLoss: number[] = [];
   let ticks = Math.floor(kimgOf(state.batchIndex) / o.tick);
   let lastLoss = NaN;
-  let modelRows = { teacher: 0, student: 0 };
+  // Rows and model seconds of this session (a resumed run starts counting again).
+  let modelRows = { teacher: 0, student: 0, detector: 0 };
+  let modelSec = { teacher: 0, student: 0 };
   while (state.batchIndex < nBatches) {
     const st = await trainBatch(setup, state);
-    modelRows = { teacher: modelRows.teacher + st.teacherRows, student: modelRows.student + st.studentRows };
+    modelRows = { teacher: modelRows.teacher + st.teacherRows, student: modelRows.student + st.studentRows, detector: modelRows.detector + st.detectorRows };
+    modelSec = { teacher: modelSec.teacher + st.teacherSec, student: modelSec.student + st.studentSec };
     const c = effectiveCoefficients(state.raw, bounds);
     st.losses.forEach((loss, i) => {
       const fmt = (v: number[] | undefined) => (v ?? []).map((x) => x.toFixed(6)).join(',');
@@ -443,6 +450,7 @@ async function runTrain(cli: TrainOptions): Promise<void> {
           sec_per_kimg: tickSecs / ((tickBatches * o.batch) / 1000),
           total_sec: secs,
           model_rows: modelRows,
+          model_sec: { teacher: Number(modelSec.teacher.toFixed(3)), student: Number(modelSec.student.toFixed(3)) },
           timestamp: Date.now() / 1000,
           // The effective coefficients at the tick, for loss.png (src/charts/train.ts).
           coefficients: { r: c.r, scale_dir: c.scaleDir, scale_time: c.scaleTime, gamma: c.gamma },

@@ -40,6 +40,7 @@ export const trainTable = defineOptions({
   promptPath: { flag: 'prompt_path', schema: optStr, help: 'prompts for text-conditional models', expect: 'a path' },
   detector: { flag: 'detector', schema: optStr, help: 'feature extractor ONNX for the final-step loss (default models/inception-2015-12-05.onnx)', expect: 'a path to an .onnx file' },
   init: { flag: 'init', schema: optStr, help: 'start the raw parameters from a predictor (experiment number, run folder or .json with the same num_steps and num_points) or "neutral" (r 1/2, c = a = 1, gamma near its minimum, equal weights); default: random N(0, 1) as the reference', expect: 'an experiment number, a run folder, a predictor .json file or neutral' },
+  jvp: { flag: 'jvp', schema: z.enum(['auto', 'forward', 'central']), default: 'auto', help: 'finite differences of the gradients: forward (one model row per live coefficient), central (two); auto: forward for float32 models, central for float16', expect: 'auto, forward or central' },
   resume: { flag: 'resume', schema: optStr, help: 'continue a run folder (or its number) from its latest snapshot', expect: 'a run folder or number' },
   device: { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' },
   threads: { flag: 'threads', schema: intFlag(0, 1024), default: 0, help: 'intra-op threads per process (0: onnxruntime default)', expect: 'a non-negative integer' },

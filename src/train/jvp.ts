@@ -1,10 +1,18 @@
 /**
  * Jacobian-vector products of a black-box denoiser (ALGORITHM.md 4.3): the derivative of
- * D(x, s) along (dx, ds) by central finite differences,
- *   J[dx, ds] ~ (D(x + e dx, s + e ds) - D(x - e dx, s - e ds)) / (2 e),
- * with every tangent's two perturbed copies stacked into ONE model call together with the
- * point itself. Central differences keep the truncation error O(e^2), which matters for
- * float32 ONNX models where rounding limits how small e can be.
+ * D(x, s) along (dx, ds) by finite differences, with every tangent's perturbed copies stacked
+ * into ONE model call together with the point itself.
+ *
+ * Two schemes:
+ *  - forward, J[dx, ds] ~ (D(x + e dx, s + e ds) - D(x, s)) / e: one extra row per live
+ *    tangent, reusing the point's own D. Truncation error O(e); float32 rounding of the
+ *    inputs and outputs adds O(u / e) with u = 2^-24, so the best step is near sqrt(u) ~ 2.4e-4
+ *    relative. That gives ~1e-4-1e-3 relative error in each derivative, well below the
+ *    batch-to-batch noise of the gradient it feeds (measured on the bundled network:
+ *    test/train/jvp-bundled.test.ts, bench/RESULTS.md "Training cost").
+ *  - central, (D(x + e dx, s + e ds) - D(x - e dx, s - e ds)) / (2 e): two extra rows per live
+ *    tangent, truncation O(e^2); the reference choice for float16 models, whose rounding
+ *    (u = 2^-11) leaves a forward difference no good step.
  */
 import { repeatConditioning } from '../solvers/common.js';
 import type { Conditioning, Denoiser } from '../solvers/types.js';
@@ -16,7 +24,10 @@ export interface JvpTangent {
   ds: Float64Array | undefined;
 }
 
+export type JvpScheme = 'forward' | 'central';
+
 export interface JvpOptions {
+  scheme: JvpScheme;
   /**
    * Relative size of the perturbation: e is chosen per tangent and row so that the larger
    * of |e dx| / |x| (root mean square over the row) and |e ds| / s equals this. 1e-3 suits float32 models
@@ -28,6 +39,8 @@ export interface JvpOptions {
 export interface JvpResult {
   D: Float64Array;
   dD: Float64Array[];
+  /** Rows sent to the model: (1 + copies per tangent * live tangents) * rows. */
+  rows: number;
 }
 
 /** D and its directional derivatives at (x, sigma) for `rows` samples. */
@@ -46,7 +59,8 @@ function rms(v: Float64Array): number {
 
 /**
  * D at (x, sigma) and its derivative along every tangent, in one denoiser call of
- * (1 + 2 * live tangents) * rows samples. Tangents that are zero in both x and sigma cost nothing.
+ * (1 + k * live tangents) * rows samples, k = 1 (forward) or 2 (central). Tangents that are
+ * zero in both x and sigma for every row cost nothing (their derivative is 0).
  */
 export async function denoiseWithJvp(
   denoise: Denoiser,
@@ -58,6 +72,7 @@ export async function denoiseWithJvp(
   cond?: Conditioning,
 ): Promise<JvpResult> {
   const dim = x.length / rows;
+  const central = opts.scheme === 'central';
   // The step e is chosen per row (sample), from that row alone, so a sample's derivative
   // never depends on which other samples share its batch or process.
   const rowRms = (v: Float64Array, r: number) => rms(v.subarray(r * dim, (r + 1) * dim));
@@ -77,14 +92,16 @@ export async function denoiseWithJvp(
     }
     if (any) live.push({ k, e });
   });
-  const copies = 1 + 2 * live.length;
+  const per = central ? 2 : 1;
+  const copies = 1 + per * live.length;
   const X = new Float64Array(copies * rows * dim);
   const S = new Float64Array(copies * rows);
   X.set(x, 0);
   S.set(sigma, 0);
   live.forEach(({ k, e }, n) => {
     const t = tangents[k]!;
-    for (const [slot, sign] of [[1 + 2 * n, 1], [2 + 2 * n, -1]] as const) {
+    const slots: (readonly [number, number])[] = central ? [[1 + 2 * n, 1], [2 + 2 * n, -1]] : [[1 + n, 1]];
+    for (const [slot, sign] of slots) {
       const xo = slot * rows * dim;
       const so = slot * rows;
       for (let r = 0; r < rows; r++) {
@@ -98,14 +115,15 @@ export async function denoiseWithJvp(
   const D = out.slice(0, rows * dim);
   const dD = tangents.map(() => new Float64Array(rows * dim));
   live.forEach(({ k, e }, n) => {
-    const plus = (1 + 2 * n) * rows * dim;
-    const minus = (2 + 2 * n) * rows * dim;
+    // forward: (D(+) - D(x)) / e; central: (D(+) - D(-)) / (2 e).
+    const plus = (central ? 1 + 2 * n : 1 + n) * rows * dim;
+    const minus = central ? (2 + 2 * n) * rows * dim : 0;
     const d = dD[k]!;
     for (let r = 0; r < rows; r++) {
       if (e[r] === 0) continue;
-      const inv = 1 / (2 * e[r]!);
+      const inv = 1 / (per * e[r]!);
       for (let q = r * dim; q < (r + 1) * dim; q++) d[q] = (out[plus + q]! - out[minus + q]!) * inv;
     }
   });
-  return { D, dD };
+  return { D, dD, rows: copies * rows };
 }

@@ -11,9 +11,10 @@ import { effectiveCoefficients, type CoefficientBounds, type RawParams } from '.
 import { getSchedule, type ScheduleSpec } from '../solvers/schedule.js';
 import { teacherSchedule, teacherTargets, type TeacherKind } from '../solvers/teacher.js';
 import type { Conditioning, Denoiser } from '../solvers/types.js';
+import { performance } from 'node:perf_hooks';
 import { NormalStream } from '../rng/streams.js';
 import { adamInit, adamStep, cosineLr, sanitizeGrad, type AdamTensorState } from './adam.js';
-import { finiteDifferenceJvp } from './jvp.js';
+import { finiteDifferenceJvp, type JvpScheme } from './jvp.js';
 import { TABLES, studentStepJvp, type TableName, type Tangent } from './student.js';
 
 /** Pool features of images given as float pixels [n, C, H, W] in 0..255 -> [n, D]. */
@@ -50,8 +51,12 @@ export interface TrainSetup {
   decode?: DecodeFn;
   /** Text-conditional models: conditioning of each trajectory. */
   condFor?: CondFn;
-  /** Relative finite-difference step of the JVPs (1e-3 for float32 models). */
+  /** Relative finite-difference step of the JVPs (see jvp.ts). */
   jvpRelStep: number;
+  /** Finite-difference scheme of the JVPs and the feature loss; default central. */
+  jvpScheme?: JvpScheme;
+  /** Relative step of the feature loss's differences; default 1e-3. */
+  featureRelStep?: number;
   rank: number;
   worldSize: number;
   reduce: Reducer;
@@ -68,9 +73,14 @@ export interface BatchStats {
   /** Global loss of every interval. */
   losses: number[];
   lr: number;
-  /** Rows sent to the model by this process (teacher, student including JVP copies). */
+  /** Rows sent to the model by this process (teacher, student including JVP copies), counted at the model. */
   teacherRows: number;
   studentRows: number;
+  /** Rows sent to the feature detector (final-interval feature loss). */
+  detectorRows: number;
+  /** Seconds spent inside the denoiser for the teacher and for the student. */
+  teacherSec: number;
+  studentSec: number;
 }
 
 export const ETA_MIN = 0.01;
@@ -122,9 +132,10 @@ const streamKey = (seed: number, g: number) => `train${seed}/${g}`;
  * alpha * mean((F(img(x)) - F(img(y)))^2), then summed over the batch and pixels and divided
  * by B, giving alpha * C*H*W * mean(...) with C*H*W the size of x. img(v) =
  * clip(127.5 v + 128, 0, 255) without rounding, after the decoder for latent models.
- * Derivatives are central differences in x's own space (per row, as jvp.ts), so the decoder,
- * the clipping and the detector are all differentiated as one black box in ONE detector call
- * (and one decoder call). Returns this process's share of the loss and its gradient.
+ * Derivatives are finite differences in x's own space (per row, as jvp.ts; forward: one
+ * copy per tangent, reusing F(img(x)); central: two), so the decoder, the clipping and the
+ * detector are all differentiated as one black box in ONE detector call (and one decoder
+ * call). Returns this process's share of the loss and its gradient.
  */
 export async function featureLoss(
   features: FeatureFn,
@@ -137,8 +148,10 @@ export async function featureLoss(
   alpha: number,
   relStep: number,
   decode?: DecodeFn,
+  scheme: JvpScheme = 'central',
 ): Promise<{ loss: number; grad: Float64Array; rows: number }> {
   const P = tangents.length;
+  const per = scheme === 'central' ? 2 : 1;
   const rowRms = (v: Float64Array, b: number) => {
     let s = 0;
     for (let k = b * dim; k < (b + 1) * dim; k++) s += v[k]! * v[k]!;
@@ -150,13 +163,14 @@ export async function featureLoss(
       return r > 0 ? (relStep * Math.max(rowRms(x, b), 1e-3)) / r : 0;
     }),
   );
-  // Stack [x; y; x +- e dx_p] and map them to float pixels in one pass.
-  const rows = (2 + 2 * P) * n;
+  // Stack [x; y; x + e dx_p (; x - e dx_p)] and map them to float pixels in one pass.
+  const rows = (2 + per * P) * n;
   const X = new Float64Array(rows * dim);
   X.set(x, 0);
   X.set(y, n * dim);
   tangents.forEach((t, p) => {
-    for (const [slot, sign] of [[2 + 2 * p, 1], [3 + 2 * p, -1]] as const) {
+    const slots: (readonly [number, number])[] = per === 2 ? [[2 + 2 * p, 1], [3 + 2 * p, -1]] : [[2 + p, 1]];
+    for (const [slot, sign] of slots) {
       const o = slot * n * dim;
       for (let k = 0; k < n * dim; k++) X[o + k] = x[k]! + sign * eps[p]![Math.floor(k / dim)]! * t.dx[k]!;
     }
@@ -176,13 +190,14 @@ export async function featureLoss(
   }
   const grad = new Float64Array(P);
   for (let p = 0; p < P; p++) {
-    const po = (2 + 2 * p) * n * D;
-    const mo = (3 + 2 * p) * n * D;
+    const po = (per === 2 ? 2 + 2 * p : 2 + p) * n * D;
+    // forward differences subtract F(img(x)) itself, the first block.
+    const mo = per === 2 ? (3 + 2 * p) * n * D : 0;
     let s = 0;
     for (let b = 0; b < n; b++) {
       const e = eps[p]![b]!;
       if (e === 0) continue;
-      for (let q = b * D; q < (b + 1) * D; q++) s += diff[q]! * ((f[po + q]! - f[mo + q]!) / (2 * e));
+      for (let q = b * D; q < (b + 1) * D; q++) s += diff[q]! * ((f[po + q]! - f[mo + q]!) / (per * e));
     }
     grad[p] = 2 * scale * s;
   }
@@ -222,9 +237,18 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
 
   // 1. Teacher targets (no gradients).
   let teacherRows = 0;
+  const secs = { teacher: 0, student: 0 };
+  const timed = async (phase: 'teacher' | 'student', req: Parameters<Denoiser>[0]) => {
+    const t0 = performance.now();
+    try {
+      return await denoise(req);
+    } finally {
+      secs[phase] += (performance.now() - t0) / 1000;
+    }
+  };
   const countingTeacher: Denoiser = (req) => {
     teacherRows += req.batch;
-    return denoise(req);
+    return timed('teacher', req);
   };
   const targets =
     n > 0
@@ -236,7 +260,13 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
   let tangents: Tangent[] = [];
   const losses: number[] = [];
   let studentRows = 0;
-  const jvp = finiteDifferenceJvp(denoise, { relStep: setup.jvpRelStep });
+  let detectorRows = 0;
+  const scheme = setup.jvpScheme ?? 'central';
+  const countingStudent: Denoiser = (req) => {
+    studentRows += req.batch;
+    return timed('student', req);
+  };
+  const jvp = finiteDifferenceJvp(countingStudent, { relStep: setup.jvpRelStep, scheme });
   for (let i = 0; i < N - 1; i++) {
     const coeffs = effectiveCoefficients(state.raw, setup.bounds);
     let eps: Float64Array | undefined;
@@ -250,10 +280,10 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
       const out = await studentStepJvp({ jvp, i, x, tangents, tCur: tStudent[i]!, tNext: tStudent[i + 1]!, raw: state.raw, coeffs, bounds: setup.bounds, afs: setup.afs, batch: n, eps, cond });
       x = out.x;
       tangents = out.tangents;
-      studentRows += out.rows;
       const y = targets[i]!;
       if (i === N - 2 && setup.features) {
-        const fl = await featureLoss(setup.features, x, y, tangents, n, dim, B, setup.alpha, 1e-3, setup.decode);
+        const fl = await featureLoss(setup.features, x, y, tangents, n, dim, B, setup.alpha, setup.featureRelStep ?? 1e-3, setup.decode, scheme);
+        detectorRows += fl.rows;
         localLoss = fl.loss;
         localGrad = fl.grad;
       } else {
@@ -291,5 +321,5 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
     }
   }
   state.batchIndex += 1;
-  return { losses, lr, teacherRows, studentRows };
+  return { losses, lr, teacherRows, studentRows, detectorRows, teacherSec: secs.teacher, studentSec: secs.student };
 }

@@ -110,7 +110,7 @@ export interface StudentStepOutput {
   tangents: Tangent[];
   /** Denoiser evaluations per sample (not counting the perturbed copies). */
   nfe: number;
-  /** Rows sent to the model in total, perturbed copies included. */
+  /** Rows sent to the model in total, perturbed copies included (as counted by the JVP). */
   rows: number;
 }
 
@@ -153,9 +153,9 @@ export async function studentStepJvp(s: StudentStepInput): Promise<StudentStepOu
   } else {
     const sigma = new Float64Array(batch).fill(tHat);
     const tg: JvpTangent[] = dxHat.map((d, p) => ({ dx: d, ds: dtHat[p] ? new Float64Array(batch).fill(dtHat[p]!) : undefined }));
-    const { D, dD } = await s.jvp(xHat, sigma, batch, tg, s.cond);
+    const { D, dD, rows: sent } = await s.jvp(xHat, sigma, batch, tg, s.cond);
     nfe++;
-    rows += batch * (1 + 2 * tg.length);
+    rows += sent;
     dHat = new Float64Array(len);
     for (let k = 0; k < len; k++) dHat[k] = (xHat[k]! - D[k]!) / tHat;
     ddHat = dxHat.map((d, p) => {
@@ -195,9 +195,9 @@ export async function studentStepJvp(s: StudentStepInput): Promise<StudentStepOu
     }
   }
   const condK = repeatConditioning(s.cond, K);
-  const { D: Dm, dD: dDm } = await s.jvp(xMid, sig, K * batch, refs.map((_, p) => ({ dx: dxMid[p], ds: dsig[p] })), condK);
+  const { D: Dm, dD: dDm, rows: sentMid } = await s.jvp(xMid, sig, K * batch, refs.map((_, p) => ({ dx: dxMid[p], ds: dsig[p] })), condK);
   nfe++;
-  rows += K * batch * (1 + 2 * P);
+  rows += sentMid;
 
   // x_next = x_hat + sum_j w_j c_j (t_next - t_hat) d_mid_j
   const xNext = Float64Array.from(xHat);

@@ -24,7 +24,7 @@ const mix: MixtureParams = {
 };
 const exactJvp: JvpFn = async (x, sigma, rows, tangents) => {
   const req = { x, sigma, batch: rows };
-  return { D: mixtureDenoise(mix, req), dD: tangents.map((t) => mixtureJvp(mix, req, t.dx ?? new Float64Array(x.length), t.ds ?? new Float64Array(rows))) };
+  return { D: mixtureDenoise(mix, req), dD: tangents.map((t) => mixtureJvp(mix, req, t.dx ?? new Float64Array(x.length), t.ds ?? new Float64Array(rows))), rows };
 };
 
 /** A smooth stand-in detector: features = tanh(W img / 255 - 0.5), W fixed and random. */
@@ -60,7 +60,7 @@ const featuresF64 = (x: Float64Array, n: number): Float64Array => {
 const decodeFn = async (z: Float64Array, n: number) => ({ images: z.map((v) => 0.8 * Math.tanh(1.3 * v + 0.1)), shape: [3, 4, 4] as [number, number, number] });
 const decodeF64 = (z: Float64Array) => z.map((v) => 0.8 * Math.tanh(1.3 * v + 0.1));
 
-for (const latent of [false, true]) test(`feature loss${latent ? ' through a decoder (latent models)' : ''}: gradient matches a central difference of the whole loss`, async () => {
+for (const [latent, scheme] of [[false, 'central'], [true, 'central'], [false, 'forward'], [true, 'forward']] as const) test(`feature loss${latent ? ' through a decoder (latent models)' : ''}, ${scheme} differences: gradient matches a central difference of the whole loss`, async () => {
   const N = 3;
   const bounds: CoefficientBounds = { scaleDir: 0.05, scaleTime: 0.2, gamma: 0.05, gammaMin: 2e-4, fcn: false };
   const tSteps = getSchedule({ numSteps: N, sigmaMin: 0.002, sigmaMax: 80, type: 'time_uniform', rho: 1 });
@@ -91,7 +91,9 @@ for (const latent of [false, true]) test(`feature loss${latent ? ' through a dec
     x = out.x;
     tangents = out.tangents;
   }
-  const fl = await featureLoss(features, x, y, tangents, B, dim, B, alpha, 1e-3, latent ? decodeFn : undefined);
+  // float32 features: the forward step sits near sqrt(2^-24) (jvp.ts).
+  const fl = await featureLoss(features, x, y, tangents, B, dim, B, alpha, scheme === 'central' ? 1e-3 : 3e-4, latent ? decodeFn : undefined, scheme);
+  assert.equal(fl.rows, (2 + (scheme === 'central' ? 2 : 1) * tangents.length) * B, 'detector rows');
   assert.ok(Math.abs(fl.loss - (await lossOf(state.raw))) / fl.loss < 1e-5, 'loss value');
   const h = 1e-5;
   for (const [p, t] of tangents.entries()) {

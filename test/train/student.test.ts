@@ -24,7 +24,7 @@ const exactJvp: JvpFn = async (x, sigma, rows, tangents) => {
   const req = { x, sigma, batch: rows };
   const zx = new Float64Array(x.length);
   const zs = new Float64Array(rows);
-  return { D: mixtureDenoise(mix, req), dD: tangents.map((t) => mixtureJvp(mix, req, t.dx ?? zx, t.ds ?? zs)) };
+  return { D: mixtureDenoise(mix, req), dD: tangents.map((t) => mixtureJvp(mix, req, t.dx ?? zx, t.ds ?? zs)), rows };
 };
 const N = 4;
 const K = 2;
@@ -69,10 +69,10 @@ test('student jvp: the state equals the plain AdaSDE sampler', async () => {
   assert.ok(relErr(x, ref) < 1e-14);
 });
 
-test('student jvp: finite-difference tangents match the closed-form Jacobian (<= 1e-3)', async () => {
+for (const [scheme, relStep] of [['central', 1e-5], ['forward', 1e-7]] as const) test(`student jvp: ${scheme}-difference tangents match the closed-form Jacobian (<= 1e-3)`, async () => {
   const raw = randomRaw();
   const exact = await trajectoryWithTangents(raw, exactJvp);
-  const fd = await trajectoryWithTangents(raw, finiteDifferenceJvp(mixtureDenoiser(mix), { relStep: 1e-5 }));
+  const fd = await trajectoryWithTangents(raw, finiteDifferenceJvp(mixtureDenoiser(mix), { relStep, scheme }));
   assert.equal(exact.tangents.length, fd.tangents.length);
   // r, scaleDir, scaleTime, weight for 3 intervals + gamma for intervals 1, 2: 4*3*2 + 2*2 = 28.
   assert.equal(exact.tangents.length, 28);

@@ -1,0 +1,75 @@
+/**
+ * Gradient accuracy of the finite-difference schemes on the bundled float32 U-Net
+ * (models/cifar10-tiny-edm.onnx): one NFE-5 student trajectory (num_steps 4, K 1, AFS) from a
+ * random start, the L2 loss of every interval against fixed targets, and the gradient of each
+ * with respect to every raw coefficient computed with forward differences at several relative
+ * steps and with central differences, against the central-difference reference at 1e-3.
+ *
+ *   npm run build && node dist/bench/jvp_bundled.js [--batch 4] [--model models/cifar10-tiny-edm.onnx]
+ */
+import { loadDenoiserModel } from '../src/runtime/model.js';
+import { NormalStream, SeedNoise, seedLatents } from '../src/rng/streams.js';
+import { effectiveCoefficients, type CoefficientBounds } from '../src/solvers/coefficients.js';
+import { getSchedule } from '../src/solvers/schedule.js';
+import { finiteDifferenceJvp, type JvpScheme } from '../src/train/jvp.js';
+import { initState } from '../src/train/loop.js';
+import { studentStepJvp, type Tangent } from '../src/train/student.js';
+
+const arg = (name: string, def: string) => {
+  const k = process.argv.indexOf(`--${name}`);
+  return k > 0 ? process.argv[k + 1]! : def;
+};
+const B = Number(arg('batch', '4'));
+const model = await loadDenoiserModel(arg('model', 'models/cifar10-tiny-edm.onnx'), { threads: 2 });
+const dim = model.sampleShape.reduce((a, b) => a * b, 1);
+const N = 4;
+const bounds: CoefficientBounds = { scaleDir: 0.05, scaleTime: 0.2, gamma: 0.01, gammaMin: 2e-4, fcn: false };
+const tSteps = getSchedule({ numSteps: N, sigmaMin: model.meta.sigmaMin, sigmaMax: model.meta.sigmaMax, type: 'time_uniform', rho: 1 });
+const seeds = Array.from({ length: B }, (_, k) => 1000 + k);
+const raw = initState(0, N, 1).raw;
+const coeffs = effectiveCoefficients(raw, bounds);
+// Fixed targets: the student's own states shifted by a random offset, so every interval's
+// loss has a non-trivial gradient.
+const g = new NormalStream(5, 'init');
+
+async function gradients(scheme: JvpScheme, relStep: number, targets?: Float64Array[]) {
+  let rows = 0;
+  const jvp = finiteDifferenceJvp(
+    (req) => {
+      rows += req.batch;
+      return model.denoise(req);
+    },
+    { scheme, relStep },
+  );
+  const noise = new SeedNoise(seeds);
+  let x: Float64Array = seedLatents(seeds, dim).map((v) => v * tSteps[0]!);
+  let tangents: Tangent[] = [];
+  const xs: Float64Array[] = [];
+  const grads: Float64Array[] = [];
+  for (let i = 0; i < N - 1; i++) {
+    const eps = i > 0 ? noise.source(i, B, dim) : undefined;
+    const out = await studentStepJvp({ jvp, i, x, tangents, tCur: tSteps[i]!, tNext: tSteps[i + 1]!, raw, coeffs, bounds, afs: true, batch: B, eps });
+    x = out.x;
+    tangents = out.tangents;
+    xs.push(x);
+    if (targets) {
+      const y = targets[i]!;
+      grads.push(Float64Array.from(tangents, (t) => (2 * t.dx.reduce((s, v, k) => s + (x[k]! - y[k]!) * v, 0)) / B));
+    }
+  }
+  return { xs, grads, rows };
+}
+
+const base = await gradients('central', 1e-3);
+const targets = base.xs.map((x) => x.map((v) => v + 0.05 * g.normal()));
+const ref = await gradients('central', 1e-3, targets);
+const relErr = (a: Float64Array, b: Float64Array) => Math.sqrt(a.reduce((s, v, k) => s + (v - b[k]!) ** 2, 0) / b.reduce((s, v) => s + v * v, 0));
+console.log(`bundled U-Net, NFE 5, batch ${B}: relative error of each interval's loss gradient against central differences at 1e-3\n`);
+console.log('| scheme | rel. step | model rows | interval 0 | interval 1 | interval 2 |\n|---|---|---|---|---|---|');
+for (const [scheme, step] of [['central', 3e-4], ['central', 3e-3], ['forward', 3e-3], ['forward', 1e-3], ['forward', 5e-4], ['forward', 2.5e-4], ['forward', 1.25e-4], ['forward', 6e-5]] as const) {
+  const r = await gradients(scheme, step, targets);
+  const errs = r.grads.map((gr, i) => relErr(gr, ref.grads[i]!).toExponential(1));
+  console.log(`| ${scheme} | ${step} | ${r.rows} | ${errs.join(' | ')} |`);
+}
+console.log(`| central (reference) | 0.001 | ${ref.rows} | - | - | - |`);
+await model.dispose();
