@@ -6,7 +6,8 @@
  */
 import { randomInt } from 'node:crypto';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { writeTrainChart } from '../charts/train.js';
@@ -16,13 +17,14 @@ import { trainTable, type TrainOptions } from '../config/train.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { createReducer } from '../parallel/allreduce.js';
 import { distEnv, runWorkers } from '../parallel/launcher.js';
-import { loadDenoiserModel, loadFeatureModel } from '../runtime/model.js';
+import { loadDenoiserModel, loadFeatureModel, type DenoiserModel } from '../runtime/model.js';
 import { effectiveCoefficients, type CoefficientBounds } from '../solvers/coefficients.js';
 import { discreteTime } from '../solvers/schedule.js';
 import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
 import { needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
 import { readPromptFile } from '../text/prompts.js';
 import { TABLES } from '../train/student.js';
+import { fileSha256, TeacherCache } from '../train/teacher-cache.js';
 import { defineCommand } from './command.js';
 import { UsageError } from './errors.js';
 import { Progress } from './progress.js';
@@ -236,6 +238,41 @@ function initialState(o: TrainOptions, seed: number): InitChoice {
   return { state: stateFromRaw(rawParamsOf(p)), record: { kind: 'predictor', file, note } };
 }
 
+/** $ADASDE_CACHE_DIR/teacher, else $XDG_CACHE_HOME/adasde/teacher, else ~/.cache/adasde/teacher. */
+export function defaultTeacherCacheDir(): string {
+  if (process.env.ADASDE_CACHE_DIR) return join(process.env.ADASDE_CACHE_DIR, 'teacher');
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'adasde', 'teacher');
+}
+
+/**
+ * The teacher cache of this run, keyed by everything the targets depend on: the model's
+ * bytes (and its text encoder's), the teacher grid (schedule, rho, num_steps, sigma range, M),
+ * the teacher solver, the trajectories' streams (training seed, generator, label stream),
+ * prompts and guidance, and what changes float rounding (dtype, device, --batch-gpu).
+ */
+async function openTeacherCache(o: TrainOptions, seed: number, modelFile: string, model: DenoiserModel, device: string): Promise<TeacherCache | undefined> {
+  if (o.teacherCache === 'none') return undefined;
+  const root = o.teacherCache ?? defaultTeacherCacheDir();
+  const textEncoder = model.meta.textEncoder ? join(dirname(modelFile), model.meta.textEncoder) : undefined;
+  const key = {
+    model_sha256: await fileSha256(modelFile),
+    text_encoder_sha256: textEncoder && existsSync(textEncoder) ? await fileSha256(textEncoder) : null,
+    prompts_sha256: o.promptPath ? await fileSha256(o.promptPath) : null,
+    schedule: { type: o.scheduleType, rho: o.scheduleRho, num_steps: o.numSteps, sigma_min: model.meta.sigmaMin, sigma_max: model.meta.sigmaMax },
+    M: o.M,
+    teacher: o.samplerTea,
+    seed,
+    // src/train/loop.ts: trajectory g's latent and label from Alea streams `train<seed>/<g>`, Box-Muller normals.
+    generator: 'alea:train<seed>/<g>:latent,label;box-muller',
+    label_dim: model.meta.labelDim,
+    guidance: { type: o.guidanceType ?? null, rate: o.guidanceRate },
+    dtype: model.dtype,
+    device: device.replace(/:\d+$/, ''),
+    batch_gpu: o.batchGpu ?? null,
+  };
+  return new TeacherCache(root, key, { maxBytes: o.teacherCacheGb * 1e9 });
+}
+
 function resolveResumeDir(spec: string, outdir: string): string {
   if (/^\d+$/.test(spec)) {
     const prefix = spec.padStart(5, '0') + '-';
@@ -257,7 +294,7 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     resumed = loadResumeState(resumeDir);
     // The run continues with its own options; only how it runs may change.
     const stored = parseOptions(trainTable, Object.fromEntries(Object.entries(trainTable).map(([, spec]) => [spec.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), resumed!.options[spec.flag] ?? undefined])));
-    o = { ...stored, resume: cli.resume, quiet: cli.quiet, device: cli.device, threads: cli.threads, nprocPerNode: cli.nprocPerNode, dryRun: cli.dryRun };
+    o = { ...stored, resume: cli.resume, quiet: cli.quiet, device: cli.device, threads: cli.threads, nprocPerNode: cli.nprocPerNode, dryRun: cli.dryRun, teacherCache: cli.teacherCache ?? stored.teacherCache, teacherCacheGb: cli.teacherCacheGb };
   }
   const modelFile = resolveModelFile(o.model, o.datasetName, o.modelDir);
   if (o.nprocPerNode > 1 && !o.dryRun) {
@@ -350,6 +387,8 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   }
 
   const bounds: CoefficientBounds = { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
+  const teacherStore = await openTeacherCache(o, r.seed, modelFile, model, device);
+  if (teacherStore && isMain) log(`teacher cache: ${teacherStore.dir}`);
   const reducer = await createReducer(dist);
   const setup: TrainSetup = {
     denoise: guidance?.denoise ?? model.denoise,
@@ -386,8 +425,11 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     rank: dist.rank,
     worldSize: dist.world,
     reduce: (v) => reducer.reduce(v),
+    teacherStore,
+    passes: o.passes,
   };
   const state = resumed?.state ?? init!.state;
+  let cacheHits = 0;
   const nBatches = totalBatches(o.totalKimg, o.batch);
   const kimgOf = (b: number) => Math.min((b * o.batch) / 1000, o.totalKimg);
   const started = Date.now() - (resumed?.elapsedSec ?? 0) * 1000;
@@ -421,6 +463,7 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     const st = await trainBatch(setup, state);
     modelRows = { teacher: modelRows.teacher + st.teacherRows, student: modelRows.student + st.studentRows, detector: modelRows.detector + st.detectorRows };
     modelSec = { teacher: modelSec.teacher + st.teacherSec, student: modelSec.student + st.studentSec };
+    if (st.teacherHit) cacheHits++;
     const c = effectiveCoefficients(state.raw, bounds);
     st.losses.forEach((loss, i) => {
       const fmt = (v: number[] | undefined) => (v ?? []).map((x) => x.toFixed(6)).join(',');
@@ -451,6 +494,7 @@ async function runTrain(cli: TrainOptions): Promise<void> {
           total_sec: secs,
           model_rows: modelRows,
           model_sec: { teacher: Number(modelSec.teacher.toFixed(3)), student: Number(modelSec.student.toFixed(3)) },
+          teacher_cache_hits: cacheHits,
           timestamp: Date.now() / 1000,
           // The effective coefficients at the tick, for loss.png (src/charts/train.ts).
           coefficients: { r: c.r, scale_dir: c.scaleDir, scale_time: c.scaleTime, gamma: c.gamma },

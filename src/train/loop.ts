@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { NormalStream } from '../rng/streams.js';
 import { adamInit, adamStep, cosineLr, sanitizeGrad, type AdamTensorState } from './adam.js';
 import { finiteDifferenceJvp, type JvpScheme } from './jvp.js';
+import type { TeacherStore } from './teacher-cache.js';
 import { TABLES, studentStepJvp, type TableName, type Tangent } from './student.js';
 
 /** Pool features of images given as float pixels [n, C, H, W] in 0..255 -> [n, D]. */
@@ -60,6 +61,10 @@ export interface TrainSetup {
   rank: number;
   worldSize: number;
   reduce: Reducer;
+  /** Teacher targets kept across runs (src/train/teacher-cache.ts); undefined: always computed. */
+  teacherStore?: TeacherStore;
+  /** Student passes (each with its Adam steps) per teacher batch; default 1, the reference. */
+  passes?: number;
 }
 
 export interface TrainState {
@@ -78,6 +83,8 @@ export interface BatchStats {
   studentRows: number;
   /** Rows sent to the feature detector (final-interval feature loss). */
   detectorRows: number;
+  /** Whether this process's teacher targets came from the store. */
+  teacherHit: boolean;
   /** Seconds spent inside the denoiser for the teacher and for the student. */
   teacherSec: number;
   studentSec: number;
@@ -233,7 +240,6 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
 
   const x0 = new Float64Array(n * dim);
   globalIdx.forEach((g, k) => new NormalStream(streamKey(seed, g), 'latent').fillNormal(x0, k * dim, dim));
-  const noiseStreams = globalIdx.map((g) => new NormalStream(streamKey(seed, g), 'sde'));
 
   // 1. Teacher targets (no gradients).
   let teacherRows = 0;
@@ -250,15 +256,17 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
     teacherRows += req.batch;
     return timed('teacher', req);
   };
-  const targets =
-    n > 0
-      ? await teacherTargets(setup.teacher, x0.map((v) => v * tTeacher[0]!), { denoise: countingTeacher, tSteps: tTeacher, batch: n, dim, cond }, setup.M)
-      : [];
+  const computeTargets = () => teacherTargets(setup.teacher, x0.map((v) => v * tTeacher[0]!), { denoise: countingTeacher, tSteps: tTeacher, batch: n, dim, cond }, setup.M);
+  let targets: Float64Array[] = [];
+  let teacherHit = false;
+  if (n > 0 && setup.teacherStore) ({ targets, hit: teacherHit } = await setup.teacherStore.targets(globalIdx[0]!, n, computeTargets));
+  else if (n > 0) targets = await computeTargets();
 
-  // 2. The student from its own trajectory, one Adam step per interval.
-  let x: Float64Array = x0.map((v) => v * tStudent[0]!);
-  let tangents: Tangent[] = [];
-  const losses: number[] = [];
+  // 2. The student from its own trajectory, one Adam step per interval; with passes > 1 the
+  // same targets are used again, each pass drawing fresh injection noise (pass 0 draws the
+  // reference's).
+  let losses: number[] = [];
+  const passes = setup.passes ?? 1;
   let studentRows = 0;
   let detectorRows = 0;
   const scheme = setup.jvpScheme ?? 'central';
@@ -267,59 +275,65 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
     return timed('student', req);
   };
   const jvp = finiteDifferenceJvp(countingStudent, { relStep: setup.jvpRelStep, scheme });
-  for (let i = 0; i < N - 1; i++) {
-    const coeffs = effectiveCoefficients(state.raw, setup.bounds);
-    let eps: Float64Array | undefined;
-    if (i > 0 && setup.bounds.gamma > 0) {
-      eps = new Float64Array(n * dim);
-      noiseStreams.forEach((s, k) => s.fillNormal(eps!, k * dim, dim));
-    }
-    let localLoss = 0;
-    let localGrad: Float64Array;
-    if (n > 0) {
-      const out = await studentStepJvp({ jvp, i, x, tangents, tCur: tStudent[i]!, tNext: tStudent[i + 1]!, raw: state.raw, coeffs, bounds: setup.bounds, afs: setup.afs, batch: n, eps, cond });
-      x = out.x;
-      tangents = out.tangents;
-      const y = targets[i]!;
-      if (i === N - 2 && setup.features) {
-        const fl = await featureLoss(setup.features, x, y, tangents, n, dim, B, setup.alpha, setup.featureRelStep ?? 1e-3, setup.decode, scheme);
-        detectorRows += fl.rows;
-        localLoss = fl.loss;
-        localGrad = fl.grad;
-      } else {
-        localGrad = new Float64Array(tangents.length);
-        for (let k = 0; k < x.length; k++) {
-          const d = x[k]! - y[k]!;
-          localLoss += d * d;
-        }
-        localLoss /= B;
-        tangents.forEach((t, p) => {
-          let s = 0;
-          for (let k = 0; k < x.length; k++) s += (x[k]! - y[k]!) * t.dx[k]!;
-          localGrad[p] = (2 * s) / B;
-        });
+  for (let pass = 0; pass < passes; pass++) {
+    const noiseStreams = globalIdx.map((g) => new NormalStream(pass === 0 ? streamKey(seed, g) : `${streamKey(seed, g)}/pass${pass}`, 'sde'));
+    let x: Float64Array = x0.map((v) => v * tStudent[0]!);
+    let tangents: Tangent[] = [];
+    losses = [];
+    for (let i = 0; i < N - 1; i++) {
+      const coeffs = effectiveCoefficients(state.raw, setup.bounds);
+      let eps: Float64Array | undefined;
+      if (i > 0 && setup.bounds.gamma > 0) {
+        eps = new Float64Array(n * dim);
+        noiseStreams.forEach((s, k) => s.fillNormal(eps!, k * dim, dim));
       }
-    } else {
-      // An empty shard still takes part in the reduction with zeros.
-      tangents = [];
-      localGrad = new Float64Array(0);
-    }
-    // Gradients keyed by parameter, in one flat vector over all tables for the reduction.
-    const flat = new Float64Array(1 + 5 * (N - 1) * setup.numPoints);
-    flat[0] = localLoss;
-    const index = (table: TableName, ii: number, j: number) => 1 + (TABLES.indexOf(table) * (N - 1) + ii) * setup.numPoints + j;
-    tangents.forEach((t, p) => (flat[index(t.ref.table, t.ref.i, t.ref.j)] = localGrad[p]!));
-    const total = await setup.reduce(flat);
-    losses.push(total[0]!);
-    for (const table of TABLES) {
-      // gamma_0 is forced to 0, so on the first interval the gamma table is not part of the
-      // loss graph and the reference's Adam skips it (its grad is None); all other tables take
-      // a step, with zero gradient for rows not reached yet (momentum still moves them).
-      if (table === 'gamma' && i === 0) continue;
-      const grad = state.raw[table].map((row, ii) => row.map((_, j) => sanitizeGrad(total[index(table, ii, j)]!)));
-      adamStep(state.raw[table], grad, state.adam[table], lr);
+      let localLoss = 0;
+      let localGrad: Float64Array;
+      if (n > 0) {
+        const out = await studentStepJvp({ jvp, i, x, tangents, tCur: tStudent[i]!, tNext: tStudent[i + 1]!, raw: state.raw, coeffs, bounds: setup.bounds, afs: setup.afs, batch: n, eps, cond });
+        x = out.x;
+        tangents = out.tangents;
+        const y = targets[i]!;
+        if (i === N - 2 && setup.features) {
+          const fl = await featureLoss(setup.features, x, y, tangents, n, dim, B, setup.alpha, setup.featureRelStep ?? 1e-3, setup.decode, scheme);
+          detectorRows += fl.rows;
+          localLoss = fl.loss;
+          localGrad = fl.grad;
+        } else {
+          localGrad = new Float64Array(tangents.length);
+          for (let k = 0; k < x.length; k++) {
+            const d = x[k]! - y[k]!;
+            localLoss += d * d;
+          }
+          localLoss /= B;
+          tangents.forEach((t, p) => {
+            let s = 0;
+            for (let k = 0; k < x.length; k++) s += (x[k]! - y[k]!) * t.dx[k]!;
+            localGrad[p] = (2 * s) / B;
+          });
+        }
+      } else {
+        // An empty shard still takes part in the reduction with zeros.
+        tangents = [];
+        localGrad = new Float64Array(0);
+      }
+      // Gradients keyed by parameter, in one flat vector over all tables for the reduction.
+      const flat = new Float64Array(1 + 5 * (N - 1) * setup.numPoints);
+      flat[0] = localLoss;
+      const index = (table: TableName, ii: number, j: number) => 1 + (TABLES.indexOf(table) * (N - 1) + ii) * setup.numPoints + j;
+      tangents.forEach((t, p) => (flat[index(t.ref.table, t.ref.i, t.ref.j)] = localGrad[p]!));
+      const total = await setup.reduce(flat);
+      losses.push(total[0]!);
+      for (const table of TABLES) {
+        // gamma_0 is forced to 0, so on the first interval the gamma table is not part of the
+        // loss graph and the reference's Adam skips it (its grad is None); all other tables take
+        // a step, with zero gradient for rows not reached yet (momentum still moves them).
+        if (table === 'gamma' && i === 0) continue;
+        const grad = state.raw[table].map((row, ii) => row.map((_, j) => sanitizeGrad(total[index(table, ii, j)]!)));
+        adamStep(state.raw[table], grad, state.adam[table], lr);
+      }
     }
   }
   state.batchIndex += 1;
-  return { losses, lr, teacherRows, studentRows, detectorRows, teacherSec: secs.teacher, studentSec: secs.student };
+  return { losses, lr, teacherRows, studentRows, detectorRows, teacherHit, teacherSec: secs.teacher, studentSec: secs.student };
 }
