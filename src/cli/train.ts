@@ -246,11 +246,11 @@ export function defaultTeacherCacheDir(): string {
 
 /**
  * The teacher cache of this run, keyed by everything the targets depend on: the model's
- * bytes (and its text encoder's), the teacher grid (schedule, rho, num_steps, sigma range, M),
+ * bytes (and its text encoder's and guiding classifier's), the teacher grid (schedule, rho, num_steps, sigma range, M),
  * the teacher solver, the trajectories' streams (training seed, generator, label stream),
  * prompts and guidance, and what changes float rounding (dtype, device, --batch-gpu).
  */
-async function openTeacherCache(o: TrainOptions, seed: number, modelFile: string, model: DenoiserModel, device: string): Promise<TeacherCache | undefined> {
+async function openTeacherCache(o: TrainOptions, seed: number, modelFile: string, model: DenoiserModel, device: string, labelDim: number, classifierFile: string | undefined): Promise<TeacherCache | undefined> {
   if (o.teacherCache === 'none') return undefined;
   const root = o.teacherCache ?? defaultTeacherCacheDir();
   const textEncoder = model.meta.textEncoder ? join(dirname(modelFile), model.meta.textEncoder) : undefined;
@@ -258,13 +258,15 @@ async function openTeacherCache(o: TrainOptions, seed: number, modelFile: string
     model_sha256: await fileSha256(modelFile),
     text_encoder_sha256: textEncoder && existsSync(textEncoder) ? await fileSha256(textEncoder) : null,
     prompts_sha256: o.promptPath ? await fileSha256(o.promptPath) : null,
+    // Classifier guidance (--guidance_type cg) steers the teacher through the classifier.
+    classifier_sha256: classifierFile ? await fileSha256(classifierFile) : null,
     schedule: { type: o.scheduleType, rho: o.scheduleRho, num_steps: o.numSteps, sigma_min: model.meta.sigmaMin, sigma_max: model.meta.sigmaMax },
     M: o.M,
     teacher: o.samplerTea,
     seed,
     // src/train/loop.ts: trajectory g's latent and label from Alea streams `train<seed>/<g>`, Box-Muller normals.
     generator: 'alea:train<seed>/<g>:latent,label;box-muller',
-    label_dim: model.meta.labelDim,
+    label_dim: labelDim,
     guidance: { type: o.guidanceType ?? null, rate: o.guidanceRate },
     dtype: model.dtype,
     device: device.replace(/:\d+$/, ''),
@@ -387,7 +389,7 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   }
 
   const bounds: CoefficientBounds = { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
-  const teacherStore = await openTeacherCache(o, r.seed, modelFile, model, device);
+  const teacherStore = await openTeacherCache(o, r.seed, modelFile, model, device, model.meta.labelDim || (cg?.classes ?? 0), cg?.file);
   if (teacherStore && isMain) log(`teacher cache: ${teacherStore.dir}`);
   const reducer = await createReducer(dist);
   const setup: TrainSetup = {
