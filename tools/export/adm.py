@@ -49,9 +49,18 @@ GUIDANCE_NOTE = ('the exported denoiser is unguided; adasde sample --guidance_ty
                  'classifier graph (src/graph/gradient.ts) for classifier guidance')
 
 
+def plain_checkpoint() -> None:
+    """guided-diffusion's AttentionBlock calls `checkpoint(..., True)` whatever use_checkpoint says,
+    and torch.onnx cannot trace that autograd.Function (RuntimeError: unordered_map::at): run the
+    wrapped function directly (the same math; checkpointing only saves training memory)."""
+    import guided_diffusion.unet as gunet
+    gunet.checkpoint = lambda func, inputs, params, flag: func(*inputs)
+
+
 def load_adm(weights: str, classifier: Optional[str], model_flags: dict, classifier_flags: dict):
     from guided_diffusion.script_util import (create_model_and_diffusion, model_and_diffusion_defaults,
                                               create_classifier, classifier_defaults)
+    plain_checkpoint()
     args = model_and_diffusion_defaults()
     args.update(model_flags)
     args['use_fp16'] = False
