@@ -10,3 +10,7 @@ if (!existsSync(fileURLToPath(entry))) {
 }
 const { main } = await import(entry.href);
 process.exitCode = await main(process.argv);
+// Safety net: the command is over, so nothing left may hold the process open (a forgotten
+// timer or handle would otherwise look like a hang). An unref'd timer fires only if
+// something else still keeps the event loop alive; normal exits never wait for it.
+setTimeout(() => process.exit(), 3000).unref();

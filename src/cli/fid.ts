@@ -14,12 +14,13 @@ import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { fidCalcTable, fidRefTable, type FidCalcOptions, type FidCommonOptions, type FidRefOptions } from '../config/fid.js';
 import { removePendingTempFilesSync } from '../io/atomic.js';
+import { prepareOutputFile } from '../io/outdir.js';
 import { readStatsNpz, writeStatsNpz, type FidStats } from '../io/npz.js';
 import { distEnv, runWorkers, type DistEnv } from '../parallel/launcher.js';
 import { loadFeatureModel } from '../runtime/model.js';
 import { inspectDetector, metricOf, metricOfDim, type DetectorInfo, type Metric } from '../fid/detector.js';
 import { extractStats, REFERENCE_COUNTS, selectImages, shareOf, type SelectedImages } from '../fid/extract.js';
-import { frechetDistance } from '../fid/frechet.js';
+import { distanceProblem, frechetDetails, negativeEigenvalueRatio, NOT_PSD_RATIO } from '../fid/frechet.js';
 import {
   calcPartialBase,
   collectRankPartials,
@@ -34,7 +35,7 @@ import {
 import { FeatureStats } from '../fid/stats.js';
 import { defineCommand } from './command.js';
 import { RunError, UsageError } from './errors.js';
-import { isWorker, Progress } from './progress.js';
+import { isWorker, ITEMS_ONLY, Progress } from './progress.js';
 
 const isNpz = (p: string): boolean => /\.npz$/i.test(p);
 
@@ -45,12 +46,34 @@ function launcherPartialDir(): string | undefined {
 }
 
 async function readStats(path: string, flag: string): Promise<FidStats> {
+  let s: FidStats;
   try {
-    return await readStatsNpz(path);
+    s = await readStatsNpz(path);
   } catch (e) {
     if (e instanceof UsageError) throw new UsageError(`--${flag}: ${e.message}`);
     throw e;
   }
+  checkCovariance(s, `--${flag}: ${path}`);
+  return s;
+}
+
+/**
+ * Refuses a statistics file whose `sigma` has a clearly negative eigenvalue (hand-made or
+ * corrupted: a FID against it can come out negative, or plausible and wrong).
+ */
+export function checkCovariance(s: FidStats, what: string): void {
+  const ratio = negativeEigenvalueRatio(s.sigma, s.dim);
+  if (ratio > NOT_PSD_RATIO) {
+    throw new UsageError(`${what}: member 'sigma' is not positive semi-definite (an eigenvalue of relative size -${ratio.toPrecision(3)}); expected a covariance`);
+  }
+}
+
+/** The Frechet distance, refused (one line naming `what`) when the statistics cannot be covariances. */
+export function checkedDistance(mu1: Float64Array, s1: Float64Array, mu2: Float64Array, s2: Float64Array, dim: number, what: string): number {
+  const d = frechetDetails(mu1, s1, mu2, s2, dim);
+  const bad = distanceProblem(d);
+  if (bad) throw new UsageError(`${what}: ${bad}`);
+  return d.fid;
 }
 
 function checkDims(a: { dim: number; what: string }, b: { dim: number; what: string }): void {
@@ -133,7 +156,7 @@ async function imageStats(o: FidCommonOptions, det: DetectorInfo, path: string, 
       tempDir = dir;
       process.env[PARTIAL_DIR_ENV] = dir;
       try {
-        const progress = new Progress(total, o.quiet, 'images');
+        const progress = new Progress(total, o.quiet, 'images', ITEMS_ONLY('images'));
         try {
           await runWorkers(N, process.argv, dist, (msg) => progress.fromWorker(msg));
         } finally {
@@ -149,7 +172,7 @@ async function imageStats(o: FidCommonOptions, det: DetectorInfo, path: string, 
       }
     } else {
       const total = shareOf(sel.indices, o.batch, dist.rank, dist.world).flat().length;
-      const progress = new Progress(total, o.quiet, 'images');
+      const progress = new Progress(total, o.quiet, 'images', ITEMS_ONLY('images'));
       try {
         mine = await runShare(o, det, sel, dist, progress);
       } finally {
@@ -210,7 +233,7 @@ async function runCalc(o: FidCalcOptions): Promise<void> {
     const b = await readStats(o.ref, 'ref');
     checkDims({ dim: a.dim, what: `--images ${o.images}` }, { dim: b.dim, what: `--ref ${o.ref}` });
     const metric = metricOfDim(a.dim);
-    const value = frechetDistance(a.mu, a.sigma, b.mu, b.sigma, a.dim);
+    const value = checkedDistance(a.mu, a.sigma, b.mu, b.sigma, a.dim, `--images ${o.images} or --ref ${o.ref}`);
     report(o, metric, value, { n: null, detector: null, secs: secondsSince(started) });
     return;
   }
@@ -228,7 +251,8 @@ async function runCalc(o: FidCalcOptions): Promise<void> {
       `adasde: warning: FID of ${run.n} images; the reference fid.py expects 10000, 30000 or 50000 and published values are not comparable to other counts\n`,
     );
   }
-  const value = frechetDistance(stats.mu(), stats.sigma(), ref.mu, ref.sigma, ref.dim);
+  // The image statistics are a covariance by construction: a problem lies in the reference.
+  const value = checkedDistance(stats.mu(), stats.sigma(), ref.mu, ref.sigma, ref.dim, `--ref ${o.ref}`);
   report(o, metric, value, { n: run.n, detector: det.file, secs: secondsSince(started) });
 }
 
@@ -249,6 +273,8 @@ function report(o: FidCalcOptions, metric: Metric, value: number, r: { n: number
 
 async function runRef(o: FidRefOptions): Promise<void> {
   const started = Date.now();
+  // Before the long extraction: a destination that cannot be written is refused now.
+  prepareOutputFile(o.dest, '--dest');
   const det = inspectDetector(o.detector);
   const metric = metricOf(det.signature.metadata, det.dim, det.file);
   const run = await imageStats(o, det, o.data, 'data', () => (o.partialDir === undefined ? o.dest : join(o.partialDir, basename(o.dest))));

@@ -3,6 +3,7 @@
  * anything else is reported as an internal error with exit 1.
  */
 import { Command, CommanderError } from 'commander';
+import { describeFsError } from '../io/outdir.js';
 import { isUsageError, RunError, USAGE_EXIT } from './errors.js';
 import { registerFid } from './fid.js';
 import { registerInspect } from './inspect.js';
@@ -18,7 +19,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .showHelpAfterError(false)
     .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`adasde: ${str.trimEnd()}\n`) });
+    .configureOutput({ outputError: (str, write) => write(`adasde: ${str.trim().replace(/\s*\n\s*/g, ' ')}\n`) }); // one line, hints included
   registerSample(program);
   registerTrain(program);
   registerFid(program);
@@ -43,6 +44,15 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof RunError) {
       process.stderr.write(`adasde: error: ${e.message}\n`);
+      return 1;
+    }
+    // A file-system failure that no command anticipated (a disk filling up mid-run, a folder
+    // made read-only under us): the run cannot continue, but it is not a bug to trace.
+    const fsErr = describeFsError(e);
+    const path = (e as NodeJS.ErrnoException | null)?.path;
+    if (fsErr && typeof path === 'string') {
+      const call = (e as NodeJS.ErrnoException).syscall;
+      process.stderr.write(`adasde: error: ${call ? `${call} ` : ''}${path}: ${fsErr.text} (${fsErr.code})\n`);
       return 1;
     }
     const err = e instanceof Error ? e : new Error(String(e));

@@ -1,3 +1,6 @@
+/** A bar format for work that spends no network evaluations (feature extraction). */
+export const ITEMS_ONLY = (unit: string): string => `{bar} {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted}`;
+
 /**
  * Progress for long work: a cli-progress bar on stderr with items/s and NFE/s, silenced by
  * --quiet. Inside a worker started by `--nproc_per_node`, progress goes to the launcher over
@@ -15,6 +18,7 @@ export class Progress {
   private readonly bar: cliProgress.SingleBar | undefined;
   private done = 0;
   private counted = 0;
+  private skippedItems = 0;
   private nfe = 0;
   private readonly started = Date.now();
 
@@ -47,6 +51,7 @@ export class Progress {
   skip(n: number): void {
     if (n === 0) return;
     this.done += n;
+    this.skippedItems += n;
     if (isWorker()) process.send!({ adasdeProgress: { items: 0, nfe: 0, skipped: n } } satisfies ProgressMessage);
     this.render();
   }
@@ -78,6 +83,15 @@ export class Progress {
     this.bar?.update(Math.min(value, this.total), payload);
   }
 
+  /** Items counted by `skip` (here and in the workers), for the summary line. */
+  get skipped(): number {
+    return this.skippedItems;
+  }
+
+  /**
+   * Stops the bar and its redraw timer. Safe to call twice; every owner calls it in a
+   * `finally`, since a live timer would keep the process from exiting after an error.
+   */
   stop(): void {
     this.bar?.stop();
   }

@@ -3,16 +3,17 @@
  * main job). Reads like EDM's generate.py: resolve the model, the predictor and the
  * schedule, split the seeds over ranks, then per batch: latents -> solver -> images.
  */
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { SolverName } from '../config/common.js';
 import { coefficientsOf, loadPredictor, resolvePredictorPath, type PredictorFile } from '../config/predictor.js';
 import { sampleTable, type SampleOptions } from '../config/sample.js';
-import { removePendingTempFilesSync, writeFileAtomic } from '../io/atomic.js';
+import { removePendingTempFilesSync, removeStaleTempFiles, writeFileAtomic } from '../io/atomic.js';
+import { prepareOutdir } from '../io/outdir.js';
 import { ndarray, readNpy, toFloat64, writeNpy } from '../io/npy.js';
-import { decodeImage, type DecodedImage } from '../io/images.js';
+import { decodeImage, GRID_NAME, type DecodedImage } from '../io/images.js';
 import { ImageWriter } from '../io/image-writer.js';
 import { encodePng, imagePath, makeGrid, quantizeBatch } from '../io/png.js';
 import { distEnv, rankBatches, runWorkers, type DistEnv } from '../parallel/launcher.js';
@@ -46,16 +47,25 @@ export const DATASET_MODEL_FILES: Record<string, readonly string[]> = {
   ms_coco: ['ms_coco.onnx', 'stable-diffusion-v1-5.onnx'],
 };
 
-export function resolveModelFile(model: string | undefined, datasetName: string | undefined, modelDir: string): string {
+/** The last entry of a dataset's list that is shipped with the package, not downloaded. */
+const BUNDLED_FALLBACK: Record<string, string> = { cifar10: 'cifar10-tiny-edm.onnx' };
+
+export function resolveModelFile(model: string | undefined, datasetName: string | undefined, modelDir: string, quiet = false): string {
   if (model) {
     if (!existsSync(model)) throw new UsageError(`--model: ${model} does not exist (expected an ONNX denoiser file)`);
+    if (statSync(model).isDirectory()) throw new UsageError(`--model: ${model} is a folder (expected an ONNX denoiser file)`);
     return model;
   }
   if (!datasetName) throw new UsageError('--model or --dataset_name is required');
   const names = DATASET_MODEL_FILES[datasetName] ?? [`${datasetName}.onnx`];
   for (const n of names) {
     const p = join(modelDir, n);
-    if (existsSync(p)) return p;
+    if (!existsSync(p)) continue;
+    if (n === BUNDLED_FALLBACK[datasetName] && !quiet) {
+      // Not what a user naming the dataset expects by default: say which network runs.
+      process.stderr.write(`adasde: --dataset_name ${datasetName}: using the bundled tiny network ${p} (no ${names.filter((x) => x !== n).join(' or ')} in ${modelDir})\n`);
+    }
+    return p;
   }
   throw new UsageError(`--dataset_name ${datasetName}: no model in ${modelDir} (looked for ${names.join(', ')}); pass --model FILE or export one (README, "Exporting models")`);
 }
@@ -112,9 +122,13 @@ export function resolvePlan(o: SampleOptions, model: Pick<DenoiserModel, 'meta' 
   } else {
     numSteps = o.tSteps ? o.tSteps.length : (o.numSteps ?? 6);
     const entry = SOLVER_REGISTRY[solver];
+    if (o.maxOrder !== undefined && entry.defaultMaxOrder === undefined) {
+      const multistep = Object.entries(SOLVER_REGISTRY).filter(([, e]) => e.defaultMaxOrder !== undefined).map(([n]) => n);
+      throw new UsageError(`--max_order is for the multistep solvers (${multistep.join(', ')}), not ${solver}`);
+    }
     if (entry.defaultMaxOrder !== undefined) {
       const maxOrder = o.maxOrder ?? entry.defaultMaxOrder;
-      if (maxOrder > entry.defaultMaxOrder) throw new UsageError(`--max_order: ${solver} supports 1 to ${entry.defaultMaxOrder}, got ${maxOrder}`);
+      if (maxOrder > entry.defaultMaxOrder) throw new UsageError(`--max_order: ${solver} supports orders 1 to ${entry.defaultMaxOrder}, got ${maxOrder}`);
       opts.maxOrder = maxOrder;
     }
     if (solver === 'dpmpp' || solver === 'unipc') {
@@ -184,7 +198,9 @@ function checkFinite(x: Float64Array | Float32Array, seeds: readonly number[], d
 
 async function loadLatents(path: string, seeds: readonly number[], shape: readonly number[]): Promise<Map<number, Float64Array>> {
   if (!existsSync(path)) throw new UsageError(`--latents: ${path} does not exist`);
-  const arr = await readNpy(path);
+  const arr = await readNpy(path).catch((e: unknown) => {
+    throw e instanceof UsageError ? new UsageError(`--latents: ${e.message}`) : e;
+  });
   const want = [seeds.length, ...shape];
   if (arr.shape.length !== 4 || arr.shape.some((d, k) => d !== want[k])) {
     throw new UsageError(`--latents: ${path} has shape [${arr.shape.join(', ')}]; expected [${want.join(', ')}] (one row per seed)`);
@@ -214,6 +230,13 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
   const latents = o.latents ? await loadLatents(o.latents, o.seeds, model.sampleShape) : undefined;
   const { batches, skipped } = pendingBatches(o, dist, r.outdir);
   progress.skip(skipped);
+  // A run killed outright (kill -9, power loss) leaves its temp files; writers that are gone
+  // are recognised by their pid (io/atomic.ts) and their leftovers removed before we start.
+  if (o.outputFormat !== 'npy') {
+    const mine = rankBatches(o.seeds, o.batch, dist.rank, dist.world).flat().map((s) => imagePath(r.outdir, s, o.subdirs));
+    const names = new Set(mine.map((p) => basename(p)));
+    for (const d of new Set(mine.map((p) => dirname(p)))) await removeStaleTempFiles(d, undefined, (n) => names.has(n));
+  }
   const npyOut = o.outputFormat === 'npy' ? new Map<number, Float32Array>() : undefined;
   let images = 0;
   const cfgLabels = o.guidanceRate && o.guidanceType === 'cfg' && plan.labelDim > 0;
@@ -298,7 +321,7 @@ async function writeGrid(o: SampleOptions, outdir: string): Promise<void> {
   // decodeImage gives RGB CHW; the size is the written images' (the decoder's for latent models).
   const { width: W, height: H } = imgs[0]!;
   const g = makeGrid(imgs.map((i) => i.data), 3, H, W);
-  await writeFileAtomic(join(outdir, 'grid.png'), await encodePng(g.data, g.C, g.height, g.width));
+  await writeFileAtomic(join(outdir, GRID_NAME), await encodePng(g.data, g.C, g.height, g.width));
 }
 
 /**
@@ -319,7 +342,7 @@ export function classifierFor(model: Pick<DenoiserModel, 'path' | 'meta' | 'samp
 
 async function runSample(o: SampleOptions): Promise<void> {
   const outer = distEnv();
-  const file = resolveModelFile(o.model, o.datasetName, o.modelDir);
+  const file = resolveModelFile(o.model, o.datasetName, o.modelDir, o.quiet);
   const device = o.device === 'cuda' && outer.world > 1 ? `cuda:${outer.localRank}` : o.device;
   const model = await loadDenoiserModel(file, {
     device,
@@ -339,9 +362,12 @@ async function runSample(o: SampleOptions): Promise<void> {
   if (cg && r.plan.labelDim === 0) r.plan.labelDim = cg.classes;
   const decode = o.outputFormat === 'png' && needsDecoder(model);
   preflightCompanions(model, { text: model.hasCondition, decoder: decode });
-  await mkdir(r.outdir, { recursive: true });
+  prepareOutdir(r.outdir, '--outdir');
+  // grid.png and samples.npy are written by rank 0 (or the launcher) only.
+  if (outer.rank === 0) await removeStaleTempFiles(r.outdir, undefined, (n) => n === GRID_NAME || n === 'samples.npy');
 
   const started = Date.now();
+  let skipped = 0;
   const onSignal = () => {
     // Nothing partial is ever under a final name; remove the temp files in flight and stop.
     removePendingTempFilesSync();
@@ -353,8 +379,12 @@ async function runSample(o: SampleOptions): Promise<void> {
     if (o.nprocPerNode > 1) {
       await model.dispose();
       const progress = new Progress(o.seeds.length, o.quiet, 'images');
-      await runWorkers(o.nprocPerNode, process.argv, outer, (msg) => progress.fromWorker(msg));
-      progress.stop();
+      try {
+        await runWorkers(o.nprocPerNode, process.argv, outer, (msg) => progress.fromWorker(msg));
+      } finally {
+        progress.stop();
+      }
+      skipped = progress.skipped;
     } else {
       const total = outer.world > 1 ? rankBatches(o.seeds, o.batch, outer.rank, outer.world).flat().length : o.seeds.length;
       const session = { device, threads: o.threads || undefined, maxBatch: o.batch };
@@ -376,11 +406,12 @@ async function runSample(o: SampleOptions): Promise<void> {
       try {
         res = await runRank(o, outer, model, r, progress, comp);
       } finally {
+        progress.stop();
         await comp.text?.encoder.dispose();
         await comp.decoder?.dispose();
         await comp.classifier?.dispose();
       }
-      progress.stop();
+      skipped = progress.skipped;
       if (res.npy) {
         await writeNpy(npyPartPath(r.outdir, outer.rank), ndarray('float32', [res.npy.length / model.dim, ...model.sampleShape], res.npy));
       }
@@ -398,7 +429,7 @@ async function runSample(o: SampleOptions): Promise<void> {
     const secs = (Date.now() - started) / 1000;
     if (!o.quiet) {
       process.stdout.write(
-        `sampled ${o.seeds.length} images with ${r.plan.solver} at ${r.nfe} NFE in ${secs.toFixed(1)} s -> ${resolve(npyDest ?? r.outdir)}\n`,
+        `sampled ${o.seeds.length - skipped} images${skipped ? ` (${skipped} already present, skipped)` : ''} with ${r.plan.solver} at ${r.nfe} NFE in ${secs.toFixed(1)} s -> ${resolve(npyDest ?? r.outdir)}\n`,
       );
     }
   } finally {

@@ -5,19 +5,20 @@
  * that grows by a row or a column computes only what is new.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { parseSeedList } from '../config/common.js';
+import { checkSeedList } from '../config/common.js';
 import { tableSpecSchema, tableTable, type TableOptions, type TableRow, type TableSpec } from '../config/table.js';
 import { DEFAULT_DETECTOR, inspectDetector, metricOf, type Metric } from '../fid/detector.js';
-import { frechetDistance } from '../fid/frechet.js';
+import { checkCovariance, checkedDistance } from './fid.js';
 import type { FeatureStats } from '../fid/stats.js';
 import { writeTableChart } from '../charts/table.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { removeStaleTempFiles, writeFileAtomic } from '../io/atomic.js';
+import { prepareOutdir } from '../io/outdir.js';
 import { readStatsNpz } from '../io/npz.js';
 import { distEnv, runWorkers } from '../parallel/launcher.js';
 import { loadDenoiserModel, loadFeatureModel } from '../runtime/model.js';
@@ -73,8 +74,8 @@ function resolveOptions(o: TableOptions): Resolved {
   const spec: TableSpec = o.spec ? loadSpec(o.spec) : {};
   const modelFile = resolveModelFile(o.model ?? spec.model, o.datasetName ?? spec.dataset_name, o.modelDir ?? spec.model_dir ?? './models');
   const seedSpec = o.seeds ?? spec.seeds ?? '0-49999';
-  const seeds = typeof seedSpec === 'string' ? parseSeedList(seedSpec) : seedSpec;
-  if (!seeds) throw new UsageError(`--seeds: expected a seed list like 0-49999, got "${String(seedSpec)}"`);
+  const seeds = typeof seedSpec === 'string' ? checkSeedList(seedSpec) : seedSpec;
+  if (typeof seeds === 'string') throw new UsageError(`--seeds: ${seeds}`);
   const nfe = o.nfe ?? spec.nfe;
   if (!nfe) throw new UsageError('--nfe is required (e.g. 3,5,7,9), on the command line or in --spec');
   const rows: TableRow[] | undefined = o.solvers ? o.solvers.map((solver): TableRow => ({ solver })) : spec.rows;
@@ -160,7 +161,10 @@ async function runTable(o: TableOptions): Promise<void> {
   const outer = distEnv();
   const r = resolveOptions(o);
   const det = inspectDetector(r.detector);
-  const refStats = await readStatsNpz(r.ref);
+  const refStats = await readStatsNpz(r.ref).catch((e: unknown) => {
+    throw e instanceof UsageError ? new UsageError(`--ref: ${e.message}`) : e;
+  });
+  checkCovariance(refStats, `--ref: ${r.ref}`);
   const model = await loadDenoiserModel(r.modelFile, { device: o.device, threads: o.threads || undefined, maxBatch: r.batch });
   const outdir = r.outdir ?? join('tables', model.meta.datasetName);
   const cells: Cell[] = [];
@@ -169,7 +173,14 @@ async function runTable(o: TableOptions): Promise<void> {
       cells.push(planCell(row, k, { meta: model.meta, sampleShape: model.sampleShape, modelFile: r.modelFile, detectorFile: r.detector, seeds: r.seeds, expDir: r.expDir }));
     }
   }
-  await mkdir(join(outdir, 'cells'), { recursive: true });
+  prepareOutdir(outdir, '--outdir');
+  prepareOutdir(join(outdir, 'cells'), '--outdir');
+  // Leftovers of a run killed outright (kill -9): temp files of writers that are gone. Only on
+  // one machine: the pids of ranks elsewhere sharing the folder cannot be checked from here.
+  if (outer.world === 1) {
+    await removeStaleTempFiles(outdir);
+    await removeStaleTempFiles(join(outdir, 'cells'));
+  }
   const finalDone = new Set<Cell>();
   for (const c of cells) if (c.plan && (await loadStats(cellFile(outdir, c), c.fingerprint!)) !== undefined) finalDone.add(c);
   const pending = cells.filter((c) => c.plan && !finalDone.has(c));
@@ -183,46 +194,49 @@ async function runTable(o: TableOptions): Promise<void> {
       cells: String(pending.length),
       what: '',
     });
-    if (isLauncher) {
-      await model.dispose();
-      let done = 0;
-      await runWorkers(o.nprocPerNode, process.argv, outer, (msg) => {
-        progress.fromWorker(msg);
-        const p = (msg as { adasdeProgress?: { items: number } }).adasdeProgress;
-        if (p) done += p.items;
-        progress.set(done, { cell: String(Math.min(pending.length, Math.floor(done / r.seeds.length) + 1)), cells: String(pending.length), what: '', rate: '' });
-      });
-    } else {
-      const features = await loadFeatureModel(r.detector, { device: o.device, threads: o.threads || undefined, maxBatch: r.batch });
-      let done = 0;
-      for (const [k, c] of pending.entries()) {
-        const path = cellFile(outdir, c);
-        const mine = world > 1 ? rankFile(path, outer.rank, world) : path;
-        if (world > 1 && (await loadStats(mine, c.fingerprint!)) !== undefined) {
-          progress.skip(r.seeds.length);
-          continue;
-        }
-        const stats = await runCell({
-          cell: c,
-          denoise: model.denoise,
-          features,
-          seeds: r.seeds,
-          batch: r.batch,
-          rank: outer.rank,
-          world,
-          imagesDir: r.keepImages ? join(outdir, 'images', `${c.label}-nfe${c.nfe}`) : undefined,
-          onImages: (n) => {
-            done += n;
-            progress.advance(n, n * c.nfe);
-            progress.set(done, { cell: String(k + 1), cells: String(pending.length), what: `(${c.label}, NFE ${c.nfe})`, rate: ((done / (Date.now() - started)) * 1000).toFixed(1) });
-          },
+    try {
+      if (isLauncher) {
+        await model.dispose();
+        let done = 0;
+        await runWorkers(o.nprocPerNode, process.argv, outer, (msg) => {
+          progress.fromWorker(msg);
+          const p = (msg as { adasdeProgress?: { items: number } }).adasdeProgress;
+          if (p) done += p.items;
+          progress.set(done, { cell: String(Math.min(pending.length, Math.floor(done / r.seeds.length) + 1)), cells: String(pending.length), what: '', rate: '' });
         });
-        await saveStats(mine, stats, c.fingerprint!);
+      } else {
+        const features = await loadFeatureModel(r.detector, { device: o.device, threads: o.threads || undefined, maxBatch: r.batch });
+        let done = 0;
+        for (const [k, c] of pending.entries()) {
+          const path = cellFile(outdir, c);
+          const mine = world > 1 ? rankFile(path, outer.rank, world) : path;
+          if (world > 1 && (await loadStats(mine, c.fingerprint!)) !== undefined) {
+            progress.skip(r.seeds.length);
+            continue;
+          }
+          const stats = await runCell({
+            cell: c,
+            denoise: model.denoise,
+            features,
+            seeds: r.seeds,
+            batch: r.batch,
+            rank: outer.rank,
+            world,
+            imagesDir: r.keepImages ? join(outdir, 'images', `${c.label}-nfe${c.nfe}`) : undefined,
+            onImages: (n) => {
+              done += n;
+              progress.advance(n, n * c.nfe);
+              progress.set(done, { cell: String(k + 1), cells: String(pending.length), what: `(${c.label}, NFE ${c.nfe})`, rate: ((done / (Date.now() - started)) * 1000).toFixed(1) });
+            },
+          });
+          await saveStats(mine, stats, c.fingerprint!);
+        }
+        await features.dispose();
+        await model.dispose();
       }
-      await features.dispose();
-      await model.dispose();
+    } finally {
+      progress.stop();
     }
-    progress.stop();
   } else {
     await model.dispose();
   }
@@ -261,7 +275,7 @@ async function runTable(o: TableOptions): Promise<void> {
     if (!s) throw new RunError(`table: the statistics of cell ${c.label} NFE ${c.nfe} are missing`);
     if (s.dim !== refStats.dim) throw new UsageError(`--ref ${r.ref}: statistics of dimension ${refStats.dim}; the detector gives ${s.dim}`);
     metric ??= metricOf(det.signature.metadata, s.dim, r.detector);
-    const value = frechetDistance(s.mu(), s.sigma(), refStats.mu, refStats.sigma, s.dim);
+    const value = checkedDistance(s.mu(), s.sigma(), refStats.mu, refStats.sigma, s.dim, `--ref ${r.ref}`);
     const pubRow = published?.datasets[compareKey]?.[c.label];
     const idx = published?.nfe.indexOf(c.nfe) ?? -1;
     const pub = pubRow && idx >= 0 ? (pubRow[idx] ?? undefined) : undefined;

@@ -5,7 +5,7 @@
  * network-snapshot-<kimg>.json that `adasde sample --predictor_path N` reads directly.
  */
 import { randomInt } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -14,9 +14,11 @@ import { writeTrainChart } from '../charts/train.js';
 import { parseOptions, toFlagRecord } from '../config/options.js';
 import { loadPredictor, PREDICTOR_FORMAT, PREDICTOR_VERSION, rawParamsOf, resolvePredictorPath, type PredictorFile } from '../config/predictor.js';
 import { trainTable, type TrainOptions } from '../config/train.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { appendLog, removeStaleTempFiles, writeFileAtomic } from '../io/atomic.js';
+import { prepareOutdir } from '../io/outdir.js';
 import { createReducer } from '../parallel/allreduce.js';
 import { distEnv, runWorkers } from '../parallel/launcher.js';
+import { inspectDetector } from '../fid/detector.js';
 import { loadDenoiserModel, loadFeatureModel, type DenoiserModel } from '../runtime/model.js';
 import { effectiveCoefficients, type CoefficientBounds } from '../solvers/coefficients.js';
 import { discreteTime } from '../solvers/schedule.js';
@@ -26,7 +28,7 @@ import { readPromptFile } from '../text/prompts.js';
 import { TABLES } from '../train/student.js';
 import { fileSha256, TeacherCache } from '../train/teacher-cache.js';
 import { defineCommand } from './command.js';
-import { UsageError } from './errors.js';
+import { RunError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
 import { classifierFor, resolveModelFile } from './sample.js';
 import { classifierGuided, loadClassifierGradient, type ClassifierGradient } from '../runtime/guidance.js';
@@ -56,7 +58,8 @@ export function runDescription(o: TrainOptions, dataset: string): string {
 
 /** EDM's numbering: one more than the largest NNNNN- prefix in the folder. */
 function nextRunId(outdir: string): number {
-  const ids = existsSync(outdir)
+  // Not a folder: nothing numbered in it; prepareOutdir refuses it before anything is written.
+  const ids = existsSync(outdir) && statSync(outdir).isDirectory()
     ? readdirSync(outdir)
         .map((n) => /^(\d+)/.exec(n))
         .filter((m): m is RegExpExecArray => m !== null)
@@ -138,6 +141,8 @@ function resolveRun(o: TrainOptions, dataset: string, modelFile: string): Resolv
   let featureLossNote: string;
   if (o.detector !== undefined) {
     if (!existsSync(o.detector)) throw new UsageError(`--detector: ${o.detector} does not exist (expected a feature-extractor ONNX file; see tools/export_inception.py)`);
+    // Also refuses a file that is not a feature extractor (a denoiser, a companion) by name.
+    inspectDetector(o.detector);
     detector = o.detector;
     featureLossNote = `final interval: feature loss through ${o.detector}, alpha ${o.alpha}`;
   } else if (existsSync(DEFAULT_DETECTOR)) {
@@ -198,13 +203,14 @@ function loadResumeState(dir: string): { options: Record<string, unknown>; state
   const statePath = join(dir, STATE_FILE);
   if (!existsSync(optPath)) throw new UsageError(`--resume: ${dir} has no training_options.json`);
   if (!existsSync(statePath)) throw new UsageError(`--resume: ${dir} has no ${STATE_FILE} (no snapshot was written yet)`);
-  const parsed = stateSchema.safeParse(JSON.parse(readFileSync(statePath, 'utf8')));
-  if (!parsed.success) throw new UsageError(`--resume: ${statePath} is not a valid training state`);
+  const parsed = stateSchema.safeParse(readJsonOr(statePath));
+  if (!parsed.success) throw new UsageError(`--resume: ${statePath} is not a valid training state (not the JSON adasde train writes)`);
   const s = parsed.data;
   const raw = { r: s.raw.r!, scaleDir: s.raw.scaleDir!, scaleTime: s.raw.scaleTime!, weight: s.raw.weight!, gamma: s.raw.gamma! };
   const adam = Object.fromEntries(TABLES.map((t) => [t, s.adam[t]!])) as TrainState['adam'];
-  const options = (JSON.parse(readFileSync(optPath, 'utf8')) as { options: Record<string, unknown> }).options;
-  return { options, state: { raw, adam, batchIndex: s.batchIndex }, elapsedSec: s.elapsedSec };
+  const options = (readJsonOr(optPath) as { options?: unknown } | undefined)?.options;
+  if (typeof options !== 'object' || options === null) throw new UsageError(`--resume: ${optPath} is not a valid training_options.json (no "options" record)`);
+  return { options: options as Record<string, unknown>, state: { raw, adam, batchIndex: s.batchIndex }, elapsedSec: s.elapsedSec };
 }
 
 interface InitChoice {
@@ -275,6 +281,18 @@ async function openTeacherCache(o: TrainOptions, seed: number, modelFile: string
   return new TeacherCache(root, key, { maxBytes: o.teacherCacheGb * 1e9 });
 }
 
+/** The parsed JSON of a file, or undefined when it is not JSON (a corrupt or truncated file). */
+function readJsonOr(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Flags a resumed run takes from the command line; every other one is the run's own. */
+const RESUME_FLAGS = new Set<string>(['resume', 'quiet', 'device', 'threads', 'nprocPerNode', 'dryRun', 'totalKimg', 'outdir', 'teacherCache', 'teacherCacheGb']);
+
 function resolveResumeDir(spec: string, outdir: string): string {
   if (/^\d+$/.test(spec)) {
     const prefix = spec.padStart(5, '0') + '-';
@@ -286,7 +304,7 @@ function resolveResumeDir(spec: string, outdir: string): string {
   return spec;
 }
 
-async function runTrain(cli: TrainOptions): Promise<void> {
+async function runTrain(cli: TrainOptions, given: ReadonlySet<string> = new Set()): Promise<void> {
   const dist = distEnv();
   let o = cli;
   let resumed: ReturnType<typeof loadResumeState> | undefined;
@@ -296,7 +314,26 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     resumed = loadResumeState(resumeDir);
     // The run continues with its own options; only how it runs may change.
     const stored = parseOptions(trainTable, Object.fromEntries(Object.entries(trainTable).map(([, spec]) => [spec.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), resumed!.options[spec.flag] ?? undefined])));
-    o = { ...stored, resume: cli.resume, quiet: cli.quiet, device: cli.device, threads: cli.threads, nprocPerNode: cli.nprocPerNode, dryRun: cli.dryRun, teacherCache: cli.teacherCache ?? stored.teacherCache, teacherCacheGb: cli.teacherCacheGb };
+    // A flag that would change the run is refused, not silently dropped.
+    for (const key of given) {
+      if (RESUME_FLAGS.has(key)) continue;
+      const k = key as keyof TrainOptions;
+      if (JSON.stringify(cli[k]) !== JSON.stringify(stored[k])) {
+        throw new UsageError(`--${trainTable[k].flag} ${String(cli[k])} disagrees with the resumed run ${resumeDir} (${trainTable[k].flag}=${String(stored[k])}); a resumed run keeps its options`);
+      }
+    }
+    // --total_kimg may extend a run (the learning-rate schedule follows the new length).
+    const totalKimg = given.has('totalKimg') ? cli.totalKimg : stored.totalKimg;
+    const done = resumed.state.batchIndex;
+    if (totalBatches(totalKimg, stored.batch) <= done) {
+      const doneKimg = (done * stored.batch) / 1000;
+      throw new UsageError(
+        given.has('totalKimg')
+          ? `--total_kimg ${totalKimg}: the run ${resumeDir} has already trained ${doneKimg} kimg; give a larger value to continue it`
+          : `--resume: the run ${resumeDir} is complete (${doneKimg} of ${stored.totalKimg} kimg); give --total_kimg above ${doneKimg} to continue it`,
+      );
+    }
+    o = { ...stored, totalKimg, resume: cli.resume, quiet: cli.quiet, device: cli.device, threads: cli.threads, nprocPerNode: cli.nprocPerNode, dryRun: cli.dryRun, teacherCache: cli.teacherCache ?? stored.teacherCache, teacherCacheGb: cli.teacherCacheGb };
   }
   const modelFile = resolveModelFile(o.model, o.datasetName, o.modelDir);
   if (o.nprocPerNode > 1 && !o.dryRun) {
@@ -330,23 +367,6 @@ async function runTrain(cli: TrainOptions): Promise<void> {
     await model.dispose();
     return;
   }
-  const isMain = dist.rank === 0;
-  if (isMain) {
-    // The dry-run's folder name was a preview; the real number is claimed now.
-    if (!resumed && !o.nosubdir) r.runDir = claimRunDir(o.outdir, basename(r.runDir).replace(/^\d+-/, ''));
-    else mkdirSync(r.runDir, { recursive: true });
-    record.resolved.run_dir = r.runDir;
-    if (!resumed) await writeFileAtomic(join(r.runDir, 'training_options.json'), JSON.stringify(record, null, 2) + '\n');
-  }
-  const log = (line: string) => {
-    if (isMain) appendFileSync(join(r.runDir, 'log.txt'), line + '\n');
-  };
-  if (init && isMain) log(`init: ${init.record.kind}${init.record.file ? ` ${init.record.file}` : ''}${init.record.note ? `; ${init.record.note}` : ''}`);
-  if (!r.detector && isMain) {
-    log(r.featureLossNote);
-    if (!o.quiet) process.stderr.write(`adasde: ${r.featureLossNote}\n`);
-  }
-
   const session = { device, threads: o.threads || undefined };
   // Latent models: the feature loss sees decoded images.
   let decode: DecodeFn | undefined;
@@ -386,6 +406,36 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   if (cg) {
     const grad = await loadClassifierGradient(cg.file, { ...session, sampleShape: model.sampleShape, labelDim: cg.classes });
     guidance = { grad, denoise: classifierGuided(model.denoise, grad, { rate: cg.rate, clamp: model.meta.family === 'adm' }) };
+  }
+
+  const isMain = dist.rank === 0;
+  if (isMain) {
+    // Claimed only now that the detector, the prompts and the companions are known to load:
+    // a flag mistake must not leave an empty numbered folder behind.
+    prepareOutdir(resumed || o.nosubdir ? r.runDir : o.outdir, resumed ? '--resume' : '--outdir');
+    // The dry-run's folder name was a preview; the real number is claimed now.
+    if (!resumed && !o.nosubdir) r.runDir = claimRunDir(o.outdir, basename(r.runDir).replace(/^\d+-/, ''));
+    else mkdirSync(r.runDir, { recursive: true });
+    record.resolved.run_dir = r.runDir;
+    // Leftovers of a run killed outright (kill -9): temp files of writers that are gone.
+    await removeStaleTempFiles(r.runDir);
+    if (!resumed) await writeFileAtomic(join(r.runDir, 'training_options.json'), JSON.stringify(record, null, 2) + '\n');
+    else if (given.has('totalKimg')) {
+      // An extended run: its record keeps everything it began with, but the new length.
+      const optPath = join(r.runDir, 'training_options.json');
+      const rec = readJsonOr(optPath) as { options: Record<string, unknown>; resolved?: Record<string, unknown> };
+      rec.options.total_kimg = o.totalKimg;
+      if (rec.resolved) rec.resolved.total_batches = totalBatches(o.totalKimg, o.batch);
+      await writeFileAtomic(optPath, JSON.stringify(rec, null, 2) + '\n');
+    }
+  }
+  const log = (line: string) => {
+    if (isMain) appendLog(join(r.runDir, 'log.txt'), line + '\n');
+  };
+  if (init && isMain) log(`init: ${init.record.kind}${init.record.file ? ` ${init.record.file}` : ''}${init.record.note ? `; ${init.record.note}` : ''}`);
+  if (!r.detector && isMain) {
+    log(r.featureLossNote);
+    if (!o.quiet) process.stderr.write(`adasde: ${r.featureLossNote}\n`);
   }
 
   const bounds: CoefficientBounds = { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
@@ -461,57 +511,65 @@ async function runTrain(cli: TrainOptions): Promise<void> {
   // Rows and model seconds of this session (a resumed run starts counting again).
   let modelRows = { teacher: 0, student: 0, detector: 0 };
   let modelSec = { teacher: 0, student: 0 };
-  while (state.batchIndex < nBatches) {
-    const st = await trainBatch(setup, state);
-    modelRows = { teacher: modelRows.teacher + st.teacherRows, student: modelRows.student + st.studentRows, detector: modelRows.detector + st.detectorRows };
-    modelSec = { teacher: modelSec.teacher + st.teacherSec, student: modelSec.student + st.studentSec };
-    if (st.teacherHit) cacheHits++;
-    const c = effectiveCoefficients(state.raw, bounds);
-    st.losses.forEach((loss, i) => {
-      const fmt = (v: number[] | undefined) => (v ?? []).map((x) => x.toFixed(6)).join(',');
-      log(`batch ${state.batchIndex} step ${i} loss ${loss.toPrecision(6)} r ${fmt(c.r[i])} scale_time ${fmt(c.scaleTime[i])} scale_dir ${fmt(c.scaleDir[i])} gamma ${fmt(c.gamma[i])} lr ${st.lr.toPrecision(6)}`);
-    });
-    lastLoss = st.losses[st.losses.length - 1]!;
-    tickLoss = tickLoss.length ? tickLoss.map((v, i) => v + st.losses[i]!) : [...st.losses];
-    tickBatches++;
-    const kimg = kimgOf(state.batchIndex);
-    const secs = (Date.now() - started) / 1000;
-    progress.set(state.batchIndex, {
-      kimg: kimg.toFixed(2),
-      total_kimg: String(o.totalKimg),
-      spk: kimg > 0 ? (secs / kimg).toFixed(1) : '-',
-      loss: lastLoss.toPrecision(4),
-    });
-    const done = state.batchIndex >= nBatches;
-    if (Math.floor(kimg / o.tick) > ticks || done) {
-      ticks = Math.floor(kimg / o.tick);
-      const tickSecs = (Date.now() - tickStart) / 1000;
-      if (isMain) {
-        const stats = {
-          kimg,
-          batches: state.batchIndex,
-          loss: tickLoss.map((v) => v / tickBatches),
-          lr: st.lr,
-          sec_per_kimg: tickSecs / ((tickBatches * o.batch) / 1000),
-          total_sec: secs,
-          model_rows: modelRows,
-          model_sec: { teacher: Number(modelSec.teacher.toFixed(3)), student: Number(modelSec.student.toFixed(3)) },
-          teacher_cache_hits: cacheHits,
-          timestamp: Date.now() / 1000,
-          // The effective coefficients at the tick, for loss.png (src/charts/train.ts).
-          coefficients: { r: c.r, scale_dir: c.scaleDir, scale_time: c.scaleTime, gamma: c.gamma },
-        };
-        appendFileSync(join(r.runDir, 'stats.jsonl'), JSON.stringify(stats) + '\n');
-        await drawLossChart(r.runDir, o.quiet);
+  try {
+    while (state.batchIndex < nBatches) {
+      const st = await trainBatch(setup, state);
+      modelRows = { teacher: modelRows.teacher + st.teacherRows, student: modelRows.student + st.studentRows, detector: modelRows.detector + st.detectorRows };
+      modelSec = { teacher: modelSec.teacher + st.teacherSec, student: modelSec.student + st.studentSec };
+      if (st.teacherHit) cacheHits++;
+      const c = effectiveCoefficients(state.raw, bounds);
+      st.losses.forEach((loss, i) => {
+        const fmt = (v: number[] | undefined) => (v ?? []).map((x) => x.toFixed(6)).join(',');
+        log(`batch ${state.batchIndex} step ${i} loss ${loss.toPrecision(6)} r ${fmt(c.r[i])} scale_time ${fmt(c.scaleTime[i])} scale_dir ${fmt(c.scaleDir[i])} gamma ${fmt(c.gamma[i])} lr ${st.lr.toPrecision(6)}`);
+      });
+      // A model that returns NaN (or a step that diverged) must not end in a snapshot and exit 0:
+      // stop before anything of this batch is stored; the last snapshot stays the latest good one.
+      if (!st.losses.every(Number.isFinite) || !TABLES.every((t) => state.raw[t].every((row) => row.every(Number.isFinite)))) {
+        throw new RunError(`training diverged at batch ${state.batchIndex}: the loss or a coefficient is not finite (the model may return NaN or Inf); stopping, snapshots written so far are kept`);
       }
-      if (ticks % o.snap === 0 || done) await writeSnapshot(kimg);
-      tickStart = Date.now();
-      tickBatches = 0;
-      tickLoss = [];
+      lastLoss = st.losses[st.losses.length - 1]!;
+      tickLoss = tickLoss.length ? tickLoss.map((v, i) => v + st.losses[i]!) : [...st.losses];
+      tickBatches++;
+      const kimg = kimgOf(state.batchIndex);
+      const secs = (Date.now() - started) / 1000;
+      progress.set(state.batchIndex, {
+        kimg: kimg.toFixed(2),
+        total_kimg: String(o.totalKimg),
+        spk: kimg > 0 ? (secs / kimg).toFixed(1) : '-',
+        loss: lastLoss.toPrecision(4),
+      });
+      const done = state.batchIndex >= nBatches;
+      if (Math.floor(kimg / o.tick) > ticks || done) {
+        ticks = Math.floor(kimg / o.tick);
+        const tickSecs = (Date.now() - tickStart) / 1000;
+        if (isMain) {
+          const stats = {
+            kimg,
+            batches: state.batchIndex,
+            loss: tickLoss.map((v) => v / tickBatches),
+            lr: st.lr,
+            sec_per_kimg: tickSecs / ((tickBatches * o.batch) / 1000),
+            total_sec: secs,
+            model_rows: modelRows,
+            model_sec: { teacher: Number(modelSec.teacher.toFixed(3)), student: Number(modelSec.student.toFixed(3)) },
+            teacher_cache_hits: cacheHits,
+            timestamp: Date.now() / 1000,
+            // The effective coefficients at the tick, for loss.png (src/charts/train.ts).
+            coefficients: { r: c.r, scale_dir: c.scaleDir, scale_time: c.scaleTime, gamma: c.gamma },
+          };
+          appendLog(join(r.runDir, 'stats.jsonl'), JSON.stringify(stats) + '\n');
+          await drawLossChart(r.runDir, o.quiet);
+        }
+        if (ticks % o.snap === 0 || done) await writeSnapshot(kimg);
+        tickStart = Date.now();
+        tickBatches = 0;
+        tickLoss = [];
+      }
     }
+  } finally {
+    progress.stop();
+    reducer.close();
   }
-  progress.stop();
-  reducer.close();
   await guidance?.grad.dispose();
   await model.dispose();
   if (isMain && !o.quiet) {

@@ -19,20 +19,28 @@ export const guidanceType = z.preprocess(
 /** `cpu`, `cuda` or `cuda:N`. */
 export const device = z.string().regex(/^(cpu|cuda(:\d+)?)$/);
 
+/** Largest seed (the reference draws from a uint32 generator seed). */
+export const MAX_SEED = 2 ** 32 - 1;
+/** Most seeds one list may hold: 10 million images, far beyond any FID run, still a few MB. */
+export const MAX_SEEDS = 10_000_000;
+
 /**
  * Parse a seed list in the reference syntax: `0-49999`, `1,2,5-10`.
- * Returns the seeds in the order given (duplicates removed, first occurrence kept).
+ * Returns the seeds in the order given (duplicates removed, first occurrence kept), or a
+ * sentence saying what is wrong.
  */
-export function parseSeedList(s: string): number[] | undefined {
+export function checkSeedList(s: string): number[] | string {
   const out: number[] = [];
   const seen = new Set<number>();
   for (const part of s.split(',')) {
     const p = part.trim();
     const m = /^(\d+)(?:-(\d+))?$/.exec(p);
-    if (!m) return undefined;
+    if (!m) return `expected a seed list like 0-63 or 1,2,5-10, got "${s}"`;
     const a = Number(m[1]);
     const b = m[2] === undefined ? a : Number(m[2]);
-    if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || b < a || a > 2 ** 32 - 1 || b > 2 ** 32 - 1) return undefined;
+    if (!(a <= MAX_SEED) || !(b <= MAX_SEED)) return `seed ${m[2] !== undefined && !(b <= MAX_SEED) ? m[2] : m[1]} is too large (seeds go up to ${MAX_SEED})`;
+    if (b < a) return `range ${p} is empty (write the smaller seed first)`;
+    if (b - a + 1 > MAX_SEEDS || out.length + (b - a + 1) > MAX_SEEDS) return `"${s}" holds too many seeds (at most ${MAX_SEEDS})`;
     for (let k = a; k <= b; k++) {
       if (!seen.has(k)) {
         seen.add(k);
@@ -40,11 +48,26 @@ export function parseSeedList(s: string): number[] | undefined {
       }
     }
   }
-  return out.length ? out : undefined;
+  return out.length ? out : `expected at least one seed, got "${s}"`;
+}
+
+/** `checkSeedList` without the reason: undefined when the list is not valid. */
+export function parseSeedList(s: string): number[] | undefined {
+  const r = checkSeedList(s);
+  return typeof r === 'string' ? undefined : r;
 }
 
 export const seedList = z.preprocess(
-  (v) => (typeof v === 'string' ? (parseSeedList(v) ?? v) : v),
+  (v, ctx) => {
+    if (typeof v !== 'string') return v;
+    const r = checkSeedList(v);
+    if (typeof r === 'string') {
+      // A custom issue's message is shown as is (config/options.ts parseOptions).
+      ctx.addIssue({ code: 'custom', message: r });
+      return z.NEVER;
+    }
+    return r;
+  },
   z.array(z.number().int().nonnegative()).min(1),
 );
 

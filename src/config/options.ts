@@ -17,6 +17,8 @@ export interface OptionSpec<S extends z.ZodType = z.ZodType> {
   help: string;
   /** What a valid value looks like, for the one-line error message. */
   expect: string;
+  /** The default as --help shows it, when it is not a plain value (`False, or the spec's`). */
+  helpDefault?: string;
   /** Short alias, e.g. `-n` for `--dry-run`. */
   short?: string;
   /** The flag takes no value (`--quiet`), or an optional one (`--afs`, `--afs=False`). */
@@ -75,6 +77,7 @@ function numberish(v: unknown): unknown {
 import type { Command } from 'commander';
 
 function helpDefault(spec: OptionSpec): string {
+  if (spec.helpDefault !== undefined) return ` (default: ${spec.helpDefault})`;
   if (spec.default === undefined) return '';
   return ` (default: ${typeof spec.default === 'string' ? spec.default : JSON.stringify(spec.default)})`;
 }
@@ -87,9 +90,21 @@ export function addOptions(cmd: Command, table: OptionTable): Command {
     const kind = spec.kind ?? 'value';
     const syntax = kind === 'switch' ? names : kind === 'bool' ? `${names} [bool]` : `${names} <value>`;
     cmd.option(syntax, `${spec.help}${helpDefault(spec)}`);
-    if (kind === 'switch' || kind === 'bool') cmd.option(`--no-${spec.flag}`, `disable --${spec.flag}`);
+    // A switch whose name is already a negation (`--nosubdir`) gets no `--no-` twin: a
+    // double negative in --help helps nobody.
+    if (kind === 'bool' || (kind === 'switch' && !spec.flag.startsWith('no'))) cmd.option(`--no-${spec.flag}`, `disable --${spec.flag}`);
   }
   return cmd;
+}
+
+/** Commander's key for a flag: dashes camel-cased (`batch-gpu` -> `batchGpu`), underscores kept. */
+export function commanderKey(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** The table keys whose flags were given on the command line (no defaults are registered with commander). */
+export function givenKeys(table: OptionTable, raw: Record<string, unknown>): Set<string> {
+  return new Set(Object.entries(table).filter(([, spec]) => raw[commanderKey(spec.flag)] !== undefined).map(([k]) => k));
 }
 
 /**
@@ -100,11 +115,14 @@ export function addOptions(cmd: Command, table: OptionTable): Command {
 export function parseOptions<T extends OptionTable>(table: T, raw: Record<string, unknown>): OptionsOf<T> {
   const out: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(table)) {
-    const commanderKey = spec.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    let value = raw[commanderKey];
+    let value = raw[commanderKey(spec.flag)];
     if (value === undefined) value = spec.default;
     const r = spec.schema.safeParse(value);
     if (!r.success) {
+      if (value === undefined) throw new UsageError(`--${spec.flag} is required (${spec.expect})`);
+      // Schemas that know better than "expected X" say so in a custom issue (config/common.ts seedList).
+      const custom = r.error.issues.find((i) => i.code === 'custom');
+      if (custom) throw new UsageError(`--${spec.flag}: ${custom.message}`);
       const shown = typeof value === 'string' ? `"${value}"` : JSON.stringify(value);
       throw new UsageError(`--${spec.flag}: expected ${spec.expect}, got ${shown}`);
     }

@@ -18,7 +18,8 @@ export const sampleTable = defineOptions({
   sigmaMax: { flag: 'sigma_max', schema: posNumFlag().optional(), help: 'override the model\'s sigma_max', expect: 'a positive number' },
   afs: { flag: 'afs', schema: boolFlag.optional(), kind: 'bool', help: 'analytic first step (saves one NFE); AdaSDE: the predictor\'s', expect: 'True or False' },
   denoiseToZero: { flag: 'denoise_to_zero', schema: boolFlag, default: false, kind: 'bool', help: 'final x <- D(x, sigma_min) (+1 NFE)', expect: 'True or False' },
-  maxOrder: { flag: 'max_order', schema: intFlag(1, 4).optional(), help: 'multistep order (default 4 for ipndm, ipndm_v and deis, 3 for dpmpp and unipc)', expect: 'an integer from 1 to 4' },
+  // Bounded per solver in resolvePlan, which can name the solver's own limit.
+  maxOrder: { flag: 'max_order', schema: intFlag(1, 1000).optional(), help: 'multistep order (ipndm, ipndm_v and deis <= 4, default 4; dpmpp and unipc <= 3, default 3)', expect: 'a positive integer' },
   deisMode: { flag: 'deis_mode', schema: z.enum(['tab', 'rhoab']), default: 'tab', help: 'deis: Lagrange polynomial in VP time (tab) or in sigma (rhoab)', expect: 'tab or rhoab' },
   predictX0: { flag: 'predict_x0', schema: boolFlag, default: true, kind: 'bool', help: 'data-prediction form of dpmpp/unipc', expect: 'True or False' },
   lowerOrderFinal: { flag: 'lower_order_final', schema: boolFlag, default: true, kind: 'bool', help: 'lower the multistep order on the final steps', expect: 'True or False' },

@@ -57,7 +57,17 @@ const nfeList = z.preprocess(
   z.array(z.number().int().min(1)).min(1).optional(),
 );
 const solverList = z.preprocess(
-  (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()) : v),
+  (v, ctx) => {
+    if (typeof v !== 'string') return v;
+    const names = v.split(',').map((s) => s.trim());
+    // Name the offending entry: in a list of five, "expected a list of solvers" does not say which.
+    const bad = names.find((n) => !(SOLVERS as readonly string[]).includes(n));
+    if (bad !== undefined) {
+      ctx.addIssue({ code: 'custom', message: `${bad === '' ? 'an empty entry' : `"${bad}"`} is not a solver (expected a comma-separated list of ${SOLVERS.join(', ')})` });
+      return z.NEVER;
+    }
+    return names;
+  },
   z.array(z.enum(SOLVERS)).min(1).optional(),
 );
 
@@ -74,7 +84,7 @@ export const tableTable = defineOptions({
   ref: { flag: 'ref', schema: optStr, help: 'reference statistics .npz', expect: 'a path to an .npz file' },
   outdir: { flag: 'outdir', schema: optStr, help: 'where cells and the table are stored (default tables/<dataset>)', expect: 'a folder' },
   batch: { flag: 'batch', schema: intFlag(1, 1 << 16).optional(), help: 'images per model call (default 64)', expect: 'an integer >= 1' },
-  keepImages: { flag: 'keep_images', schema: boolFlag.optional(), kind: 'bool', help: 'also write every cell\'s PNGs', expect: 'True or False' },
+  keepImages: { flag: 'keep_images', schema: boolFlag.optional(), kind: 'bool', helpDefault: "False, or the spec's keep_images", help: 'also write every cell\'s PNGs', expect: 'True or False' },
   compare: { flag: 'compare', schema: optStr, help: 'published numbers to print beside the measured ones ("published" = the paper\'s table)', expect: 'a path or "published"' },
   compareDataset: { flag: 'compare_dataset', schema: optStr, help: 'dataset key in the --compare file (default: the model\'s dataset)', expect: 'a dataset name' },
   device: { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' },

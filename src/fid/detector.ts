@@ -67,6 +67,17 @@ export function inspectDetector(file: string): DetectorInfo {
   }
   if (statSync(file).isDirectory()) throw new UsageError(`--detector ${file}: is a folder, not an ONNX file`);
   const signature = readModelSignature(file);
+  // Name the contract a wrong file satisfies (as `adasde inspect` does) rather than complain
+  // about its output's dimension later.
+  const ins = new Set(signature.inputs.map((t) => t.name));
+  const outs = new Set(signature.outputs.map((t) => t.name));
+  const role = signature.metadata['adasde.role'];
+  if (ins.has('sigma') || outs.has('denoised')) {
+    throw new UsageError(`--detector ${file}: is a denoiser (x, sigma -> denoised), not a feature extractor (images -> features)`);
+  }
+  if (role === 'decoder' || role === 'text_encoder' || role === 'classifier') {
+    throw new UsageError(`--detector ${file}: is a ${role.replace('_', ' ')} companion, not a feature extractor (images -> features)`);
+  }
   const out = signature.outputs.find((s) => s.name === 'features') ?? (signature.outputs.length === 1 ? signature.outputs[0] : undefined);
   const d = out?.dims?.[1];
   return { file, signature, dim: typeof d === 'number' ? d : undefined };

@@ -88,6 +88,11 @@ export interface FrechetDetails {
   rank2: number | null;
   /** Eigenvalues of L^T S L that came out negative and were clamped to 0. */
   negativeEigenvalues: number;
+  /**
+   * The most negative eigenvalue of L^T S L over its largest |eigenvalue| (0 when none is
+   * negative): rounding gives ~1e-13; a covariance that is not positive semi-definite, far more.
+   */
+  negativeRatio: number;
 }
 
 function checkInputs(mu1: Float64Array, s1: Float64Array, mu2: Float64Array, s2: Float64Array, dim: number): void {
@@ -214,7 +219,7 @@ function sqrtTraceWithFactor(
   r: number,
   otherSigma: Float64Array,
   mBuf: number,
-): { traceSqrt: number; negative: number; nearZero: number } {
+): { traceSqrt: number; negative: number; nearZero: number; negativeRatio: number } {
   const { K, n, ld, sc } = ws;
   loadPermutedLower(K.f, mBuf, ld, otherSigma, n, perm);
   congruence(K, sc, mBuf, lBuf, n, r, ld);
@@ -226,13 +231,15 @@ function sqrtTraceWithFactor(
   let traceSqrt = 0;
   let negative = 0;
   let nearZero = 0;
+  let minEv = 0;
   for (let i = 0; i < r; i++) {
     const v = ev[i]!;
     if (Math.abs(v) <= zeroTol) nearZero++;
     if (v > 0) traceSqrt += Math.sqrt(v);
     else if (v < 0) negative++;
+    minEv = Math.min(minEv, v);
   }
-  return { traceSqrt, negative, nearZero };
+  return { traceSqrt, negative, nearZero, negativeRatio: max > 0 ? -minEv / max : 0 };
 }
 
 /**
@@ -244,9 +251,9 @@ export function traceSqrtProduct(
   sigma1: Float64Array,
   sigma2: Float64Array,
   dim: number,
-): { traceSqrt: number; rank1: number; rank2: number | null; negativeEigenvalues: number } {
+): { traceSqrt: number; rank1: number; rank2: number | null; negativeEigenvalues: number; negativeRatio: number } {
   const n = dim;
-  if (n === 0) return { traceSqrt: 0, rank1: 0, rank2: null, negativeEigenvalues: 0 };
+  if (n === 0) return { traceSqrt: 0, rank1: 0, rank2: null, negativeEigenvalues: 0, negativeRatio: 0 };
   const ld = paddedLd(n);
   const mat = ld * ld;
   const K = workspaceFor(2 * mat + scratchDoubles(n).reduce((a, b) => a + b, 0) + 8 * 64);
@@ -261,10 +268,10 @@ export function traceSqrtProduct(
   const perm1 = new Int32Array(n);
   loadSymmetric(K.f, b1 / 8, ld, sigma1, n);
   const rank1 = pivotedCholesky(K, ws.sc, b1, n, ld, perm1);
-  if (rank1 === 0) return { traceSqrt: 0, rank1, rank2: null, negativeEigenvalues: 0 };
+  if (rank1 === 0) return { traceSqrt: 0, rank1, rank2: null, negativeEigenvalues: 0, negativeRatio: 0 };
   const first = sqrtTraceWithFactor(ws, b1, perm1, rank1, sigma2, b2);
   if (first.nearZero === 0) {
-    return { traceSqrt: first.traceSqrt, rank1, rank2: null, negativeEigenvalues: first.negative };
+    return { traceSqrt: first.traceSqrt, rank1, rank2: null, negativeEigenvalues: first.negative, negativeRatio: first.negativeRatio };
   }
   // M is numerically singular: S2 is rank-deficient on the range of S1, and the square
   // roots of M's noise eigenvalues (~sqrt(eps)) pollute the sum. If S2 has lower rank,
@@ -274,12 +281,12 @@ export function traceSqrtProduct(
   loadSymmetric(K.f, b2 / 8, ld, sigma2, n);
   const rank2 = pivotedCholesky(K, ws.sc, b2, n, ld, perm2);
   if (rank2 >= rank1) {
-    return { traceSqrt: first.traceSqrt, rank1, rank2, negativeEigenvalues: first.negative };
+    return { traceSqrt: first.traceSqrt, rank1, rank2, negativeEigenvalues: first.negative, negativeRatio: first.negativeRatio };
   }
-  if (rank2 === 0) return { traceSqrt: 0, rank1, rank2, negativeEigenvalues: 0 };
+  if (rank2 === 0) return { traceSqrt: 0, rank1, rank2, negativeEigenvalues: 0, negativeRatio: first.negativeRatio };
   K.f.fill(0, b1 / 8, b1 / 8 + mat);
   const second = sqrtTraceWithFactor(ws, b2, perm2, rank2, sigma1, b1);
-  return { traceSqrt: second.traceSqrt, rank1, rank2, negativeEigenvalues: second.negative };
+  return { traceSqrt: second.traceSqrt, rank1, rank2, negativeEigenvalues: second.negative, negativeRatio: Math.max(first.negativeRatio, second.negativeRatio) };
 }
 
 /** The Frechet distance with its parts; see frechetDistance. */
@@ -320,4 +327,53 @@ export function frechetDistance(
   dim: number,
 ): number {
   return frechetDetails(mu1, sigma1, mu2, sigma2, dim).fid;
+}
+
+/**
+ * Negative eigenvalues of L^T S L beyond this fraction of the largest mean a covariance that
+ * is not positive semi-definite. Rounding stays near 1e-13; float32-stored statistics at
+ * n = 2048 below ~1e-5.
+ */
+export const NOT_PSD_RATIO = 1e-4;
+
+/**
+ * Why a computed distance cannot be trusted, or undefined: a significantly negative
+ * eigenvalue of L^T S L or a negative distance beyond rounding both mean one of the
+ * "covariances" is not positive semi-definite (a hand-made or corrupted statistics file).
+ */
+export function distanceProblem(d: FrechetDetails): string | undefined {
+  const scale = d.meanTerm + d.trace1 + d.trace2;
+  if (d.negativeRatio > NOT_PSD_RATIO || d.fid < -1e-6 * Math.max(scale, 1e-300)) {
+    return `the covariances are not both positive semi-definite (an eigenvalue of relative size -${d.negativeRatio.toPrecision(3)}; the distance would be ${d.fid.toPrecision(6)})`;
+  }
+  return undefined;
+}
+
+/**
+ * The most negative eigenvalue of a symmetric matrix over its largest |eigenvalue| (0 when
+ * none is negative): the direct test that a reference `sigma` is a covariance, which the
+ * distance itself cannot always make (a low-rank S1 hides the directions where S2 is
+ * negative). Householder tridiagonalisation and QL as in the distance, ~4/3 n^3 flops
+ * (about as long as one distance at n = 2048; once per reference file).
+ */
+export function negativeEigenvalueRatio(sigma: Float64Array, dim: number): number {
+  const n = dim;
+  if (n === 0) return 0;
+  if (sigma.length !== n * n) throw new RangeError(`covariance must have ${n}x${n} entries (got ${sigma.length})`);
+  const ld = paddedLd(n);
+  const mat = ld * ld;
+  const K = workspaceFor(2 * mat + scratchDoubles(n).reduce((a, b) => a + b, 0) + 8 * 64);
+  const b1 = K.alloc(mat);
+  K.f.fill(0, b1 / 8, b1 / 8 + mat);
+  const sc = allocScratch(K, n);
+  loadSymmetric(K.f, b1 / 8, ld, sigma, n);
+  const { d, e } = tridiagonalize(K, sc, b1, n, ld);
+  const ev = tridiagonalEigenvalues(d, e);
+  let max = 0;
+  let min = 0;
+  for (let i = 0; i < n; i++) {
+    max = Math.max(max, Math.abs(ev[i]!));
+    min = Math.min(min, ev[i]!);
+  }
+  return max > 0 ? -min / max : 0;
 }

@@ -7,9 +7,11 @@
  * file remains, which `removeStaleTempFiles` cleans up.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, openSync, closeSync, writeSync, fsyncSync, renameSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, openSync, closeSync, writeSync, fsyncSync, renameSync, rmSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { RunError } from '../cli/errors.js';
+import { describeFsError } from './outdir.js';
 
 /** What can be written: bytes, text (UTF-8), or a list of byte chunks written in order. */
 export type FileData = Uint8Array | string | readonly Uint8Array[];
@@ -68,7 +70,7 @@ export async function writeFileAtomic(path: string, data: FileData, opts: Atomic
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => undefined);
-    throw e;
+    throw namedWriteError(e, path);
   } finally {
     pending.delete(tmp);
   }
@@ -110,7 +112,28 @@ export function writeViaTempSync(path: string, tmp: string, data: FileData, opts
     } catch {
       // The original error matters more than a failed cleanup.
     }
-    throw e;
+    throw namedWriteError(e, path);
+  }
+}
+
+/**
+ * A failed write as one line naming the file: FileHandle.write and close errors carry no
+ * path, and a full disk or a read-only folder is the machine's state, not a bug (exit 1).
+ */
+function namedWriteError(e: unknown, path: string): unknown {
+  const d = describeFsError(e);
+  return d ? new RunError(`cannot write ${path}: ${d.text} (${d.code})`) : e;
+}
+
+/**
+ * Appends text to a log (log.txt, stats.jsonl): not atomic, since a log line cut short by a
+ * full disk harms nothing, but its failure is one line naming the file like the atomic writes.
+ */
+export function appendLog(path: string, text: string): void {
+  try {
+    appendFileSync(path, text);
+  } catch (e) {
+    throw namedWriteError(e, path);
   }
 }
 
@@ -164,9 +187,11 @@ function processAlive(pid: number): boolean {
  * Remove leftovers of interrupted atomic writes in `dir` (not recursive): temp files whose
  * writing process no longer exists, or that are older than `maxAgeMs` (default one day, in
  * case the pid was reused). Files of live writers, including this process, are kept.
- * Returns the removed paths. A missing directory is not an error.
+ * Returns the removed paths. A missing directory is not an error. With `owns`, only temp files
+ * of final names it accepts are considered (ranks on other machines sharing the folder have
+ * pids this machine cannot check, so each rank cleans up only after its own files).
  */
-export async function removeStaleTempFiles(dir: string, maxAgeMs = 24 * 3600 * 1000): Promise<string[]> {
+export async function removeStaleTempFiles(dir: string, maxAgeMs = 24 * 3600 * 1000, owns?: (finalName: string) => boolean): Promise<string[]> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -177,7 +202,7 @@ export async function removeStaleTempFiles(dir: string, maxAgeMs = 24 * 3600 * 1
   const removed: string[] = [];
   for (const name of names) {
     const m = TEMP_RE.exec(name);
-    if (!m) continue;
+    if (!m || (owns && !owns(name.slice(0, m.index)))) continue;
     const full = join(dir, name);
     const pid = Number(m[1]);
     let stale = !processAlive(pid);

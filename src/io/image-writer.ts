@@ -12,6 +12,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { onRemovePendingTemps, tempPathFor, trackPendingTemp } from './atomic.js';
+import { RunError } from '../cli/errors.js';
 
 export interface WriterRequest {
   id: number;
@@ -48,7 +49,8 @@ export class ImageWriter {
     const shared = new SharedArrayBuffer(8);
     this.flags = new Int32Array(shared);
     this.worker = new Worker(new URL('./image-writer-worker.js', import.meta.url), { workerData: shared });
-    this.worker.on('message', (r: WriterReply) => this.settle(r.id, r.error === undefined ? undefined : new Error(r.error)));
+    // A failed write (a full disk, a folder made read-only) ends the run in one line, exit 1.
+    this.worker.on('message', (r: WriterReply) => this.settle(r.id, r.error === undefined ? undefined : new RunError(r.error)));
     this.worker.on('error', (e) => this.failAll(e));
     this.worker.on('exit', (code) => this.failAll(new Error(`image writer thread exited (code ${code})`)));
     // The thread keeps the process alive only while a batch is in flight (an idle writer

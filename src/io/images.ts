@@ -227,9 +227,13 @@ class ZipSet extends BaseSet implements ImageSet {
   }
 }
 
+/** The name of `adasde sample --grid`'s tiled image at the top of an output folder. */
+export const GRID_NAME = 'grid.png';
+
 /**
  * Open a folder of images (recursively) or a zip of images. Entries under `__MACOSX/`
- * (resource forks added by macOS's archiver) are skipped. A set without any image is a
+ * (resource forks added by macOS's archiver) are skipped, and so is a top-level `grid.png`
+ * (sample --grid) in a folder. A set without any image is a
  * UsageError. Labels come from a top-level `dataset.json` (EDM's dataset layout); an image
  * without a label there is a UsageError.
  */
@@ -245,7 +249,9 @@ export async function openImageSet(path: string): Promise<ImageSet> {
     new UsageError(`${path}: no images found (looked for ${IMAGE_EXTENSIONS.join(', ')}${st.isDirectory() ? ', recursively' : ''})`);
   if (st.isDirectory()) {
     const files = await walk(path);
-    const names = files.filter(isImageName).sort(codeUnitCompare);
+    // `adasde sample --grid` puts grid.png beside the images it tiles; it is not one of them
+    // (and has another size), so `fid calc --images <outdir>` leaves it out.
+    const names = files.filter((f) => isImageName(f) && f !== GRID_NAME).sort(codeUnitCompare);
     if (names.length === 0) throw none();
     let pairs: Array<[string, number]> | undefined;
     if (files.includes('dataset.json')) {

@@ -133,10 +133,42 @@ export async function readStatsNpz(path: string): Promise<FidStats> {
     // Copy float64 data too, so the result never aliases the inflated member buffer.
     const mu64 = mu.dtype === 'float64' ? mu.data.slice() : toFloat64(mu);
     const sigma64 = sigma.dtype === 'float64' ? sigma.data.slice() : toFloat64(sigma);
+    const bad = statsProblem(mu64, sigma64, dim);
+    if (bad) throw new UsageError(`${path}: ${bad}`);
     return { mu: mu64, sigma: sigma64, dim };
   } finally {
     await zip.close();
   }
+}
+
+/**
+ * Why `mu`, `sigma` cannot be a mean and a covariance, or undefined. O(dim^2): every value
+ * finite, `sigma` symmetric (to float32 rounding of its scale), a non-negative diagonal and
+ * every 2x2 principal minor non-negative (|s_ij| <= sqrt(s_ii s_jj)). These are necessary
+ * for positive semi-definiteness, not sufficient; the Frechet distance catches the rest by
+ * its sign (src/fid/frechet.ts checkDistance).
+ */
+export function statsProblem(mu: Float64Array, sigma: Float64Array, dim: number): string | undefined {
+  for (let i = 0; i < dim; i++) if (!Number.isFinite(mu[i]!)) return `member 'mu' holds ${mu[i]} at index ${i}; expected finite means`;
+  let scale = 0;
+  for (let i = 0; i < dim * dim; i++) {
+    const v = sigma[i]!;
+    if (!Number.isFinite(v)) return `member 'sigma' holds ${v} at [${Math.floor(i / dim)}, ${i % dim}]; expected a finite covariance`;
+    scale = Math.max(scale, Math.abs(v));
+  }
+  const tol = 1e-6 * scale;
+  for (let i = 0; i < dim; i++) {
+    const sii = sigma[i * dim + i]!;
+    if (sii < -tol) return `member 'sigma' has the negative variance ${sii} at [${i}, ${i}]; a covariance is positive semi-definite`;
+    for (let j = 0; j < i; j++) {
+      const a = sigma[i * dim + j]!;
+      const b = sigma[j * dim + i]!;
+      if (Math.abs(a - b) > tol) return `member 'sigma' is not symmetric ([${i}, ${j}] = ${a}, [${j}, ${i}] = ${b}); expected a covariance`;
+      const bound = Math.sqrt(Math.max(sii, 0) * Math.max(sigma[j * dim + j]!, 0));
+      if (Math.abs(a) > bound + tol) return `member 'sigma' is not positive semi-definite (|[${i}, ${j}]| = ${Math.abs(a)} exceeds sqrt([${i}, ${i}] [${j}, ${j}]) = ${bound})`;
+    }
+  }
+  return undefined;
 }
 
 /** Write FID statistics as float64 `mu` (dim,) and `sigma` (dim, dim), like the reference files. */

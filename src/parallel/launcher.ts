@@ -23,20 +23,41 @@ function intVar(env: NodeJS.ProcessEnv, name: string): number | undefined {
   return Number(v);
 }
 
-/** This process's place in the run, from the launcher variables (a lone process: 0 of 1). */
+let warnedDisagreement = false;
+
+/**
+ * This process's place in the run, from the launcher variables (a lone process: 0 of 1).
+ * Half a set (RANK without WORLD_SIZE) is refused: silently sampling every seed on every rank
+ * would duplicate the whole run. When both sets are complete and disagree (torchrun started
+ * by srun), torchrun's RANK/WORLD_SIZE win, and a note says so.
+ */
 export function distEnv(env: NodeJS.ProcessEnv = process.env): DistEnv {
   const sets: [string, string, string][] = [
     ['RANK', 'WORLD_SIZE', 'LOCAL_RANK'],
     ['SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID'],
   ];
-  for (const [r, w, l] of sets) {
+  const found: { names: [string, string, string]; env: DistEnv }[] = [];
+  for (const names of sets) {
+    const [r, w, l] = names;
     const rank = intVar(env, r);
     const world = intVar(env, w);
-    if (rank === undefined || world === undefined) continue;
+    if (rank === undefined && world === undefined) continue;
+    if (rank === undefined || world === undefined) {
+      const [have, missing] = rank === undefined ? [w, r] : [r, w];
+      throw new UsageError(`environment: ${have}=${env[have]} is set but ${missing} is not; a launcher sets both (unset ${have} for a single process)`);
+    }
     if (world < 1 || rank >= world) throw new UsageError(`environment: ${r}=${rank} is not below ${w}=${world}`);
-    return { rank, world, localRank: intVar(env, l) ?? 0 };
+    found.push({ names, env: { rank, world, localRank: intVar(env, l) ?? 0 } });
   }
-  return { rank: 0, world: 1, localRank: 0 };
+  if (found.length === 0) return { rank: 0, world: 1, localRank: 0 };
+  const [first, second] = found;
+  if (second && (second.env.rank !== first!.env.rank || second.env.world !== first!.env.world) && !warnedDisagreement) {
+    warnedDisagreement = true;
+    const [r1, w1] = first!.names;
+    const [r2, w2] = second.names;
+    process.stderr.write(`adasde: note: ${r1}=${first!.env.rank} ${w1}=${first!.env.world} and ${r2}=${second.env.rank} ${w2}=${second.env.world} disagree; using ${r1}/${w1}\n`);
+  }
+  return first!.env;
 }
 
 /**

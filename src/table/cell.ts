@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { RunError } from '../cli/errors.js';
 import { FeatureStats, type FeatureStatsPartial } from '../fid/stats.js';
 import { ndarray, type NdArray } from '../io/npy.js';
 import { readNpz, writeNpz } from '../io/npz.js';
@@ -37,8 +38,16 @@ export async function runCell(r: CellRun): Promise<FeatureStats | undefined> {
   let pendingWrites: Promise<unknown> | undefined;
   for (const seeds of rankBatches(r.seeds, r.batch, r.rank, r.world)) {
     const x = await sampleBatch(plan, r.denoise, { seeds });
+    // As `adasde sample`: a non-finite state would quantise to some image and give a distance
+    // for a model that cannot sample.
+    for (let k = 0; k < x.length; k++) {
+      if (!Number.isFinite(x[k]!)) throw new RunError(`table: cell ${r.cell.label} NFE ${r.cell.nfe}: seed ${seeds[Math.floor(k / dim)]} produced a non-finite value; stopping (finished cells are kept)`);
+    }
     const images = quantizeBatch(x, seeds.length, C, H, W);
     const f = await r.features.extract(images, seeds.length, [C, H, W]);
+    for (let k = 0; k < f.length; k++) {
+      if (!Number.isFinite(f[k]!)) throw new RunError(`table: the detector gave a non-finite feature for seed ${seeds[Math.floor(k / (f.length / seeds.length))]} (cell ${r.cell.label} NFE ${r.cell.nfe})`);
+    }
     stats ??= new FeatureStats(f.length / seeds.length);
     stats.add(f, seeds.length);
     if (r.imagesDir) {
@@ -72,10 +81,17 @@ export async function saveStats(path: string, stats: FeatureStats | undefined, f
 /** A stored accumulator if it exists and carries this fingerprint; null for an empty share. */
 export async function loadStats(path: string, fingerprint: string): Promise<FeatureStats | null | undefined> {
   if (!existsSync(path)) return undefined;
-  const m = await readNpz(path);
+  // A cell file is a cache: one that cannot be read is computed again (and replaced atomically).
+  const m = await readNpz(path).catch(() => undefined);
+  if (!m) return undefined;
   const metaArr = m.get('meta');
   if (!metaArr || metaArr.dtype !== 'uint8') return undefined;
-  const meta = JSON.parse(new TextDecoder().decode(metaArr.data)) as { fingerprint?: string; n?: number };
+  let meta: { fingerprint?: string; n?: number };
+  try {
+    meta = JSON.parse(new TextDecoder().decode(metaArr.data)) as { fingerprint?: string; n?: number };
+  } catch {
+    return undefined;
+  }
   if (meta.fingerprint !== fingerprint) return undefined;
   const shift = m.get('shift');
   const sum = m.get('sum');

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { main } from '../../src/cli/main.js';
@@ -14,7 +14,7 @@ import { SOLVERS } from '../../src/config/common.js';
 import { coefficientsOf, loadPredictor, resolvePredictorPath } from '../../src/config/predictor.js';
 import { decodeImage } from '../../src/io/images.js';
 import { readNpy, toFloat64 } from '../../src/io/npy.js';
-import { buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
+import { buildFeatureModel, buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
 import { sampleBatch } from '../../src/sample/pipeline.js';
 import { SOLVER_REGISTRY } from '../../src/solvers/registry.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
@@ -184,4 +184,47 @@ test('sample: an interrupted run resumes, writing only the missing images', asyn
   const a = pngs(outdir);
   const b = pngs(clean);
   for (const [k, v] of b) assert.ok(a.get(k)?.equals(v), `${k} differs after resume`);
+});
+
+test('sample --grid, then fid ref / fid calc --images <outdir> as the README does: grid.png is not an image of the set', async () => {
+  const outdir = join(dir, 'grid-then-fid');
+  const detector = join(dir, 'grid-features.onnx');
+  saveModel(buildFeatureModel({ dim: 16, size: 16, seed: 5 }), detector);
+  assert.equal(await cli('sample', '--model', model, '--solver', 'euler', '--num_steps', '4', '--seeds', '0-9', '--grid', '--outdir', outdir, '--quiet'), 0);
+  assert.ok(existsSync(join(outdir, 'grid.png')));
+  const ref = join(dir, 'grid-ref.npz');
+  const a = cliProcess('fid', 'ref', '--data', outdir, '--dest', ref, '--detector', detector);
+  assert.equal(a.code, 0, a.err);
+  assert.match(a.err, / of 10 images from /);
+  // The same ten images against their own statistics: distance 0.
+  const b = cliProcess('fid', 'calc', '--images', outdir, '--ref', ref, '--detector', detector, '--json');
+  assert.equal(b.code, 0, b.err);
+  // Feature extraction spends no network evaluations: its progress bar has no NFE/s.
+  assert.doesNotMatch(b.err, /NFE\/s/);
+  assert.match(b.err, /images\/s/);
+  const rec = JSON.parse(b.out.trim()) as { fd_bundled: number; n: number };
+  assert.equal(rec.n, 10);
+  assert.ok(Math.abs(rec.fd_bundled) < 1e-9, `distance ${rec.fd_bundled}`);
+});
+
+test('sample: a resumed run counts the images it skipped in its summary', () => {
+  const outdir = join(dir, 'summary');
+  const args = ['sample', '--model', model, '--solver', 'euler', '--num_steps', '3', '--outdir', outdir];
+  assert.equal(cliProcess(...args, '--seeds', '0-4').code, 0);
+  const r = cliProcess(...args, '--seeds', '0-11');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^sampled 7 images \(5 already present, skipped\) with euler at 2 NFE/);
+});
+
+test('sample: --dataset_name cifar10 falling back to the bundled tiny network says so on stderr', () => {
+  const models = join(dir, 'fallback-models');
+  mkdirSync(models, { recursive: true });
+  copyFileSync(model, join(models, 'cifar10-tiny-edm.onnx'));
+  const args = ['sample', '--dataset_name', 'cifar10', '--model_dir', models, '--solver', 'euler', '--num_steps', '3', '--seeds', '0-1', '--outdir', join(dir, 'fallback')];
+  const r = cliProcess(...args);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /--dataset_name cifar10: using the bundled tiny network .*cifar10-tiny-edm\.onnx \(no cifar10\.onnx or edm-cifar10-32x32-uncond-vp\.onnx in /);
+  const q = cliProcess(...args, '--quiet');
+  assert.equal(q.code, 0, q.err);
+  assert.equal(q.err, '');
 });

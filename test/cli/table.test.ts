@@ -137,7 +137,7 @@ test('table: bad input is one line and exit 2', () => {
   const cases: [string[], RegExp][] = [
     [['--model', model, '--detector', detector, '--solvers', 'euler', '--nfe', '3'], /--ref is required/],
     [['--model', model, '--detector', detector, '--ref', ref, '--solvers', 'euler'], /--nfe is required/],
-    [['--model', model, '--detector', detector, '--ref', ref, '--solvers', 'euler,rk4', '--nfe', '3'], /--solvers: expected a comma-separated list of solvers/],
+    [['--model', model, '--detector', detector, '--ref', ref, '--solvers', 'euler,rk4', '--nfe', '3'], /--solvers: "rk4" is not a solver/],
     [['--spec', join(dir, 'nope.yaml')], /--spec: .* does not exist/],
     [['--model', model, '--detector', join(dir, 'none.onnx'), '--ref', ref, '--solvers', 'euler', '--nfe', '3'], /export_inception\.py/],
   ];

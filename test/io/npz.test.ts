@@ -74,7 +74,8 @@ test('writeStatsNpz then readStatsNpz gives back the same float64 values', async
   const dir = await mkdtemp(join(tmpdir(), 'adasde-npz-'));
   try {
     const mu = new Float64Array([0.1, -2, 1e-300]);
-    const sigma = new Float64Array([1, 0.5, 0, 0.5, 2, 1e10, 0, 1e10, 3]);
+    // A covariance spanning 20 orders of magnitude (readStatsNpz refuses non-covariances).
+    const sigma = new Float64Array([1, 0.5, 0, 0.5, 2, 1e-10, 0, 1e-10, 1e10]);
     await writeStatsNpz(join(dir, 'ref.npz'), mu, sigma);
     const s = await readStatsNpz(join(dir, 'ref.npz'));
     assert.equal(s.dim, 3);
@@ -83,6 +84,9 @@ test('writeStatsNpz then readStatsNpz gives back the same float64 values', async
     const raw = await readNpz(join(dir, 'ref.npz'));
     assert.equal(raw.get('mu')!.dtype, 'float64');
     assert.deepEqual(raw.get('sigma')!.shape, [3, 3]);
+    // |s_21| = 1e10 > sqrt(s_11 s_22): no covariance has that entry.
+    await writeStatsNpz(join(dir, 'bad.npz'), mu, new Float64Array([1, 0.5, 0, 0.5, 2, 1e10, 0, 1e10, 3]));
+    await rejectsUsage(readStatsNpz(join(dir, 'bad.npz')), 'bad.npz', /member 'sigma' is not positive semi-definite/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -13,6 +13,11 @@ test('distEnv: torchrun and Slurm variables, a lone process otherwise', () => {
   assert.deepEqual(distEnv({ SLURM_PROCID: '5', SLURM_NTASKS: '6', SLURM_LOCALID: '0' }), { rank: 5, world: 6, localRank: 0 });
   assert.throws(() => distEnv({ RANK: '8', WORLD_SIZE: '8' }), UsageError);
   assert.throws(() => distEnv({ RANK: 'x', WORLD_SIZE: '2' }), UsageError);
+  // Half a set would make every process sample every seed: refused.
+  assert.throws(() => distEnv({ RANK: '1' }), /RANK=1 is set but WORLD_SIZE is not/);
+  assert.throws(() => distEnv({ SLURM_NTASKS: '4' }), /SLURM_NTASKS=4 is set but SLURM_PROCID is not/);
+  // Both complete and different (torchrun under srun): torchrun's variables win.
+  assert.deepEqual(distEnv({ RANK: '3', WORLD_SIZE: '8', SLURM_PROCID: '1', SLURM_NTASKS: '2' }), { rank: 3, world: 8, localRank: 0 });
 });
 
 test('rankBatches: EDM generate.py split (tensor_split into ceil(n/(batch*world))*world parts, round robin)', () => {
