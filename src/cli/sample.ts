@@ -361,6 +361,11 @@ async function runSample(o: SampleOptions): Promise<void> {
   // Unconditional denoisers guided by a classifier draw each seed's class over its classes.
   if (cg && r.plan.labelDim === 0) r.plan.labelDim = cg.classes;
   const decode = o.outputFormat === 'png' && needsDecoder(model);
+  // PNG holds grey (C = 1) or RGB (C = 3) pixels; other pixel-space channel counts stay arrays.
+  const C = model.sampleShape[0]!;
+  if (o.outputFormat === 'png' && !decode && C !== 1 && C !== 3) {
+    throw new UsageError(`--output_format png: ${file} has ${C} channels; PNG images need 1 (grey) or 3 (RGB); use --output_format npy`);
+  }
   preflightCompanions(model, { text: model.hasCondition, decoder: decode });
   prepareOutdir(r.outdir, '--outdir');
   // grid.png and samples.npy are written by rank 0 (or the launcher) only.

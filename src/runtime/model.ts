@@ -23,11 +23,11 @@ import {
   type TensorSignature,
 } from './session.js';
 
-export const MODEL_FAMILIES = ['edm', 'cm', 'adm', 'ldm', 'sd', 'analytic'] as const;
+export const MODEL_FAMILIES = ['edm', 'cm', 'adm', 'ldm', 'sd', 'ddpm', 'analytic'] as const;
 export type ModelFamily = (typeof MODEL_FAMILIES)[number];
 
 /** Families whose sigma <-> timestep map comes from `adasde.alphas_cumprod` (ALGORITHM.md 8). */
-export const DISCRETE_FAMILIES: readonly ModelFamily[] = ['ldm', 'sd'];
+export const DISCRETE_FAMILIES: readonly ModelFamily[] = ['ldm', 'sd', 'ddpm'];
 
 export interface DenoiserMetadata {
   sigmaMin: number;

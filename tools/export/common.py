@@ -813,7 +813,7 @@ def isolate_from_upstream() -> None:
     `from ldm.util import ...` would find our scripts. Our modules load each other with
     `load_sibling` under private names instead."""
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != EXPORT_DIR]
-    for name in ('cm', 'ldm', 'edm', 'adm', 'sd', 'selftest', 'clip_tokenizer'):
+    for name in ('cm', 'ldm', 'edm', 'adm', 'sd', 'ddpm', 'selftest', 'clip_tokenizer'):
         mod = sys.modules.get(name)
         f = getattr(mod, '__file__', None) if mod is not None else None
         if f and os.path.dirname(os.path.abspath(f)) == EXPORT_DIR:

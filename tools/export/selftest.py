@@ -40,6 +40,7 @@ cm = common.load_sibling('cm')
 adm = common.load_sibling('adm')
 ldm = common.load_sibling('ldm')
 sd = common.load_sibling('sd')
+ddpm = common.load_sibling('ddpm')
 clip_tokenizer = common.load_sibling('clip_tokenizer')
 
 RTOL = 1e-4
@@ -906,7 +907,176 @@ def family_sd(root):
     return fam.write()
 
 
-FAMILIES = OrderedDict(edm=family_edm, cm=family_cm, adm=family_adm, ldm=family_ldm, sd=family_sd)
+# ---------------------------------------------------------------------------------------
+# ddpm: generic discrete-time DDPM checkpoints (tools/export/ddpm.py), one model per convention
+
+TESTNETS = os.path.join(HERE, 'testnets')
+
+
+def _tiny_ddpm():
+    if TESTNETS not in sys.path:
+        sys.path.insert(0, TESTNETS)
+    import tiny_ddpm
+    return tiny_ddpm
+
+
+def _ddpm_case(fam, fname, wrapper, ac, inputs, note, gauss=None):
+    """One model's case, the network-input check and (Gaussian models) the closed-form check."""
+    y32, y64 = run(wrapper, inputs), run(wrapper, inputs, torch.float64)
+    stem = fname[:-len('.onnx')] + '.'
+    ins, outs, outs64 = save_case_io(fam, stem, inputs, {'denoised': y32}, {'denoised': y64})
+    fam.add_model(fname, 'denoiser')
+    fam.add_case(stem[:-1], fname, ins, outs, ref64=outs64, note=note)
+    k, m = wrapper.k, wrapper.m
+    s64 = inputs['sigma'].double()
+    sy = k * s64
+    tau64 = common.DiscreteTime(ac).timestep_np(sy.numpy())
+    M = len(ac)
+    want_t = {'index': tau64, 'index_int': np.clip(np.round(tau64), 0, M - 1), 'fraction': tau64 / M,
+              'continuous': (tau64 + 1) / M}[wrapper.time_input]
+    a = 1 / torch.sqrt(1 + sy.reshape(-1, 1, 1, 1) ** 2)
+    want_x = to_np(a * (k * inputs['x'].double() + m))
+    seen = capture_net_inputs(wrapper, inputs)
+    x_err = float(np.max(np.abs(to_np(seen['x_in']).astype(np.float64) - want_x)))
+    # float32 timesteps of the piecewise-linear inverse are good to ~0.05 steps (check_discrete_schedule)
+    t_err = float(np.max(np.abs(to_np(seen['t']).astype(np.float64) - want_t))) * (M if wrapper.time_input in ('fraction', 'continuous') else 1)
+    assert x_err < 1e-5 and t_err < 0.05, (fname, x_err, t_err)
+    checks = {'network input a (k x + m) (float32) vs float64, max abs': x_err,
+              'network time input (float32) vs float64 convention, max abs in timesteps': t_err,
+              'float32 torch vs float64 torch, max rel': max_rel_err(to_np(y32), to_np(y64))}
+    if gauss is not None:
+        mu_x, s_x = gauss
+        x64 = inputs['x'].double()
+        s4 = s64.reshape(-1, 1, 1, 1)
+        exact = mu_x + s_x ** 2 / (s_x ** 2 + s4 ** 2) * (x64 - mu_x)   # ALGORITHM.md 9
+        e64, e32 = max_rel_err(to_np(y64), to_np(exact)), max_rel_err(to_np(y32), to_np(exact))
+        # mu is a float32 buffer in network units (k mu + m): float64 agrees to its rounding
+        assert e64 < 1e-6 and e32 < 1e-4, (fname, e64, e32)
+        checks['D (float64) vs the Gaussian closed form mu + s^2/(s^2+sigma^2)(x - mu), max rel'] = e64
+        checks['D (float32) vs the Gaussian closed form, max rel'] = e32
+    fam.checks[fname] = checks
+    check_torch_vs_onnx_reference(fam, fname, inputs, y32)
+
+
+def family_ddpm(root):
+    fam = Family(root, 'ddpm', 'generic DDPM checkpoints (tools/export/ddpm.py): one model per convention '
+                               '(beta schedule, data range, time input, prediction type), through --module, '
+                               '--diffusers and the Python API; two exact Gaussian-data predictors for end-to-end checks')
+    tiny = _tiny_ddpm()
+    tmp = fam.path('.work')
+    os.makedirs(tmp)
+    ac_linear = ddpm.alphas_cumprod_from(argparse.Namespace(alphas_cumprod=None, betas=None, num_train_timesteps=1000,
+                                                            beta_schedule='linear', beta_start=1e-4, beta_end=0.02))
+    base = ['--batch', '2', '--dataset-name']
+
+    # 1. --module: a 1-channel 28x28 course-project CNN, linear betas, data in [0, 1], time index/T, eps
+    torch.manual_seed(11)
+    net = tiny.GreyNet(in_ch=1, ch=8, time_scale=1000.0)
+    torch.save({'ema': net.state_dict(), 'step': 5}, os.path.join(tmp, 'grey.pt'))
+    assert ddpm.main(['--module', 'tiny_ddpm:GreyNet', '--module-kwargs', '{"in_ch": 1, "ch": 8, "time_scale": 1000.0}',
+                      '--upstream', TESTNETS, '--weights', os.path.join(tmp, 'grey.pt'), '--img-channels', '1',
+                      '--img-resolution', '28', '--data-range', '[0,1]', '--time-input', 'fraction',
+                      '--out', fam.path('grey28.onnx')] + base + ['tiny-grey28']) == 0
+    w = ddpm.DDPMDenoiser(net.eval(), ac_linear, img_channels=1, data_range='[0,1]', time_input='fraction')
+    _ddpm_case(fam, 'grey28.onnx', w, ac_linear, ddpm.example_inputs(6, 1, 28, w.time, w.k, seed=21),
+               '--module with a nested (ema) state dict; y = (x + 1) / 2, noise level sigma / 2')
+
+    # 2. --diffusers: a UNet2DModel folder (stand-in class with diffusers' call interface and
+    #    files), squaredcos_cap_v2, v_prediction, learned variance (6 output channels), index
+    torch.manual_seed(12)
+    unet = tiny.FakeUNet2DModel(in_channels=3, out_channels=6, sample_size=16, block_out_channels=(8,))
+    folder = os.path.join(tmp, 'ddpm-rgb16')
+    unet.save_pretrained(os.path.join(folder, 'unet'))
+    os.makedirs(os.path.join(folder, 'scheduler'))
+    with open(os.path.join(folder, 'scheduler', 'scheduler_config.json'), 'w') as f:
+        json.dump({'_class_name': 'DDPMScheduler', 'num_train_timesteps': 1000, 'beta_schedule': 'squaredcos_cap_v2',
+                   'beta_start': 0.0001, 'beta_end': 0.02, 'prediction_type': 'v_prediction',
+                   'variance_type': 'learned_range', 'clip_sample': True}, f)
+    assert ddpm.main(['--diffusers', folder, '--out', fam.path('rgb16-diffusers.onnx')] + base + ['tiny-rgb16'],
+                     unet_class=tiny.FakeUNet2DModel) == 0
+    ac_cos = np.cumprod(1 - ddpm.cosine_betas(1000))
+    w = ddpm.DDPMDenoiser(tiny.FakeUNet2DModel.from_pretrained(os.path.join(folder, 'unet')).eval(), ac_cos,
+                          img_channels=3, time_input='index', prediction='v', net_call='diffusers')
+    _ddpm_case(fam, 'rgb16-diffusers.onnx', w, ac_cos, ddpm.example_inputs(5, 3, 16, w.time, w.k, seed=22),
+               'diffusers folder: schedule, prediction type and channels from its configs; eps/v = first 3 of 6 channels')
+
+    # 3. Python API: an embedding-table network, scaled_linear, data in [-0.5, 0.5], integer index, x0
+    torch.manual_seed(13)
+    ac_sl = ddpm.betas_of('scaled_linear', 1000, 0.00085, 0.012)
+    ac_sl = np.cumprod(1 - ac_sl)
+    embed = tiny.EmbedNet(in_ch=3, ch=8, T=1000).eval()
+    w, _ = ddpm.export_ddpm(embed, ac_sl, fam.path('embed8.onnx'), img_channels=3, img_resolution=8,
+                            data_range='[-0.5,0.5]', time_input='index_int', prediction='x0', dataset_name='tiny-embed8',
+                            verbose=False)
+    # sigmas a quarter step off the integers: float32 rounding cannot flip the embedding row
+    tq = common.DiscreteTime(ac_sl)
+    taus = np.array([0.25, 17.25, 250.25, 640.25, 998.75])
+    sig = torch.tensor(tq.sigma_np((taus + 1) / 1000) / w.k, dtype=torch.float32)
+    g = torch.Generator().manual_seed(23)
+    x = torch.rand(5, 3, 8, 8, generator=g) * 2 - 1 + sig.reshape(-1, 1, 1, 1) * torch.randn(5, 3, 8, 8, generator=g)
+    _ddpm_case(fam, 'embed8.onnx', w, ac_sl, OrderedDict(x=x, sigma=sig),
+               'integer timesteps (Round, int64) into an nn.Embedding; sigmas at tau = j + 1/4 or 3/4')
+
+    # 4. --betas table file, continuous time (tau + 1) / T, eps, a 2-channel 12x12 network
+    torch.manual_seed(14)
+    betas = np.linspace(2e-4, 0.03, 400)
+    np.savetxt(os.path.join(tmp, 'betas.txt'), betas)
+    net4 = tiny.GreyNet(in_ch=2, ch=8, time_scale=1000.0)
+    torch.save(net4.state_dict(), os.path.join(tmp, 'net4.pt'))
+    assert ddpm.main(['--module', 'tiny_ddpm:GreyNet', '--module-kwargs', '{"in_ch": 2, "ch": 8, "time_scale": 1000.0}',
+                      '--upstream', TESTNETS, '--weights', os.path.join(tmp, 'net4.pt'), '--img-channels', '2',
+                      '--img-resolution', '12', '--betas', os.path.join(tmp, 'betas.txt'), '--time-input', 'continuous',
+                      '--out', fam.path('table12.onnx')] + base + ['tiny-table12']) == 0
+    ac_tab = np.cumprod(1 - np.loadtxt(os.path.join(tmp, 'betas.txt')))
+    w = ddpm.DDPMDenoiser(net4.eval(), ac_tab, img_channels=2, time_input='continuous')
+    _ddpm_case(fam, 'table12.onnx', w, ac_tab, ddpm.example_inputs(4, 2, 12, w.time, w.k, seed=24),
+               '--betas from a text file (T = 400), 2 channels (any C; PNG output needs 1 or 3)')
+
+    # 5-6. exact predictors for Gaussian data: the exported D must be the closed-form Gaussian
+    #      denoiser of ALGORITHM.md 9 in the contract's units whatever the network's conventions
+    gauss = {}
+    for fname, C, R, ac, rng, tin, pred, seed in (
+            ('gauss28.onnx', 1, 28, ac_linear, '[0,1]', 'fraction', 'v', 31),
+            ('gauss-rgb12.onnx', 3, 12, ac_sl, '[-0.5,0.5]', 'index', 'eps', 32)):
+        k, m = ddpm.DATA_RANGES[rng]
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, R), torch.linspace(-1, 1, R), indexing='ij')
+        mu_x = torch.stack([0.6 * torch.cos(2.5 * (xx + c * yy)) for c in range(C)]).to(torch.float32)   # pattern in [-0.6, 0.6]
+        s_x = 0.25
+        net = tiny.GaussianDDPM(ac, k * mu_x + m, k * s_x, time_input=tin, prediction=pred)
+        w, _ = ddpm.export_ddpm(net, ac, fam.path(fname), img_channels=C, img_resolution=R, data_range=rng,
+                                time_input=tin, prediction=pred, dataset_name=fname[:-5], verbose=False)
+        _ddpm_case(fam, fname, w, ac, ddpm.example_inputs(6, C, R, w.time, w.k, seed=seed),
+                   f'exact {pred}-prediction for Gaussian data N(mu, {s_x}^2 I) (x units; mu in gauss.json)', gauss=(mu_x.double(), s_x))
+        gauss[fname] = {'mu': [float(v) for v in mu_x.reshape(-1)], 's': s_x, 'shape': [C, R, R], 'data_range': rng,
+                        'time_input': tin, 'prediction': pred}
+    with open(fam.path('gauss.json'), 'w') as f:
+        json.dump(gauss, f)
+    fam.files['gauss.json'] = {'role': 'the Gaussian data (x units) behind gauss28.onnx and gauss-rgb12.onnx'}
+    # The cosine table ends at alphas_cumprod ~ 1e-9 (sigma_max in the thousands): check the
+    # float32 graph's timesteps over the sampler's range t in [1e-3, 1] (past it float32 overflows).
+    dt = common.DiscreteTime(ac_cos)
+    t = np.linspace(1e-3, 1, 2001)
+    with torch.no_grad():
+        ts32 = dt(torch.tensor(dt.sigma_np(t), dtype=torch.float32)).numpy().astype(np.float64)
+    cos_err = float(np.max(np.abs(ts32 - (1000 * t - 1))))
+    assert cos_err < 0.05, cos_err
+    # The product of the cosine betas telescopes to alpha_bar((i + 1) / T) / alpha_bar(0) wherever
+    # the 0.999 cap does not bind (every step but the last).
+    i = np.arange(1000)
+    abar = np.cos(((i + 1) / 1000 + 0.008) / 1.008 * np.pi / 2) ** 2 / np.cos(0.008 / 1.008 * np.pi / 2) ** 2
+    tele = float(np.max(np.abs(ac_cos[:-1] / abar[:-1] - 1)))
+    assert tele < 1e-12, tele
+    # Bad input is one line and exit code 2 (the shape is required with --module).
+    assert ddpm.main(['--module', 'tiny_ddpm:GreyNet', '--upstream', TESTNETS, '--out', os.path.join(tmp, 'x.onnx')]) == 2
+    fam.checks['cosine (squaredcos_cap_v2) schedule'] = {
+        'alphas_cumprod vs alpha_bar((i+1)/T) / alpha_bar(0) (telescoped), max rel, i < T - 1': tele,
+        'sigma_min': dt.sigma_min, 'sigma_max': dt.sigma_max,
+        'graph timestep (float32) - (M t - 1), t in [1e-3, 1], max abs (timestep units)': cos_err}
+    shutil.rmtree(tmp)
+    return fam.write()
+
+
+FAMILIES = OrderedDict(edm=family_edm, cm=family_cm, adm=family_adm, ldm=family_ldm, sd=family_sd, ddpm=family_ddpm)
 
 
 def main(argv=None) -> int:
