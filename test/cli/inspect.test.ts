@@ -140,7 +140,7 @@ test('every metadata and signature problem is its own stderr line, exit code 2',
   assert.equal(r.code, 2);
   assert.deepEqual(r.errLines, [
     `adasde: error: ${f}: missing metadata adasde.sigma_min, adasde.dataset_name (the model contract in README.md lists the required adasde.* keys)`,
-    `adasde: error: ${f}: metadata adasde.family='vae' is not one of edm, cm, adm, ldm, sd, analytic`,
+    `adasde: error: ${f}: metadata adasde.family='vae' is not one of edm, cm, adm, ldm, sd, ddpm, analytic`,
     `adasde: error: ${f}: input 'x' has shape [N,4,4,4]; expected [N,3,4,4] (adasde.img_channels=3, adasde.img_resolution=4)`,
     `adasde: error: ${f}: output 'denoised' has shape [N,4,4,4]; expected [N,3,4,4] (adasde.img_channels=3, adasde.img_resolution=4)`,
   ]);

@@ -66,7 +66,7 @@ describe('denoiser contract violations', () => {
     saveModel(buildGaussModel(gauss, SHAPE, { extra: { 'adasde.sigma_max': 'lots' } }), f);
     await rejectsUsage(loadDenoiserModel(f), /adasde\.sigma_max='lots' is not a number above sigma_min=0\.002/);
     saveModel(buildGaussModel(gauss, SHAPE, { family: 'vae' }), f);
-    await rejectsUsage(loadDenoiserModel(f), /adasde\.family='vae' is not one of edm, cm, adm, ldm, sd, analytic/);
+    await rejectsUsage(loadDenoiserModel(f), /adasde\.family='vae' is not one of edm, cm, adm, ldm, sd, ddpm, analytic/);
     saveModel(buildGaussModel(gauss, SHAPE, { family: 'sd' }), f);
     await rejectsUsage(loadDenoiserModel(f), /missing metadata adasde\.alphas_cumprod \(required for family 'sd'\)/);
   });
