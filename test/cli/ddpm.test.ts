@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import sharp from 'sharp';
 import { main } from '../../src/cli/main.js';
+import { latestSnapshot } from '../../src/config/predictor.js';
 import { readNpy, toFloat64 } from '../../src/io/npy.js';
 import { imagePath, quantize } from '../../src/io/png.js';
 import { buildFeatureModel, saveModel } from '../../src/runtime/graph.js';
@@ -125,7 +126,7 @@ test('ddpm gauss28: train (feature loss through a 3-channel detector on grey ima
   assert.ok(ticks.every((t) => t.loss.length === 3 && t.loss.every(Number.isFinite)));
   const chart = parseChartSvg(readFileSync(join(run, 'loss.svg'), 'utf8'));
   assert.equal(chart.points.filter((p) => p.data.panel === 'loss').length, 6);
-  const snap = join(run, 'network-snapshot-000000.json');
+  const snap = latestSnapshot(run)!;
   const images = join(dir, 'from-snapshot');
   assert.equal(await cli('sample', '--model', join(FIX, 'gauss28.onnx'), '--predictor_path', snap, '--seeds', '0-3', '--outdir', images, '--quiet'), 0);
   const meta = await sharp(imagePath(images, 3)).metadata();
