@@ -24,7 +24,9 @@ import { loadDenoiserModel, type DenoiserModel } from '../runtime/model.js';
 import { readModelSignature } from '../runtime/session.js';
 import { needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
 import { runBatches, sampleDim, type SamplePlan } from '../sample/pipeline.js';
-import type { Conditioning, Denoiser } from '../solvers/types.js';
+import type { Conditioning, Denoiser, StepCallback } from '../solvers/types.js';
+import { fromHalfArray, toHalfArray } from '../runtime/half.js';
+import { seedLatents } from '../rng/streams.js';
 import { checkPromptSeeds, promptOf, promptSource, type PromptSource } from '../text/prompts.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
 import { discreteTime, getSchedule, userSchedule } from '../solvers/schedule.js';
@@ -56,7 +58,7 @@ export function resolveModelFile(model: string | undefined, datasetName: string 
     if (statSync(model).isDirectory()) throw new UsageError(`--model: ${model} is a folder (expected an ONNX denoiser file)`);
     return model;
   }
-  if (!datasetName) throw new UsageError('--model or --dataset_name is required');
+  if (!datasetName) throw new UsageError('--model, --dataset_name or an AdaSDE --predictor_path (whose dataset names the model) is required');
   const names = DATASET_MODEL_FILES[datasetName] ?? [`${datasetName}.onnx`];
   for (const n of names) {
     const p = join(modelDir, n);
@@ -176,7 +178,8 @@ export function resolvePlan(o: SampleOptions, model: Pick<DenoiserModel, 'meta' 
 /** The seeds this rank produces, in batches, with finished images skipped when resuming. */
 function pendingBatches(o: SampleOptions, dist: DistEnv, outdir: string): { batches: number[][]; skipped: number } {
   const mine = rankBatches(o.seeds, o.batch, dist.rank, dist.world);
-  if (!o.resume || o.outputFormat === 'npy') return { batches: mine, skipped: 0 };
+  // --return_inters needs every seed's trajectory, so nothing is skipped.
+  if (!o.resume || o.outputFormat === 'npy' || o.returnInters) return { batches: mine, skipped: 0 };
   let skipped = 0;
   const todo = mine.map((b) =>
     b.filter((s) => {
@@ -222,7 +225,7 @@ interface RankCompanions {
 }
 
 /** Worker-side run for one rank: returns the number of images written and NFE spent. */
-async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r: Resolved, progress: Progress, comp: RankCompanions = {}): Promise<{ images: number; npy?: Float32Array }> {
+async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r: Resolved, progress: Progress, comp: RankCompanions = {}): Promise<{ images: number; npy?: Float32Array; inters?: Map<number, Float32Array[]> }> {
   const { plan } = r;
   const [C, H, W] = model.sampleShape;
   const dim = model.dim;
@@ -242,8 +245,21 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
   const cfgLabels = o.guidanceRate && o.guidanceType === 'cfg' && plan.labelDim > 0;
   const writer = npyOut ? undefined : new ImageWriter();
   const paths = (seeds: readonly number[]) => seeds.map((s) => imagePath(r.outdir, s, o.subdirs));
+  // --use_fp16 on a float32 model: the precision of a float16 boundary (an fp16 export has it already).
+  const base = comp.denoise ?? model.denoise;
+  const denoise = o.useFp16 && model.dtype !== 'float16' ? halfBoundary(base) : base;
+  // --return_inters: per seed, the state at t_0 and after every step (float32, as written).
+  const inters = o.returnInters ? new Map<number, Float32Array[]>() : undefined;
+  const t0 = plan.tSteps[0]!;
   try {
-    await runBatches(plan, comp.denoise ?? model.denoise, batches, {
+    await runBatches(plan, denoise, batches, {
+      callbackFor: inters
+        ? (seeds): StepCallback => {
+            const z = latents ? undefined : seedLatents(seeds, dim);
+            seeds.forEach((s, b) => inters.set(s, [Float32Array.from(latents ? latents.get(s)! : z!.subarray(b * dim, (b + 1) * dim), (v) => v * t0)]));
+            return (info) => seeds.forEach((s, b) => inters.get(s)!.push(Float32Array.from(info.x.subarray(b * dim, (b + 1) * dim))));
+          }
+        : undefined,
       latentsFor: latents
         ? (seeds) => {
             const z = new Float64Array(seeds.length * dim);
@@ -259,6 +275,8 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
       // model run (src/sample/pipeline.ts runBatches).
       consume: async (x, seeds) => {
         checkFinite(x, seeds, dim);
+        // With --denoise_to_zero the final D(x, t_{N-1}) is the trajectory's last state.
+        if (inters && o.denoiseToZero) seeds.forEach((s, b) => inters.get(s)!.push(Float32Array.from(x.subarray(b * dim, (b + 1) * dim))));
         if (npyOut) {
           // Latent models keep the final latent x here (the decoder is not run).
           seeds.forEach((s, b) => npyOut.set(s, Float32Array.from(x.subarray(b * dim, (b + 1) * dim))));
@@ -284,9 +302,20 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
     const mine = rankBatches(o.seeds, o.batch, dist.rank, dist.world).flat();
     const out = new Float32Array(mine.length * dim);
     mine.forEach((s, k) => out.set(npyOut.get(s)!, k * dim));
-    return { images, npy: out };
+    return { images, npy: out, inters };
   }
-  return { images };
+  return { images, inters };
+}
+
+/** inters.npy: float32 [states, n, C, H, W], seeds in --seeds order (as the reference stacks them). */
+async function writeInters(o: SampleOptions, outdir: string, inters: Map<number, Float32Array[]>, shape: readonly number[]): Promise<string> {
+  const dim = sampleDim(shape);
+  const states = inters.get(o.seeds[0]!)!.length;
+  const out = new Float32Array(states * o.seeds.length * dim);
+  o.seeds.forEach((s, k) => inters.get(s)!.forEach((x, p) => out.set(x, (p * o.seeds.length + k) * dim)));
+  const dest = join(outdir, 'inters.npy');
+  await writeNpy(dest, ndarray('float32', [states, o.seeds.length, ...shape], out));
+  return dest;
 }
 
 const npyPartPath = (outdir: string, rank: number) => join(outdir, `.samples-rank${String(rank).padStart(5, '0')}.npy`);
@@ -340,9 +369,41 @@ export function classifierFor(model: Pick<DenoiserModel, 'path' | 'meta' | 'samp
   return { file, rate, classes };
 }
 
-async function runSample(o: SampleOptions): Promise<void> {
+/**
+ * The model file: --model (or the reference's --model_path), else --dataset_name, else, as
+ * the reference's sample.py does, the dataset the predictor was trained for.
+ */
+function modelFileOf(o: SampleOptions, predictor: PredictorFile | undefined): string {
+  if (o.model !== undefined && o.modelPath !== undefined && o.model !== o.modelPath) throw new UsageError(`--model_path ${o.modelPath} disagrees with --model ${o.model} (one flag, two spellings)`);
+  const model = o.model ?? o.modelPath;
+  return resolveModelFile(model, o.datasetName ?? (model === undefined ? predictor?.options.dataset_name : undefined), o.modelDir, o.quiet);
+}
+
+/**
+ * The reference's sample.py takes the guidance of an AdaSDE run from its predictor (the
+ * coefficients were distilled under it); flags given explicitly still win.
+ */
+function withPredictorGuidance(o: SampleOptions, predictor: PredictorFile | undefined): SampleOptions {
+  if (!predictor || o.guidanceType !== undefined || o.guidanceRate !== undefined) return o;
+  const g = predictor.options.guidance_type;
+  return g ? { ...o, guidanceType: g, guidanceRate: predictor.options.guidance_rate } : o;
+}
+
+/** D evaluated through a float16 boundary: inputs and output rounded to binary16 (--use_fp16). */
+function halfBoundary(denoise: Denoiser): Denoiser {
+  const round = (a: Float64Array): Float64Array => {
+    const out = new Float64Array(a.length);
+    fromHalfArray(toHalfArray(a), out);
+    return out;
+  };
+  return async (req) => round(await denoise({ ...req, x: round(req.x), sigma: round(req.sigma), out: undefined }));
+}
+
+async function runSample(flags: SampleOptions): Promise<void> {
   const outer = distEnv();
-  const file = resolveModelFile(o.model, o.datasetName, o.modelDir, o.quiet);
+  const predictor = flags.predictorPath !== undefined ? loadPredictor(resolvePredictorPath(flags.predictorPath, flags.expDir)) : undefined;
+  const o = withPredictorGuidance(flags, predictor);
+  const file = modelFileOf(o, predictor);
   const device = o.device === 'cuda' && outer.world > 1 ? `cuda:${outer.localRank}` : o.device;
   const model = await loadDenoiserModel(file, {
     device,
@@ -351,6 +412,7 @@ async function runSample(o: SampleOptions): Promise<void> {
     guidanceRate: o.guidanceType === 'cfg' ? o.guidanceRate : undefined,
   });
   const r = resolvePlan(o, model);
+  if (o.returnInters && (o.nprocPerNode > 1 || outer.world > 1)) throw new UsageError('--return_inters: one process only (it gathers every seed\'s trajectory into one inters.npy)');
   if ((o.prompt !== undefined || o.promptFile !== undefined) && !model.hasCondition) throw new UsageError(`--prompt: ${file} is not text-conditional`);
   const prompts = promptSource(o.prompt, o.promptFile);
   if (model.hasCondition) {
@@ -417,6 +479,7 @@ async function runSample(o: SampleOptions): Promise<void> {
         await comp.classifier?.dispose();
       }
       skipped = progress.skipped;
+      if (res.inters) await writeInters(o, r.outdir, res.inters, model.sampleShape);
       if (res.npy) {
         await writeNpy(npyPartPath(r.outdir, outer.rank), ndarray('float32', [res.npy.length / model.dim, ...model.sampleShape], res.npy));
       }

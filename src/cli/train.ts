@@ -49,7 +49,10 @@ export function studentNfe(o: Pick<TrainOptions, 'numSteps' | 'numPoints' | 'afs
 
 /** The reference's run name: <dataset>-<num_steps>-<nfe>-adasde-<teacher>-<M>-<schedule tag>[-afs][-desc]. */
 export function runDescription(o: TrainOptions, dataset: string): string {
-  const parts = [dataset, o.numSteps, studentNfe(o), o.samplerStu, o.samplerTea, o.M, scheduleTag(o.scheduleType, o.scheduleRho)];
+  // As the reference, the name counts model evaluations: with CFG each step evaluates the
+  // conditional and unconditional halves (ms_coco-4-10-...: 5 solver NFE, 10 evaluations).
+  const cfg = o.guidanceType === 'cfg' && o.guidanceRate > 0 ? 2 : 1;
+  const parts = [dataset, o.numSteps, cfg * studentNfe(o), o.samplerStu, o.samplerTea, o.M, scheduleTag(o.scheduleType, o.scheduleRho)];
   let d = parts.join('-');
   if (o.afs) d += '-afs';
   if (o.desc) d += `-${o.desc}`;
@@ -493,14 +496,17 @@ async function runTrain(cli: TrainOptions, given: ReadonlySet<string> = new Set(
   });
   if (resumed) log(`resumed at batch ${state.batchIndex} (${kimgOf(state.batchIndex)} kimg)`);
 
+  const writeState = async () => {
+    const st = { batchIndex: state.batchIndex, raw: state.raw, adam: state.adam, elapsedSec: (Date.now() - started) / 1000 };
+    await writeFileAtomic(join(r.runDir, STATE_FILE), JSON.stringify(st) + '\n', { fsync: true });
+  };
   const writeSnapshot = async (kimg: number) => {
     if (!isMain) return;
     const snap = predictorOf(r, state, kimg, model.meta.sigmaMin, model.meta.sigmaMax);
     // Snapshot first, then the resumable state: a crash between them resumes from the
     // previous state and rewrites the same snapshot, never a half-written file.
     await writeFileAtomic(join(r.runDir, snapshotName(kimg)), JSON.stringify(snap, null, 1) + '\n', { fsync: true });
-    const st = { batchIndex: state.batchIndex, raw: state.raw, adam: state.adam, elapsedSec: (Date.now() - started) / 1000 };
-    await writeFileAtomic(join(r.runDir, STATE_FILE), JSON.stringify(st) + '\n', { fsync: true });
+    await writeState();
   };
 
   let tickStart = Date.now();
@@ -561,6 +567,9 @@ async function runTrain(cli: TrainOptions, given: ReadonlySet<string> = new Set(
           await drawLossChart(r.runDir, o.quiet);
         }
         if (ticks % o.snap === 0 || done) await writeSnapshot(kimg);
+        // The resumable state at every tick (a few hundred numbers), so a run stopped between
+        // snapshots resumes from its last tick; the reference's --dump interval is not needed.
+        else if (isMain) await writeState();
         tickStart = Date.now();
         tickBatches = 0;
         tickLoss = [];

@@ -10,7 +10,7 @@ export const SOLVERS = ['euler', 'heun', 'dpm', 'ipndm', 'ipndm_v', 'deis', 'dpm
 export type SolverName = (typeof SOLVERS)[number];
 export const solverName = z.enum(SOLVERS);
 
-export const GUIDANCE_TYPES = ['cfg', 'cg'] as const;
+export const GUIDANCE_TYPES = ['cfg', 'cg', 'uncond'] as const;
 export const guidanceType = z.preprocess(
   (v) => (v === 'None' || v === '' ? undefined : v),
   z.enum(GUIDANCE_TYPES).optional(),

@@ -5,7 +5,6 @@ import { defineOptions, type OptionsOf } from './options.js';
 
 const shared = {
   detector: { flag: 'detector', schema: z.string().min(1), default: 'models/inception-2015-12-05.onnx', help: 'feature extractor ONNX (inception-2015-12-05 contract)', expect: 'a path to an .onnx file' },
-  batch: { flag: 'batch', schema: intFlag(1, 1 << 16), default: 64, help: 'images per detector call', expect: 'an integer >= 1' },
   num: { flag: 'num', schema: intFlag(2).optional(), help: 'use a reproducible subset of this many images (default: all)', expect: 'an integer >= 2' },
   seed: { flag: 'seed', schema: intFlag(0), default: 0, help: 'seed of the --num subset', expect: 'a non-negative integer' },
   device: { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' },
@@ -23,6 +22,7 @@ const partialDir = (where: string) =>
 export const fidCalcTable = defineOptions({
   images: { flag: 'images', schema: z.string().min(1), help: 'image folder, zip, or a statistics .npz', expect: 'a folder, .zip or .npz' },
   ref: { flag: 'ref', schema: z.string().min(1), help: 'reference statistics .npz (mu, sigma)', expect: 'a path to an .npz file' },
+  batch: { flag: 'batch', schema: intFlag(1, 1 << 16), default: 250, help: 'images per detector call', expect: 'an integer >= 1' },
   json: { flag: 'json', schema: boolFlag, default: false, kind: 'switch', help: 'print one JSON record instead of the number: {fid, ...} with the Inception detector, {fd_bundled, ...} with the bundled features (metric, n, detector, ref, images, elapsed)', expect: 'a switch' },
   partialDir: partialDir('the current folder'),
   ...shared,
@@ -31,6 +31,7 @@ export const fidCalcTable = defineOptions({
 export const fidRefTable = defineOptions({
   data: { flag: 'data', schema: z.string().min(1), help: 'image folder or zip', expect: 'a folder or .zip' },
   dest: { flag: 'dest', schema: z.string().regex(/\.npz$/i), help: 'output statistics .npz (mu, sigma, float64)', expect: 'a path ending in .npz' },
+  batch: { flag: 'batch', schema: intFlag(1, 1 << 16), default: 500, help: 'images per detector call', expect: 'an integer >= 1' },
   partialDir: partialDir('beside --dest'),
   ...shared,
 });
@@ -38,4 +39,4 @@ export const fidRefTable = defineOptions({
 export type FidCalcOptions = OptionsOf<typeof fidCalcTable>;
 export type FidRefOptions = OptionsOf<typeof fidRefTable>;
 /** What `fid calc` and `fid ref` share. */
-export type FidCommonOptions = OptionsOf<typeof shared>;
+export type FidCommonOptions = OptionsOf<typeof shared> & { batch: number };

@@ -5,6 +5,7 @@ import { defineOptions, type OptionsOf } from './options.js';
 
 export const sampleTable = defineOptions({
   model: { flag: 'model', schema: optStr, help: 'denoiser ONNX file (the adasde model contract)', expect: 'a path to an .onnx file' },
+  modelPath: { flag: 'model_path', schema: optStr, help: 'the reference\'s spelling of --model', expect: 'a path to an .onnx file' },
   datasetName: { flag: 'dataset_name', schema: optStr, help: 'reference dataset name, resolved to a model file inside --model_dir', expect: 'a dataset name such as cifar10' },
   modelDir: { flag: 'model_dir', schema: z.string(), default: './models', help: 'where --dataset_name models live', expect: 'a folder' },
   predictorPath: { flag: 'predictor_path', schema: optStr, help: 'AdaSDE predictor: an experiment number under --exp_dir, a run folder or a predictor .json', expect: 'an experiment number or a path' },
@@ -33,10 +34,12 @@ export const sampleTable = defineOptions({
   classIdx: { flag: 'class', schema: intFlag(0).optional(), help: 'class label for class-conditional models (default: drawn per seed)', expect: 'a non-negative integer' },
   prompt: { flag: 'prompt', schema: optStr, help: 'text prompt for every seed (text-conditional models)', expect: 'a string' },
   promptFile: { flag: 'prompt_file', schema: optStr, help: 'CSV with a text column, or one prompt per line; seed s takes prompt s', expect: 'a path' },
-  guidanceType: { flag: 'guidance_type', schema: guidanceType, help: 'cfg (classifier-free) or cg (classifier)', expect: 'cfg or cg' },
+  guidanceType: { flag: 'guidance_type', schema: guidanceType, help: 'cfg (classifier-free), cg (classifier) or uncond (no guidance, as the reference runs lsun_bedroom_ldm)', expect: 'cfg, cg or uncond' },
   guidanceRate: { flag: 'guidance_rate', schema: numFlag(0).optional(), help: 'guidance scale (SD default 7.5)', expect: 'a non-negative number' },
   latents: { flag: 'latents', schema: optStr, help: 'float32 .npy [n, C, H, W] of standard-normal latents replacing the seed-drawn ones', expect: 'a path to a .npy file' },
   outputFormat: { flag: 'output_format', schema: z.enum(['png', 'npy']), default: 'png', help: 'png images, or one float32 .npy of the final states in seed order', expect: 'png or npy' },
+  useFp16: { flag: 'use_fp16', schema: boolFlag, default: false, kind: 'bool', help: 'half precision at the model boundary: a float32 model gets x and sigma rounded to float16 and its output rounded back (an fp16 export runs in fp16 anyway)', expect: 'True or False' },
+  returnInters: { flag: 'return_inters', schema: boolFlag, default: false, kind: 'bool', help: 'also write inters.npy: float32 [steps+1, n, C, H, W], the state before the first and after every step, seeds in --seeds order (one process)', expect: 'True or False' },
   resume: { flag: 'resume', schema: boolFlag, default: true, kind: 'bool', help: 'skip images that already exist', expect: 'True or False' },
   device: { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' },
   threads: { flag: 'threads', schema: intFlag(0, 1024), default: 0, help: 'intra-op threads per process (0: onnxruntime default)', expect: 'a non-negative integer' },

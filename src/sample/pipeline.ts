@@ -73,6 +73,8 @@ export interface BatchLoop {
   latentsFor?: (seeds: readonly number[]) => Float64Array;
   /** Per-batch conditioning (prompts), made before the batch starts. */
   condFor?: (seeds: readonly number[]) => Promise<Conditioning | undefined> | Conditioning | undefined;
+  /** A per-batch step callback (intermediate states, `--return_inters`). */
+  callbackFor?: (seeds: readonly number[]) => StepCallback | undefined;
   /**
    * Takes a finished batch (check, quantise, encode, write); at most one is in flight. `x` is
    * recycled once the returned promise settles: copy what must outlive it.
@@ -99,7 +101,7 @@ export async function runBatches(plan: SamplePlan, denoise: Denoiser, batches: r
     const cond = await loop.condFor?.(seeds);
     // sampleBatch returns at its first model call, which onnxruntime-node starts from
     // setImmediate: consume's synchronous part runs first, its compression in parallel.
-    const running = sampleBatch(plan, denoise, { seeds, latents: loop.latentsFor?.(seeds), cond, pool });
+    const running = sampleBatch(plan, denoise, { seeds, latents: loop.latentsFor?.(seeds), cond, pool, callback: loop.callbackFor?.(seeds) });
     try {
       if (prev) {
         await writing;
