@@ -35,6 +35,7 @@ import {
 import { FeatureStats } from '../fid/stats.js';
 import { defineCommand } from './command.js';
 import { RunError, UsageError } from './errors.js';
+import { localFile } from './download.js';
 import { isWorker, ITEMS_ONLY, Progress } from './progress.js';
 
 const isNpz = (p: string): boolean => /\.npz$/i.test(p);
@@ -220,8 +221,10 @@ function formatValue(v: number): string {
   return String(v);
 }
 
-async function runCalc(o: FidCalcOptions): Promise<void> {
+async function runCalc(flags: FidCalcOptions): Promise<void> {
   const started = Date.now();
+  // The reference's --ref takes a URL (EDM's published fid-refs); so do --ref and --detector here.
+  const o = { ...flags, ref: await localFile(flags.ref, '--ref', flags.quiet), detector: await localFile(flags.detector, '--detector', flags.quiet) };
   const dist = distEnv();
   const inWorker = launcherPartialDir() !== undefined;
 
@@ -271,8 +274,9 @@ function report(o: FidCalcOptions, metric: Metric, value: number, r: { n: number
   }
 }
 
-async function runRef(o: FidRefOptions): Promise<void> {
+async function runRef(flags: FidRefOptions): Promise<void> {
   const started = Date.now();
+  const o = { ...flags, detector: await localFile(flags.detector, '--detector', flags.quiet) };
   // Before the long extraction: a destination that cannot be written is refused now.
   prepareOutputFile(o.dest, '--dest');
   const det = inspectDetector(o.detector);

@@ -35,6 +35,15 @@ const TEMP_RE = /\.tmp-(\d+)-[0-9a-f]{12}$/;
  */
 const pending = new Set<string>();
 
+/** Streams written outside writeFileAtomic (downloads) register their temp file here too. */
+export function trackTempFile(tmp: string): void {
+  pending.add(tmp);
+}
+
+export function untrackTempFile(tmp: string): void {
+  pending.delete(tmp);
+}
+
 /** `<dir>/<name>.tmp-<pid>-<12 hex>`: same directory as `path`, so the rename stays atomic. */
 export function tempPathFor(path: string): string {
   return join(dirname(path), `${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
