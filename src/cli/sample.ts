@@ -3,7 +3,7 @@
  * main job). Reads like EDM's generate.py: resolve the model, the predictor and the
  * schedule, split the seeds over ranks, then per batch: latents -> solver -> images.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -35,19 +35,14 @@ import { RunError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
 
 /**
- * `--dataset_name` resolves to the first existing file of its list inside `--model_dir`
- * (the README documents the convention): `<name>.onnx`, then the upstream checkpoint name.
+ * `--dataset_name` resolves to the first existing file of its list inside `--model_dir`:
+ * `<name>.onnx`, then the upstream checkpoint's name. The list is the one table
+ * tools/export/dataset_models.json, which the exporters read too (README, "Exporting models").
  */
-export const DATASET_MODEL_FILES: Record<string, readonly string[]> = {
-  cifar10: ['cifar10.onnx', 'edm-cifar10-32x32-uncond-vp.onnx', 'cifar10-tiny-edm.onnx'],
-  ffhq: ['ffhq.onnx', 'edm-ffhq-64x64-uncond-vp.onnx'],
-  afhqv2: ['afhqv2.onnx', 'edm-afhqv2-64x64-uncond-vp.onnx'],
-  imagenet64: ['imagenet64.onnx', 'edm-imagenet-64x64-cond-adm.onnx'],
-  lsun_bedroom: ['lsun_bedroom.onnx', 'cd_bedroom256_lpips.onnx'],
-  imagenet256: ['imagenet256.onnx', '256x256_diffusion.onnx'],
-  lsun_bedroom_ldm: ['lsun_bedroom_ldm.onnx', 'ldm-lsun-bedroom.onnx'],
-  ms_coco: ['ms_coco.onnx', 'stable-diffusion-v1-5.onnx'],
-};
+export const DATASET_MODEL_FILES: Record<string, readonly string[]> = (() => {
+  const table = JSON.parse(readFileSync(new URL('../../../tools/export/dataset_models.json', import.meta.url), 'utf8')) as { datasets: Record<string, { files: string[] }> };
+  return Object.fromEntries(Object.entries(table.datasets).map(([k, v]) => [k, v.files]));
+})();
 
 /** The last entry of a dataset's list that is shipped with the package, not downloaded. */
 const BUNDLED_FALLBACK: Record<string, string> = { cifar10: 'cifar10-tiny-edm.onnx' };

@@ -163,3 +163,26 @@ test('reference commands: train defaults are the reference train.py\'s', () => {
   const want = { schedule_type: 'time_uniform', schedule_rho: 7, gamma: 0.001, batch: 512, lr: 5e-3, max_order: 3, tick: 10, snap: 10, dump: 50, num_steps: 4, M: 3, afs: true, scale_dir: 0.05, scale_time: 0.2, total_kimg: 10, alpha: 20, num_points: 1, coslr: false };
   for (const [k, v] of Object.entries(want)) assert.equal(dry.options[k], v, k);
 });
+
+test('reference commands: one naming table for the resolver and the exporters', () => {
+  const table = JSON.parse(readFileSync(join(repoRoot, 'tools', 'export', 'dataset_models.json'), 'utf8')) as { datasets: Record<string, { checkpoint: string; exporter: string; files: string[] }> };
+  for (const [name, e] of Object.entries(table.datasets)) {
+    assert.equal(e.files[0], `${name}.onnx`, `${name}: the exporters' default output comes first`);
+    // The upstream checkpoint's own name, with .onnx, is the second candidate (for LDM's
+    // generic lsun_beds256/model.ckpt, its folder's name).
+    const parts = e.checkpoint.split('/');
+    const stem = parts[parts.length - 1] === 'model.ckpt' ? parts[parts.length - 2]! : parts[parts.length - 1]!.replace(/\.[^.]+$/, '');
+    assert.equal(e.files[1], `${stem}.onnx`, name);
+    assert.ok(existsSync(join(repoRoot, 'tools', 'export', e.exporter)), e.exporter);
+    // The exporter reads the table for its default --out (no hard-coded file names left).
+    const src = readFileSync(join(repoRoot, 'tools', 'export', e.exporter), 'utf8');
+    assert.match(src, /common\.resolve_out\(args, /, `${e.exporter} takes its default --out from the table`);
+  }
+  // The reference's CM checkpoint name is found by --dataset_name lsun_bedroom.
+  const dir = mkdtempSync(join(tmpdir(), 'adasde-names-'));
+  mkdirSync(join(dir, 'models'));
+  saveModel(buildMixtureModel(MIX, SHAPE, { datasetName: 'lsun_bedroom' }), join(dir, 'models', 'edm_bedroom256_ema.onnx'));
+  const r = spawnSync(process.execPath, [bin, 'sample', '--dataset_name', 'lsun_bedroom', '--solver', 'euler', '--seeds', '0', '--quiet', '--outdir', 'o'], { cwd: dir, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(pngCount(join(dir, 'o')), 1);
+});

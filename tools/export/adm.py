@@ -2,8 +2,8 @@
 denoiser, plus its noisy classifier as a companion graph.
 
     python3 tools/export/adm.py --upstream /path/to/guided-diffusion \
-        --weights 256x256_diffusion.pt --classifier 256x256_classifier.pt \
-        --out models/adm-imagenet256.onnx
+        --weights 256x256_diffusion.pt --classifier 256x256_classifier.pt
+    (writes models/imagenet256.onnx, the name --dataset_name imagenet256 finds: dataset_models.json)
 
 (1) Upstream: `guided_diffusion.script_util.create_model_and_diffusion` with the flags of
     the released 256x256 conditional model (attention 32,16,8, class_cond, learn_sigma,
@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     mflags, cflags = dict(MODEL_FLAGS), dict(CLASSIFIER_FLAGS)
     mflags.update(json.loads(args.model_flags or '{}'))
     cflags.update(json.loads(args.classifier_flags or '{}'))
+    common.resolve_out(args, args.dataset_name)
     net, clf = load_adm(args.weights, args.classifier, mflags, cflags)
     label_dim = 1000 if mflags.get('class_cond') else 0
     print(f'[adm] UNetModel {mflags["image_size"]}x{mflags["image_size"]}, label_dim {label_dim}; '
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
                dataset_name=args.dataset_name, fp16=args.fp16, fp16_io=args.fp16_io, opset=args.opset,
                external_data=common.external_flag(args), batch=args.batch)
     print('\nsample with (add --guidance_type cg --guidance_rate W for classifier guidance):\n  '
-          + common.sample_command(args.out, extra='--batch 4'))
+          + common.sample_command(args.out, extra='--batch 4', dataset=args.dataset_name))
     return 0
 
 

@@ -2,7 +2,7 @@
 `edm_bedroom256_ema.pt`, pixel space 256x256, unconditional) as an adasde denoiser.
 
     python3 tools/export/cm.py --upstream /path/to/consistency_models \
-        --weights edm_bedroom256_ema.pt --out models/edm-lsun-bedroom-256.onnx
+        --weights edm_bedroom256_ema.pt                   # writes models/lsun_bedroom.onnx (dataset_models.json)
 
 (1) Upstream: `cm.script_util.create_model_and_diffusion` with the flags of the released
     EDM bedroom model (CM README: attention 32,16,8, 256 channels, 64 channels per head,
@@ -98,6 +98,7 @@ def main(argv=None) -> int:
     flags = dict(BEDROOM_FLAGS)
     if args.model_flags:
         flags.update(json.loads(args.model_flags))
+    common.resolve_out(args, args.dataset_name)
     net, sigma_data, sigma_min, sigma_max = load_cm_bedroom(args.weights, flags)
     print(f'[cm] UNetModel {flags["image_size"]}x{flags["image_size"]}, sigma_data {sigma_data}, '
           f'sigma [{sigma_min}, {sigma_max}]')
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
                     sigma_data=sigma_data, sigma_min=sigma_min, sigma_max=sigma_max, fp16=args.fp16,
                     fp16_io=args.fp16_io, opset=args.opset, external_data=common.external_flag(args),
                     batch=args.batch)
-    print('\nsample with:\n  ' + common.sample_command(args.out, extra='--batch 4'))
+    print('\nsample with:\n  ' + common.sample_command(args.out, extra='--batch 4', dataset=args.dataset_name))
     return 0
 
 

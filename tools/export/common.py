@@ -782,13 +782,32 @@ def verify_interface(path: str, input_names: Sequence[str], output_names: Sequen
     return model
 
 
-def sample_command(model_path: str, *, extra: str = '') -> str:
-    cmd = f'adasde sample --model {model_path} --solver dpmpp --num_steps 6 --seeds 0-63 --grid'
+def dataset_models() -> dict:
+    """The --dataset_name naming table (dataset_models.json), shared with `adasde sample`'s resolver."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'dataset_models.json')) as f:
+        return json.load(f)['datasets']
+
+
+def resolve_out(args: argparse.Namespace, dataset: str) -> str:
+    """--out, or by default models/<the table's first name for the dataset> (what --dataset_name finds)."""
+    if args.out is None:
+        table = dataset_models()
+        args.out = os.path.join('models', table[dataset]['files'][0] if dataset in table else f'{dataset}.onnx')
+    return args.out
+
+
+def sample_command(model_path: str, *, extra: str = '', dataset: Optional[str] = None) -> str:
+    # A file under a name of the table in ./models is found by --dataset_name, as the reference names models.
+    files = dataset_models().get(dataset or '', {}).get('files', [])
+    by_name = dataset is not None and os.path.basename(model_path) in files and os.path.normpath(os.path.dirname(model_path)) == 'models'
+    what = f'--dataset_name {dataset}' if by_name else f'--model {model_path}'
+    cmd = f'adasde sample {what} --solver dpmpp --num_steps 6 --seeds 0-63 --grid'
     return cmd + (' ' + extra if extra else '')
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--out', required=True, help='output .onnx file (companion files go beside it)')
+    parser.add_argument('--out', default=None,
+                        help='output .onnx file, companions beside it (default: models/<dataset>.onnx, found by --dataset_name)')
     parser.add_argument('--upstream', default=None,
                         help='path of the upstream repository checkout, prepended to sys.path')
     parser.add_argument('--fp16', action='store_true',

@@ -1,7 +1,7 @@
 """Export an EDM checkpoint (NVlabs/edm network pickles) as an adasde denoiser ONNX file.
 
     python3 tools/export/edm.py --upstream /path/to/edm \
-        --weights edm-cifar10-32x32-uncond-vp.pkl --out models/edm-cifar10-32x32-uncond-vp.onnx
+        --weights edm-cifar10-32x32-uncond-vp.pkl          # writes models/cifar10.onnx (dataset_models.json)
 
 Works for the EDM pickles of the reference datasets: cifar10 (32x32, uncond or cond with
 10 labels), ffhq and afhqv2 (64x64), imagenet64 (64x64, `class_labels` [N, 1000]).
@@ -100,6 +100,7 @@ def main(argv=None) -> int:
     dataset = args.dataset_name or guess_dataset(args.weights)
     if not dataset:
         p.error('cannot guess the dataset from the file name; pass --dataset-name')
+    common.resolve_out(args, dataset)
     precond = load_edm_pickle(args.weights)
     sigma_data = float(precond.sigma_data)
     print(f'[edm] {type(precond.model).__name__}: {precond.img_resolution}x{precond.img_resolution}x'
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
                     sigma_data=sigma_data, sigma_min=args.sigma_min, sigma_max=args.sigma_max, fp16=args.fp16,
                     fp16_io=args.fp16_io, opset=args.opset, external_data=common.external_flag(args),
                     batch=args.batch)
-    print('\nsample with:\n  ' + common.sample_command(args.out))
+    print('\nsample with:\n  ' + common.sample_command(args.out, dataset=dataset))
     return 0
 
 

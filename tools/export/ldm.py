@@ -3,10 +3,11 @@ latent denoiser plus its first-stage decoder.
 
     python3 tools/export/ldm.py --upstream /path/to/latent-diffusion \
         --config configs/latent-diffusion/lsun_bedrooms-ldm-vq-4.yaml \
-        --weights models/ldm/lsun_beds256/model.ckpt --out models/ldm-lsun-bedroom.onnx
+        --weights models/ldm/lsun_beds256/model.ckpt
 
-writes `ldm-lsun-bedroom.onnx` (denoiser on latents [N, 3, 64, 64]) and
-`ldm-lsun-bedroom.decoder.onnx` (latents -> images [N, 3, 256, 256] in [-1, 1]).
+writes `models/lsun_bedroom_ldm.onnx` (denoiser on latents [N, 3, 64, 64]; the name
+--dataset_name lsun_bedroom_ldm finds, dataset_models.json) and
+`lsun_bedroom_ldm.decoder.onnx` (latents -> images [N, 3, 256, 256] in [-1, 1]).
 
 (1) Upstream: `ldm.util.instantiate_from_config(OmegaConf.load(config).model)`, then the
     checkpoint's `state_dict`. The eps network is `model.model.diffusion_model`
@@ -107,6 +108,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     common.add_upstream_path(args.upstream)
     config = args.config or os.path.join(args.upstream or '.', 'configs/latent-diffusion/lsun_bedrooms-ldm-vq-4.yaml')
+    common.resolve_out(args, args.dataset_name)
     model, cfg = load_compvis_model(config, args.weights)
     params = cfg.model.params
     ch, res = int(params.channels), int(params.image_size)
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
     export_ldm(model.model.diffusion_model, model.first_stage_model, ac, args.out, scale_factor=sf,
                latent_channels=ch, latent_resolution=res, dataset_name=args.dataset_name, fp16=args.fp16,
                fp16_io=args.fp16_io, opset=args.opset, external_data=common.external_flag(args), batch=args.batch)
-    print('\nsample with:\n  ' + common.sample_command(args.out, extra='--schedule_type discrete --schedule_rho 1 --batch 8'))
+    print('\nsample with:\n  ' + common.sample_command(args.out, extra='--schedule_type discrete --schedule_rho 1 --batch 8', dataset=args.dataset_name))
     return 0
 
 

@@ -4,17 +4,17 @@ companions: the first-stage (VAE) decoder, the CLIP text encoder and the tokeniz
 CompVis checkpoint (the reference implementation's path):
     python3 tools/export/sd.py --upstream /path/to/stable-diffusion \
         --config configs/stable-diffusion/v1-inference.yaml \
-        --weights v1-5-pruned-emaonly.ckpt --out models/sd-v1-5.onnx --fp16
+        --weights v1-5-pruned-emaonly.ckpt --fp16     # writes models/ms_coco.onnx (dataset_models.json)
 diffusers folder (runwayml/stable-diffusion-v1-5 layout: unet/, vae/, text_encoder/,
 tokenizer/, scheduler/; needs `diffusers` and `transformers`):
-    python3 tools/export/sd.py --diffusers /path/to/stable-diffusion-v1-5 --out models/sd-v1-5.onnx --fp16
+    python3 tools/export/sd.py --diffusers /path/to/stable-diffusion-v1-5 --fp16
 
 writes (beside --out):
-    sd-v1-5.onnx                  denoiser: x [N,4,64,64], sigma [N], condition [N,77,768] -> denoised
-    sd-v1-5.onnx.data             weights, when over 2 GB (the fp32 UNet is 3.4 GB; --fp16 halves it)
-    sd-v1-5.decoder.onnx          z [N,4,64,64] -> image [N,3,512,512] in [-1,1] (z / 0.18215 inside)
-    sd-v1-5.text_encoder.onnx     input_ids int64 [N,77] -> condition [N,77,768] (last_hidden_state)
-    sd-v1-5.tokenizer/            vocab.json, merges.txt (CLIP BPE; pad with <|endoftext|>, length 77)
+    ms_coco.onnx                  denoiser: x [N,4,64,64], sigma [N], condition [N,77,768] -> denoised
+    ms_coco.onnx.data             weights, when over 2 GB (the fp32 UNet is 3.4 GB; --fp16 halves it)
+    ms_coco.decoder.onnx          z [N,4,64,64] -> image [N,3,512,512] in [-1,1] (z / 0.18215 inside)
+    ms_coco.text_encoder.onnx     input_ids int64 [N,77] -> condition [N,77,768] (last_hidden_state)
+    ms_coco.tokenizer/            vocab.json, merges.txt (CLIP BPE; pad with <|endoftext|>, length 77)
 
 (1) Upstream, CompVis: `ldm.util.instantiate_from_config` (see ldm.py); UNet
     `model.model.diffusion_model(x, timesteps, context=condition)`, schedule
@@ -158,6 +158,7 @@ def main(argv=None) -> int:
     common.add_common_args(p)
     args = p.parse_args(argv)
     common.add_upstream_path(args.upstream)
+    common.resolve_out(args, args.dataset_name)
     if args.weights:
         config = args.config or os.path.join(args.upstream or '.', 'configs/stable-diffusion/v1-inference.yaml')
         parts = load_compvis(config, args.weights)
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
               opset=args.opset, external_data=common.external_flag(args), batch=args.batch)
     print('\nsample with:\n  ' + common.sample_command(
         args.out, extra='--schedule_type discrete --schedule_rho 1 --guidance_type cfg --guidance_rate 7.5 '
-                        '--prompt "a photograph of an astronaut riding a horse" --batch 2'))
+                        '--prompt "a photograph of an astronaut riding a horse" --batch 2', dataset=args.dataset_name))
     return 0
 
 
