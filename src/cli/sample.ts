@@ -159,7 +159,9 @@ export function resolvePlan(o: SampleOptions, model: Pick<DenoiserModel, 'meta' 
   }
   const nfe = SOLVER_REGISTRY[solver].nfe(tSteps.length, opts) * (o.guidanceRate && o.guidanceType === 'cfg' ? 2 : 1);
   const dataset = meta.datasetName;
-  const outdir = o.outdir ?? join('samples', dataset, `${solver}_nfe${nfe}`);
+  // The reference's folder names: AdaSDE runs also carry their number of parallel points.
+  const points = solver === 'adasde' ? `_npoints_${opts.coeffs?.r[0]?.length ?? 1}` : '';
+  const outdir = o.outdir ?? join('samples', dataset, `${solver}_nfe${nfe}${points}`);
   return {
     plan: { solver, options: opts, tSteps, sampleShape: model.sampleShape, labelDim: meta.labelDim, classIdx: o.classIdx },
     predictor,

@@ -24,7 +24,9 @@ import { distEnv, runWorkers } from '../parallel/launcher.js';
 import { loadDenoiserModel, loadFeatureModel } from '../runtime/model.js';
 import { cellFile, loadStats, rankFile, runCell, saveStats } from '../table/cell.js';
 import { cellCommand, planCell, type Cell, type CellCommand } from '../table/plan.js';
+import { isUrl } from '../io/download.js';
 import { defineCommand } from './command.js';
+import { localFile } from './download.js';
 import { RunError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
 import { resolveModelFile } from './sample.js';
@@ -85,7 +87,7 @@ function resolveOptions(o: TableOptions): Resolved {
   if (dup) throw new UsageError(`rows: label "${dup}" is used twice; give the rows distinct labels`);
   const ref = o.ref ?? spec.ref;
   if (!ref) throw new UsageError('--ref is required (reference statistics .npz)');
-  if (!existsSync(ref)) throw new UsageError(`--ref: ${ref} does not exist`);
+  if (!isUrl(ref) && !existsSync(ref)) throw new UsageError(`--ref: ${ref} does not exist`);
   const compare = o.compare ?? spec.compare;
   return {
     modelFile,
@@ -160,6 +162,9 @@ async function waitFor(path: string, timeoutMs: number): Promise<void> {
 async function runTable(o: TableOptions): Promise<void> {
   const outer = distEnv();
   const r = resolveOptions(o);
+  // URLs (EDM's published fid-refs) are read from their cached download (src/io/download.ts).
+  r.ref = await localFile(r.ref, '--ref', o.quiet);
+  r.detector = await localFile(r.detector, '--detector', o.quiet);
   const det = inspectDetector(r.detector);
   const refStats = await readStatsNpz(r.ref).catch((e: unknown) => {
     throw e instanceof UsageError ? new UsageError(`--ref: ${e.message}`) : e;

@@ -71,7 +71,7 @@ test('reference commands: AdaSDE README train -> sample --predictor_path=0 -> fi
   // README "Generate 50K samples": no --model, no --dataset_name: the predictor names cifar10.
   const out = ok('sample --predictor_path=0 --batch=128 --seeds="0-3"');
   assert.match(out, /sampled 4 images with adasde at 3 NFE/);
-  const images = join(cwd, 'samples', 'cifar10', 'adasde_nfe3');
+  const images = join(cwd, 'samples', 'cifar10', 'adasde_nfe3_npoints_1');
   assert.equal(pngCount(images), 4);
   // fid.py ref / calc (the detector substituted: no Inception here).
   ok(`fid ref --data=${images} --dest=ref/stats.npz --detector=features.onnx`);

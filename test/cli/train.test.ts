@@ -23,7 +23,7 @@ import { denoiseTs, DIM, makeModelDir, SHAPE } from './sample-fixture.js';
 const bin = resolve(repoRoot, 'bin', 'adasde.js');
 const { dir, model } = makeModelDir();
 const cli = (...args: string[]) => main(['node', 'adasde', ...args]);
-const trainArgs = (outdir: string, kimg = '0.2') => ['train', '--model', model, '--outdir', outdir, '--num_steps', '4', '--M', '2', '--total_kimg', kimg, '--batch', '16', '--seed', '1', '--coslr', '--lr', '0.2', '--tick', '0.05', '--snap', '1', '--quiet'];
+const trainArgs = (outdir: string, kimg = '0.2') => ['train', '--model', model, '--outdir', outdir, '--num_steps', '4', '--M', '2', '--total_kimg', kimg, '--batch', '16', '--seed', '1', '--coslr', '--lr', '0.2', '--gamma', '0.02', '--schedule_rho', '1', '--tick', '0.05', '--snap', '1', '--quiet'];
 const runDirOf = (outdir: string) => join(outdir, readdirSync(outdir).find((d) => /^\d{5}-/.test(d))!);
 
 const EVAL = Array.from({ length: 48 }, (_, k) => 500000 + k);
