@@ -378,12 +378,13 @@ function modelFileOf(o: SampleOptions, predictor: PredictorFile | undefined): st
 
 /**
  * The reference's sample.py takes the guidance of an AdaSDE run from its predictor (the
- * coefficients were distilled under it); flags given explicitly still win.
+ * coefficients were distilled under it); flags given explicitly still win. Only CFG is taken
+ * over (the reference's ms_coco case); classifier guidance stays an explicit choice.
  */
 function withPredictorGuidance(o: SampleOptions, predictor: PredictorFile | undefined): SampleOptions {
   if (!predictor || o.guidanceType !== undefined || o.guidanceRate !== undefined) return o;
   const g = predictor.options.guidance_type;
-  return g ? { ...o, guidanceType: g, guidanceRate: predictor.options.guidance_rate } : o;
+  return g === 'cfg' ? { ...o, guidanceType: g, guidanceRate: predictor.options.guidance_rate } : o;
 }
 
 /** D evaluated through a float16 boundary: inputs and output rounded to binary16 (--use_fp16). */
