@@ -19,6 +19,7 @@ import { prepareOutdir } from '../io/outdir.js';
 import { createReducer } from '../parallel/allreduce.js';
 import { distEnv, runWorkers } from '../parallel/launcher.js';
 import { inspectDetector } from '../fid/detector.js';
+import { localFile } from './download.js';
 import { loadDenoiserModel, loadFeatureModel, type DenoiserModel } from '../runtime/model.js';
 import { effectiveCoefficients, type CoefficientBounds } from '../solvers/coefficients.js';
 import { discreteTime } from '../solvers/schedule.js';
@@ -138,15 +139,16 @@ interface Resolved {
   dataset: string;
 }
 
-function resolveRun(o: TrainOptions, dataset: string, modelFile: string): Resolved {
+/** `detectorFile`: `--detector` itself, or for an http(s) URL its cached download. */
+function resolveRun(o: TrainOptions, dataset: string, modelFile: string, detectorFile: string | undefined): Resolved {
   const seed = o.seed ?? randomInt(0, 2 ** 31 - 1);
   let detector: string | undefined;
   let featureLossNote: string;
-  if (o.detector !== undefined) {
-    if (!existsSync(o.detector)) throw new UsageError(`--detector: ${o.detector} does not exist (expected a feature-extractor ONNX file; see tools/export_inception.py)`);
+  if (o.detector !== undefined && detectorFile !== undefined) {
+    if (!existsSync(detectorFile)) throw new UsageError(`--detector: ${o.detector} does not exist (expected a feature-extractor ONNX file; see tools/export_inception.py)`);
     // Also refuses a file that is not a feature extractor (a denoiser, a companion) by name.
-    inspectDetector(o.detector);
-    detector = o.detector;
+    inspectDetector(detectorFile);
+    detector = detectorFile;
     featureLossNote = `final interval: feature loss through ${o.detector}, alpha ${o.alpha}`;
   } else if (existsSync(DEFAULT_DETECTOR)) {
     detector = DEFAULT_DETECTOR;
@@ -339,6 +341,9 @@ async function runTrain(cli: TrainOptions, given: ReadonlySet<string> = new Set(
     o = { ...stored, totalKimg, resume: cli.resume, quiet: cli.quiet, device: cli.device, threads: cli.threads, nprocPerNode: cli.nprocPerNode, dryRun: cli.dryRun, teacherCache: cli.teacherCache ?? stored.teacherCache, teacherCacheGb: cli.teacherCacheGb };
   }
   const modelFile = resolveModelFile(o.model, o.datasetName, o.modelDir);
+  // A URL detector (as fid's --detector takes) is downloaded once, before any worker starts, so
+  // the workers find it in the cache; the options keep the URL the user gave.
+  const detectorFile = o.detector === undefined ? undefined : await localFile(o.detector, '--detector', o.quiet);
   if (o.nprocPerNode > 1 && !o.dryRun) {
     await runWorkers(o.nprocPerNode, process.argv, dist);
     return;
@@ -351,7 +356,7 @@ async function runTrain(cli: TrainOptions, given: ReadonlySet<string> = new Set(
     guidanceRate: o.guidanceType === 'cfg' && o.guidanceRate > 0 ? o.guidanceRate : undefined,
   });
   const dataset = o.datasetName ?? model.meta.datasetName;
-  const r = resolveRun(o, dataset, modelFile);
+  const r = resolveRun(o, dataset, modelFile, detectorFile);
   if (resumeDir) r.runDir = resumeDir;
   if (o.scheduleType === 'discrete' && !model.meta.alphasCumprod) throw new UsageError('--schedule_type discrete needs a model with adasde.alphas_cumprod');
   if (o.batch < dist.world) throw new UsageError(`--batch ${o.batch} is smaller than the number of processes (${dist.world})`);

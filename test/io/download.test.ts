@@ -14,6 +14,8 @@ import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { cachePath, fetchToCache } from '../../src/io/download.js';
 import { writeStatsNpz } from '../../src/io/npz.js';
+import { buildFeatureModel, buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
+import { MIX, SHAPE } from '../cli/sample-fixture.js';
 import { repoRoot } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'adasde-download-'));
@@ -30,12 +32,18 @@ before(async () => {
   await writeStatsNpz(join(dir, 'a.npz'), new Float64Array(D).fill(0.5), eye(1));
   await writeStatsNpz(join(dir, 'b.npz'), new Float64Array(D).fill(0), eye(2));
   body = readFileSync(join(dir, 'b.npz'));
+  saveModel(buildMixtureModel(MIX, SHAPE, { datasetName: 'gmm' }), join(dir, 'gmm.onnx'));
+  saveModel(buildFeatureModel({ dim: 12, size: 16, seed: 4 }), join(dir, 'features.onnx'));
+  const features = readFileSync(join(dir, 'features.onnx'));
   server = createServer((req, res) => {
     const path = req.url ?? '/';
     hits.set(path, (hits.get(path) ?? 0) + 1);
     if (path === '/fid-refs/b.npz' || path === '/other/b.npz') {
       res.writeHead(200, { 'content-length': body.length });
       res.end(body);
+    } else if (path === '/models/features.onnx') {
+      res.writeHead(200, { 'content-length': features.length });
+      res.end(features);
     } else if (path === '/moved') {
       res.writeHead(302, { location: '/fid-refs/b.npz' });
       res.end();
@@ -121,4 +129,23 @@ test('download: a missing file is exit 2, an unreachable server exit 1, one line
   const offline = await cli(['fid', 'calc', '--images', join(dir, 'a.npz'), '--ref', `http://127.0.0.1:${port}/x.npz`]);
   assert.equal(offline.code, 1);
   assert.match(offline.err, /^adasde: error: --ref: cannot download http:\/\/127\.0\.0\.1:\d+\/x\.npz: offline or unreachable \(ECONNREFUSED\); download it yourself and pass the local file\n$/);
+});
+
+test('download: train --detector URL trains through the cached feature network; the run records the URL', async () => {
+  const url = `${base}/models/features.onnx`;
+  const outdir = join(dir, 'exp-url');
+  const args = ['train', '--model', join(dir, 'gmm.onnx'), '--outdir', outdir, '--detector', url, '--num_steps', '3', '--M', '1', '--batch', '4', '--total_kimg', '0.008', '--seed', '0', '--lr', '0.2', '--schedule_rho', '1', '--gamma', '0.02', '--quiet'];
+  const r = await cli(args);
+  assert.equal(r.code, 0, r.err);
+  const cached = cachePath(url, join(dir, 'cache'));
+  assert.deepEqual(readFileSync(cached), readFileSync(join(dir, 'features.onnx')));
+  const run = join(outdir, readdirSync(outdir).find((d) => /^\d{5}-/.test(d))!);
+  const opts = JSON.parse(readFileSync(join(run, 'training_options.json'), 'utf8')) as { options: Record<string, unknown>; resolved: { detector: string; feature_loss: string } };
+  assert.equal(opts.options.detector, url);
+  assert.equal(opts.resolved.detector, cached);
+  assert.match(opts.resolved.feature_loss, /feature loss through/);
+  // A second run reads the cache: the server sees the URL once.
+  const again = await cli(args);
+  assert.equal(again.code, 0, again.err);
+  assert.equal(hits.get('/models/features.onnx'), 1);
 });
