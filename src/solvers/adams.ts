@@ -1,5 +1,5 @@
 /**
- * Variable-step Adams-Bashforth machinery shared by `ipndm_v` and `deis` (ALGORITHM.md 3
+ * Variable-step Adams-Bashforth machinery shared by `ipndm` (fixed weights), `ipndm_v` and `deis` (ALGORITHM.md 3
  * style; README "Notes on the solvers"): the multistep loop over the ODE direction history and
  * the exact integrals of Lagrange basis polynomials that define the methods' weights.
  */
