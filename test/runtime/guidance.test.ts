@@ -25,6 +25,22 @@ import { buildGaussModel, GraphBuilder, saveModel, seededUniform } from '../../s
 import { DataType } from '../../src/runtime/proto.js';
 import type { DenoiseRequest } from '../../src/solvers/types.js';
 
+/** The lines an in-process CLI run writes to stderr (captured, not shown). */
+async function stderrLines(body: () => Promise<void>): Promise<string[]> {
+  const lines: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((s: string) => {
+    lines.push(String(s));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    await body();
+  } finally {
+    process.stderr.write = write;
+  }
+  return lines.join('').trim().split('\n');
+}
+
 const SHAPE = [1, 4, 4] as const;
 const DIM = 16;
 const K = 3;
@@ -154,25 +170,16 @@ describe('adasde sample --guidance_type cg', () => {
   });
 
   test('bad input: one line, exit 2', async () => {
-    const lines: string[] = [];
-    const write = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((s: string) => {
-      lines.push(String(s));
-      return true;
-    }) as typeof process.stderr.write;
     const unsupported = join(dir, 'maxpool.onnx');
     const unsupportedClf = join(dir, 'maxpool.classifier.onnx');
     saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE, { extra: { 'adasde.classifier': 'maxpool.classifier.onnx' } }), unsupported);
     saveClassifier(unsupportedClf, 'MaxPool');
     const run = (...a: string[]) => main(['node', 'adasde', 'sample', '--solver', 'euler', '--seeds', '0-1', '--output_format', 'npy', '--outdir', join(dir, 'bad'), '--quiet', ...a]);
-    try {
+    const out = await stderrLines(async () => {
       assert.equal(await run('--model', plainFile, '--guidance_type', 'cg', '--guidance_rate', '1'), 2);
       assert.equal(await run('--model', denoiserFile, '--guidance_type', 'cg'), 2);
       assert.equal(await run('--model', unsupported, '--guidance_type', 'cg', '--guidance_rate', '1'), 2);
-    } finally {
-      process.stderr.write = write;
-    }
-    const out = lines.join('').trim().split('\n');
+    });
     assert.equal(out.length, 3, out.join('\n'));
     assert.match(out[0]!, /--guidance_type cg: .*plain\.onnx names no classifier companion/);
     assert.match(out[1]!, /--guidance_type cg needs --guidance_rate/);
@@ -218,18 +225,9 @@ describe('adasde train --guidance_type cg', () => {
   });
 
   test('without a classifier companion: one line, exit 2', async () => {
-    const lines: string[] = [];
-    const write = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((s: string) => {
-      lines.push(String(s));
-      return true;
-    }) as typeof process.stderr.write;
-    try {
+    const out = await stderrLines(async () => {
       assert.equal(await main(['node', 'adasde', 'train', '--model', plainFile, '--outdir', join(dir, 'train-bad'), '--guidance_type', 'cg', '--guidance_rate', '1', '--total_kimg', '0.016', '--quiet']), 2);
-    } finally {
-      process.stderr.write = write;
-    }
-    const out = lines.join('').trim().split('\n');
+    });
     assert.equal(out.length, 1, out.join('\n'));
     assert.match(out[0]!, /--guidance_type cg: .*plain\.onnx names no classifier companion/);
   });
