@@ -8,12 +8,11 @@
  *   npm run build && node dist/bench/jvp_bundled.js [--batch 4] [--model models/cifar10-tiny-edm.onnx]
  */
 import { loadDenoiserModel } from '../src/runtime/model.js';
-import { NormalStream, SeedNoise, seedLatents } from '../src/rng/streams.js';
-import { effectiveCoefficients, type CoefficientBounds } from '../src/solvers/coefficients.js';
+import { NormalStream } from '../src/rng/streams.js';
+import type { CoefficientBounds } from '../src/solvers/coefficients.js';
 import { getSchedule } from '../src/solvers/schedule.js';
-import { finiteDifferenceJvp, type JvpScheme } from '../src/train/jvp.js';
-import { initState } from '../src/train/loop.js';
-import { studentStepJvp, type Tangent } from '../src/train/student.js';
+import type { JvpScheme } from '../src/train/jvp.js';
+import { studentLossGradients } from '../test/train/student-gradients.js';
 
 const arg = (name: string, def: string) => {
   const k = process.argv.indexOf(`--${name}`);
@@ -26,39 +25,12 @@ const N = 4;
 const bounds: CoefficientBounds = { scaleDir: 0.05, scaleTime: 0.2, gamma: 0.01, gammaMin: 2e-4, fcn: false };
 const tSteps = getSchedule({ numSteps: N, sigmaMin: model.meta.sigmaMin, sigmaMax: model.meta.sigmaMax, type: 'time_uniform', rho: 1 });
 const seeds = Array.from({ length: B }, (_, k) => 1000 + k);
-const raw = initState(0, N, 1).raw;
-const coeffs = effectiveCoefficients(raw, bounds);
 // Fixed targets: the student's own states shifted by a random offset, so every interval's
 // loss has a non-trivial gradient.
 const g = new NormalStream(5, 'init');
 
-async function gradients(scheme: JvpScheme, relStep: number, targets?: Float64Array[]) {
-  let rows = 0;
-  const jvp = finiteDifferenceJvp(
-    (req) => {
-      rows += req.batch;
-      return model.denoise(req);
-    },
-    { scheme, relStep },
-  );
-  const noise = new SeedNoise(seeds);
-  let x: Float64Array = seedLatents(seeds, dim).map((v) => v * tSteps[0]!);
-  let tangents: Tangent[] = [];
-  const xs: Float64Array[] = [];
-  const grads: Float64Array[] = [];
-  for (let i = 0; i < N - 1; i++) {
-    const eps = i > 0 ? noise.source(i, B, dim) : undefined;
-    const out = await studentStepJvp({ jvp, i, x, tangents, tCur: tSteps[i]!, tNext: tSteps[i + 1]!, raw, coeffs, bounds, afs: true, batch: B, eps });
-    x = out.x;
-    tangents = out.tangents;
-    xs.push(x);
-    if (targets) {
-      const y = targets[i]!;
-      grads.push(Float64Array.from(tangents, (t) => (2 * t.dx.reduce((s, v, k) => s + (x[k]! - y[k]!) * v, 0)) / B));
-    }
-  }
-  return { xs, grads, rows };
-}
+const gradients = (scheme: JvpScheme, relStep: number, targets?: Float64Array[]) =>
+  studentLossGradients({ denoise: (req) => model.denoise(req), dim, tSteps, bounds, seeds, scheme, relStep, targets });
 
 const base = await gradients('central', 1e-3);
 const targets = base.xs.map((x) => x.map((v) => v + 0.05 * g.normal()));

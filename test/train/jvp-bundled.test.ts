@@ -9,13 +9,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { resolve } from 'node:path';
 import { loadDenoiserModel } from '../../src/runtime/model.js';
-import { NormalStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
-import { effectiveCoefficients, type CoefficientBounds } from '../../src/solvers/coefficients.js';
+import { NormalStream } from '../../src/rng/streams.js';
+import type { CoefficientBounds } from '../../src/solvers/coefficients.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
-import { finiteDifferenceJvp, type JvpScheme } from '../../src/train/jvp.js';
-import { initState } from '../../src/train/loop.js';
-import { studentStepJvp, type Tangent } from '../../src/train/student.js';
+import type { JvpScheme } from '../../src/train/jvp.js';
 import { repoRoot } from '../helpers.js';
+import { studentLossGradients } from './student-gradients.js';
 
 test('bundled U-Net: forward-difference loss gradients agree with central differences (<= 1e-2) at 35 instead of 65 rows per trajectory', async () => {
   const model = await loadDenoiserModel(resolve(repoRoot, 'models', 'cifar10-tiny-edm.onnx'), { threads: 1 });
@@ -26,27 +25,7 @@ test('bundled U-Net: forward-difference loss gradients agree with central differ
     const bounds: CoefficientBounds = { scaleDir: 0.05, scaleTime: 0.2, gamma: 0.01, gammaMin: 2e-4, fcn: false };
     const tSteps = getSchedule({ numSteps: N, sigmaMin: model.meta.sigmaMin, sigmaMax: model.meta.sigmaMax, type: 'time_uniform', rho: 1 });
     const seeds = [1000, 1001];
-    const raw = initState(0, N, 1).raw;
-    const coeffs = effectiveCoefficients(raw, bounds);
-    const run = async (scheme: JvpScheme, targets?: Float64Array[]) => {
-      let rows = 0;
-      const jvp = finiteDifferenceJvp((req) => ((rows += req.batch), model.denoise(req)), { scheme, relStep: 1e-3 });
-      const noise = new SeedNoise(seeds);
-      let x: Float64Array = seedLatents(seeds, dim).map((v) => v * tSteps[0]!);
-      let tangents: Tangent[] = [];
-      const xs: Float64Array[] = [];
-      const grads: Float64Array[] = [];
-      for (let i = 0; i < N - 1; i++) {
-        const eps = i > 0 ? noise.source(i, B, dim) : undefined;
-        const out = await studentStepJvp({ jvp, i, x, tangents, tCur: tSteps[i]!, tNext: tSteps[i + 1]!, raw, coeffs, bounds, afs: true, batch: B, eps });
-        x = out.x;
-        tangents = out.tangents;
-        xs.push(x);
-        const y = targets?.[i];
-        if (y) grads.push(Float64Array.from(tangents, (t) => (2 * t.dx.reduce((s, v, k) => s + (x[k]! - y[k]!) * v, 0)) / B));
-      }
-      return { xs, grads, rows };
-    };
+    const run = (scheme: JvpScheme, targets?: Float64Array[]) => studentLossGradients({ denoise: (req) => model.denoise(req), dim, tSteps, bounds, seeds, scheme, relStep: 1e-3, targets });
     // Targets near the student's own states, so each interval's loss has a gradient of ordinary size.
     const g = new NormalStream(5, 'init');
     const targets = (await run('forward')).xs.map((x) => x.map((v) => v + 0.05 * g.normal()));
