@@ -5,17 +5,18 @@
  * network-snapshot-<kimg>.json that `adasde sample --predictor_path N` reads directly.
  */
 import { randomInt } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { writeTrainChart } from '../charts/train.js';
 import { parseOptions, toFlagRecord } from '../config/options.js';
-import { loadPredictor, PREDICTOR_FORMAT, PREDICTOR_VERSION, rawParamsOf, resolvePredictorPath, type PredictorFile } from '../config/predictor.js';
+import { loadPredictor, PREDICTOR_FORMAT, PREDICTOR_VERSION, rawParamsOf, type PredictorFile } from '../config/predictor.js';
 import { trainTable, type TrainOptions } from '../config/train.js';
 import { appendLog, removeStaleTempFiles, writeFileAtomic } from '../io/atomic.js';
 import { prepareOutdir } from '../io/outdir.js';
+import { claimRunDir, nextRunDir, resolvePredictorPath, resolveRunDir, runDescOf, snapshotName } from '../io/runs.js';
 import { createReducer } from '../parallel/allreduce.js';
 import { distEnv, runWorkers } from '../parallel/launcher.js';
 import { inspectDetector } from '../fid/detector.js';
@@ -60,74 +61,12 @@ export function runDescription(o: TrainOptions, dataset: string): string {
   return d;
 }
 
-/** EDM's numbering: one more than the largest NNNNN- prefix in the folder. */
-function nextRunId(outdir: string): number {
-  // Not a folder: nothing numbered in it; prepareOutdir refuses it before anything is written.
-  const ids = existsSync(outdir) && statSync(outdir).isDirectory()
-    ? readdirSync(outdir)
-        .map((n) => /^(\d+)/.exec(n))
-        .filter((m): m is RegExpExecArray => m !== null)
-        .map((m) => Number(m[1]))
-    : [];
-  return ids.length ? Math.max(...ids) + 1 : 0;
-}
-
-export function nextRunDir(outdir: string, desc: string): string {
-  return join(outdir, `${String(nextRunId(outdir)).padStart(5, '0')}-${desc}`);
-}
-
-/**
- * Creates the next numbered run folder, safe against other `adasde train` processes
- * starting at the same moment (launch.sh-style scripts run several at once): a number is
- * taken by creating `.claim-NNNNN` exclusively, and kept only if no folder with that number
- * appeared meanwhile. A claim left by a crashed process only skips its number.
- */
-export function claimRunDir(outdir: string, desc: string): string {
-  mkdirSync(outdir, { recursive: true });
-  let id = nextRunId(outdir);
-  for (;;) {
-    const tag = String(id).padStart(5, '0');
-    const claim = join(outdir, `.claim-${tag}`);
-    try {
-      closeSync(openSync(claim, 'wx'));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
-        id++;
-        continue;
-      }
-      throw e;
-    }
-    if (readdirSync(outdir).some((n) => n.startsWith(`${tag}-`) || n === tag)) {
-      // Taken by a process that finished its claim meanwhile: the folder now guards the number.
-      rmSync(claim, { force: true });
-      id++;
-      continue;
-    }
-    const dir = join(outdir, `${tag}-${desc}`);
-    mkdirSync(dir);
-    rmSync(claim, { force: true });
-    return dir;
-  }
-}
-
 const stateSchema = z.object({
   batchIndex: z.number().int().min(0),
   raw: z.record(z.string(), z.array(z.array(z.number()))),
   adam: z.record(z.string(), z.object({ m: z.array(z.array(z.number())), v: z.array(z.array(z.number())), step: z.number().int() })),
   elapsedSec: z.number(),
 });
-
-/**
- * EDM's naming, whole kimg in 6 digits; a snapshot between whole kimg (a fractional --tick)
- * adds three decimals (000000.256), so a learning curve keeps every point instead of
- * rewriting 000000.
- */
-export function snapshotName(kimg: number): string {
-  const whole = Math.floor(kimg + 1e-9);
-  const milli = Math.round((kimg - whole) * 1000);
-  const frac = milli > 0 && milli < 1000 ? `.${String(milli).padStart(3, '0')}` : '';
-  return `network-snapshot-${String(whole).padStart(6, '0')}${frac}.json`;
-}
 
 interface Resolved {
   opts: TrainOptions;
@@ -298,24 +237,13 @@ function readJsonOr(path: string): unknown {
 /** Flags a resumed run takes from the command line; every other one is the run's own. */
 const RESUME_FLAGS = new Set<string>(['resume', 'quiet', 'device', 'threads', 'nprocPerNode', 'dryRun', 'totalKimg', 'outdir', 'teacherCache', 'teacherCacheGb']);
 
-function resolveResumeDir(spec: string, outdir: string): string {
-  if (/^\d+$/.test(spec)) {
-    const prefix = spec.padStart(5, '0') + '-';
-    const dirs = existsSync(outdir) ? readdirSync(outdir).filter((d) => d.startsWith(prefix) && statSync(join(outdir, d)).isDirectory()) : [];
-    if (dirs.length !== 1) throw new UsageError(`--resume: no single run ${prefix}* under ${outdir}`);
-    return join(outdir, dirs[0]!);
-  }
-  if (!existsSync(spec)) throw new UsageError(`--resume: ${spec} does not exist`);
-  return spec;
-}
-
 async function runTrain(cli: TrainOptions, given: ReadonlySet<string> = new Set()): Promise<void> {
   const dist = distEnv();
   let o = cli;
   let resumed: ReturnType<typeof loadResumeState> | undefined;
   let resumeDir: string | undefined;
   if (cli.resume !== undefined) {
-    resumeDir = resolveResumeDir(cli.resume, cli.outdir);
+    resumeDir = resolveRunDir(cli.resume, cli.outdir);
     resumed = loadResumeState(resumeDir);
     // The run continues with its own options; only how it runs may change.
     const stored = parseOptions(trainTable, Object.fromEntries(Object.entries(trainTable).map(([, spec]) => [spec.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), resumed!.options[spec.flag] ?? undefined])));
@@ -422,7 +350,7 @@ async function runTrain(cli: TrainOptions, given: ReadonlySet<string> = new Set(
     // a flag mistake must not leave an empty numbered folder behind.
     prepareOutdir(resumed || o.nosubdir ? r.runDir : o.outdir, resumed ? '--resume' : '--outdir');
     // The dry-run's folder name was a preview; the real number is claimed now.
-    if (!resumed && !o.nosubdir) r.runDir = claimRunDir(o.outdir, basename(r.runDir).replace(/^\d+-/, ''));
+    if (!resumed && !o.nosubdir) r.runDir = claimRunDir(o.outdir, runDescOf(r.runDir));
     else mkdirSync(r.runDir, { recursive: true });
     record.resolved.run_dir = r.runDir;
     // Leftovers of a run killed outright (kill -9): temp files of writers that are gone.

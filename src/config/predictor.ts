@@ -1,11 +1,10 @@
 /**
  * The predictor file: a JSON document holding the raw AdaSDE parameter tables
  * (ALGORITHM.md 4.1) with every option needed to sample with them. `adasde train` writes
- * it as `network-snapshot-<kimg>.json`; `adasde sample --predictor_path` reads it.
+ * it as `network-snapshot-<kimg>.json`; `adasde sample --predictor_path` reads it (found
+ * through the run directories of src/io/runs.ts).
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UsageError } from '../cli/errors.js';
 import { effectiveCoefficients, type Coefficients, type RawParams } from '../solvers/coefficients.js';
@@ -89,74 +88,6 @@ export function parsePredictor(text: string, source: string): PredictorFile {
   const problem = predictorShapeProblem(r.data);
   if (problem) throw new UsageError(`${source}: ${problem}`);
   return r.data;
-}
-
-// Whole kimg, or kimg with three decimals for snapshots between whole kimg (000000.256).
-const SNAPSHOT_RE = /^network-snapshot-(\d+(?:\.\d+)?)\.json$/;
-
-/** The newest snapshot of a run folder, or its `predictor.json` (converted published runs). */
-export function latestSnapshot(dir: string): string | undefined {
-  const names = readdirSync(dir);
-  const snaps = names.map((n) => SNAPSHOT_RE.exec(n)).filter((m): m is RegExpExecArray => m !== null);
-  if (snaps.length) {
-    snaps.sort((a, b) => Number(a[1]) - Number(b[1]));
-    return join(dir, snaps[snaps.length - 1]![0]);
-  }
-  return names.includes('predictor.json') ? join(dir, 'predictor.json') : undefined;
-}
-
-/** The converter for the reference's pickled predictors (shipped with the package). */
-export const CONVERTER = fileURLToPath(new URL('../../../tools/convert_predictor.py', import.meta.url));
-
-/** The exact command that turns a reference pickle into a predictor JSON beside it. */
-export function convertCommand(pkl: string): string {
-  const out = pkl.replace(/\.pkl$/i, '.json');
-  return `python3 ${CONVERTER} ${pkl} --out ${out}`;
-}
-
-const PKL_RE = /^network-snapshot-(\d+)\.pkl$/;
-
-/** A run folder's newest snapshot, or the reason it has none (naming the pickle to convert). */
-function snapshotOf(dir: string, flag: string): string {
-  const snap = latestSnapshot(dir);
-  if (snap) return snap;
-  const pkls = readdirSync(dir).filter((n) => PKL_RE.test(n)).sort((a, b) => Number(PKL_RE.exec(a)![1]) - Number(PKL_RE.exec(b)![1]));
-  if (pkls.length) {
-    const pkl = join(dir, pkls[pkls.length - 1]!);
-    throw new UsageError(`${flag}: ${dir} holds the reference's ${pkls[pkls.length - 1]} (a PyTorch pickle); convert it where PyTorch is installed: ${convertCommand(pkl)}`);
-  }
-  throw new UsageError(`${flag}: ${dir} holds no network-snapshot-*.json or predictor.json`);
-}
-
-/**
- * Where experiment numbers are looked up: the given folder and, for the default `exp` (this
- * toolkit's and the reference README's name), also `exps` beside it (what the reference's
- * train.py writes).
- */
-export function experimentDirs(expDir: string): string[] {
-  return basename(resolve(expDir)) === 'exp' ? [expDir, join(dirname(expDir), 'exps')] : [expDir];
-}
-
-/**
- * Resolve `--predictor_path` as the reference does: an experiment number (`0`, `00012`)
- * names the run folder `exp/NNNNN-*` (or `exps/NNNNN-*`); otherwise it is a file, or a run
- * folder. A reference pickle is refused with the command that converts it.
- */
-export function resolvePredictorPath(spec: string, expDir: string, flag = '--predictor_path'): string {
-  if (/^\d+$/.test(spec)) {
-    const prefix = spec.padStart(5, '0') + '-';
-    for (const dir of experimentDirs(expDir)) {
-      const dirs = existsSync(dir) ? readdirSync(dir).filter((d) => d.startsWith(prefix) && statSync(join(dir, d)).isDirectory()) : [];
-      if (dirs.length > 1) throw new UsageError(`${flag}: experiment ${spec} is ambiguous under ${dir}: ${dirs.join(', ')}`);
-      if (dirs.length === 1) return snapshotOf(join(dir, dirs[0]!), flag);
-    }
-    throw new UsageError(`${flag}: no experiment ${prefix}* under ${experimentDirs(expDir).join(' or ')}`);
-  }
-  const p = resolve(spec);
-  if (!existsSync(p)) throw new UsageError(`${flag}: ${spec} does not exist (expected an experiment number or a predictor .json file)`);
-  if (statSync(p).isDirectory()) return snapshotOf(p, flag);
-  if (/\.pkl$/i.test(p)) throw new UsageError(`${flag}: ${spec} is a reference PyTorch pickle; convert it where PyTorch is installed: ${convertCommand(spec)}, then pass the .json`);
-  return p;
 }
 
 export function loadPredictor(path: string): PredictorFile {

@@ -4,9 +4,10 @@
  * cell is reused only when nothing that matters changed.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { coefficientsOf, latestSnapshot, loadPredictor, resolvePredictorPath, type PredictorFile } from '../config/predictor.js';
+import { coefficientsOf, loadPredictor, type PredictorFile } from '../config/predictor.js';
+import { latestSnapshot, listRuns, resolvePredictorPath } from '../io/runs.js';
 import type { TableRow } from '../config/table.js';
 import type { DenoiserMetadata } from '../runtime/model.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
@@ -44,12 +45,9 @@ function stepsFor(row: TableRow, opts: SolverOptions, nfe: number): number | und
 
 /** AdaSDE runs in exp/ for a dataset and NFE, newest first. */
 export function findPredictors(expDir: string, dataset: string, nfe: number, noise: boolean): string[] {
-  if (!existsSync(expDir)) return [];
   const out: { id: number; path: string }[] = [];
-  for (const d of readdirSync(expDir)) {
-    const m = /^(\d{5})-/.exec(d);
-    if (!m || !statSync(join(expDir, d)).isDirectory()) continue;
-    const snap = latestSnapshot(join(expDir, d));
+  for (const run of listRuns(expDir)) {
+    const snap = latestSnapshot(run.path);
     if (!snap) continue;
     let p: PredictorFile;
     try {
@@ -59,7 +57,7 @@ export function findPredictors(expDir: string, dataset: string, nfe: number, noi
     }
     const o = p.options;
     const k = (1 + o.num_points) * (o.num_steps - 1) - (o.afs ? 1 : 0);
-    if (o.dataset_name === dataset && k === nfe && (o.gamma > 0) === noise) out.push({ id: Number(m[1]), path: snap });
+    if (o.dataset_name === dataset && k === nfe && (o.gamma > 0) === noise) out.push({ id: run.id, path: snap });
   }
   return out.sort((a, b) => b.id - a.id).map((e) => e.path);
 }

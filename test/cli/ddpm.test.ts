@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import sharp from 'sharp';
 import { main } from '../../src/cli/main.js';
-import { latestSnapshot } from '../../src/config/predictor.js';
+import { latestSnapshot } from '../../src/io/runs.js';
 import { readNpy, toFloat64 } from '../../src/io/npy.js';
 import { imagePath, quantize } from '../../src/io/png.js';
 import { buildFeatureModel, saveModel } from '../../src/runtime/graph.js';

@@ -8,7 +8,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { main } from '../../src/cli/main.js';
-import { latestSnapshot, loadPredictor } from '../../src/config/predictor.js';
+import { loadPredictor } from '../../src/config/predictor.js';
+import { latestSnapshot } from '../../src/io/runs.js';
 import { makeModelDir } from './sample-fixture.js';
 
 const { dir, model } = makeModelDir();

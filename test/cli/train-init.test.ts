@@ -10,7 +10,8 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { main } from '../../src/cli/main.js';
-import { latestSnapshot, loadPredictor, type PredictorFile } from '../../src/config/predictor.js';
+import { loadPredictor, type PredictorFile } from '../../src/config/predictor.js';
+import { latestSnapshot } from '../../src/io/runs.js';
 import { NormalStream } from '../../src/rng/streams.js';
 import { NEUTRAL_RAW_GAMMA } from '../../src/train/loop.js';
 import { repoRoot } from '../helpers.js';
@@ -111,7 +112,7 @@ test('train --init: a predictor of another shape or a missing one is one line, e
 });
 
 test('snapshots between whole kimg keep three decimals, and the newest is found by value', async () => {
-  const { snapshotName } = await import('../../src/cli/train.js');
+  const { snapshotName } = await import('../../src/io/runs.js');
   assert.equal(snapshotName(0.256), 'network-snapshot-000000.256.json');
   assert.equal(snapshotName(1.5), 'network-snapshot-000001.500.json');
   assert.equal(snapshotName(10), 'network-snapshot-000010.json');

@@ -9,7 +9,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { main } from '../../src/cli/main.js';
-import { coefficientsOf, latestSnapshot, loadPredictor, type PredictorFile } from '../../src/config/predictor.js';
+import { coefficientsOf, loadPredictor, type PredictorFile } from '../../src/config/predictor.js';
+import { latestSnapshot } from '../../src/io/runs.js';
 import { readNpy, toFloat64 } from '../../src/io/npy.js';
 import { sampleBatch } from '../../src/sample/pipeline.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
@@ -156,7 +157,7 @@ test('run numbers: processes starting together each get their own number; stale 
   mkdirSync(join(outdir, '00000-old'), { recursive: true });
   // A claim left by a process that crashed before creating its folder.
   writeFileSync(join(outdir, '.claim-00001'), '');
-  const mod = resolve(repoRoot, 'dist', 'src', 'cli', 'train.js');
+  const mod = resolve(repoRoot, 'dist', 'src', 'io', 'runs.js');
   const script = `const { claimRunDir } = await import(${JSON.stringify(mod)}); process.stdout.write(claimRunDir(process.argv[1], process.argv[2]));`;
   const runs = await Promise.all(
     Array.from({ length: 6 }, (_, k) =>

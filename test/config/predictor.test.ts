@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { UsageError } from '../../src/cli/errors.js';
-import { coefficientsOf, loadPredictor, parsePredictor, resolvePredictorPath } from '../../src/config/predictor.js';
+import { coefficientsOf, loadPredictor, parsePredictor } from '../../src/config/predictor.js';
+import { resolvePredictorPath } from '../../src/io/runs.js';
 import { readJson, repoRoot, sharedDir } from '../helpers.js';
 
 interface RefRun {
