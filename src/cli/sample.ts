@@ -3,13 +3,14 @@
  * main job). Reads like EDM's generate.py: resolve the model, the predictor and the
  * schedule, split the seeds over ranks, then per batch: latents -> solver -> images.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { SolverName } from '../config/common.js';
 import { coefficientsOf, loadPredictor, type PredictorFile } from '../config/predictor.js';
 import { resolvePredictorPath } from '../io/runs.js';
+import { noteLine, resolveModelFile } from '../app/models.js';
 import { sampleTable, type SampleOptions } from '../config/sample.js';
 import { removePendingTempFilesSync, removeStaleTempFiles, writeFileAtomic } from '../io/atomic.js';
 import { prepareOutdir } from '../io/outdir.js';
@@ -18,12 +19,10 @@ import { decodeImage, GRID_NAME, type DecodedImage } from '../io/images.js';
 import { ImageWriter } from '../io/image-writer.js';
 import { encodePng, imagePath, makeGrid, quantizeBatch } from '../io/png.js';
 import { distEnv, rankBatches, runWorkers, type DistEnv } from '../parallel/launcher.js';
-import { checkClassifierSignature, type DecoderModel } from '../runtime/companions.js';
-import { throwUsage } from '../runtime/contract.js';
-import { classifierGuided, loadClassifierGradient, prepareClassifierGradient, type ClassifierGradient } from '../runtime/guidance.js';
+import type { DecoderModel } from '../runtime/companions.js';
+import { classifierGuided, loadClassifierGradient, type ClassifierGradient } from '../runtime/guidance.js';
 import { loadDenoiserModel, type DenoiserModel } from '../runtime/model.js';
-import { readModelSignature } from '../runtime/session.js';
-import { needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
+import { classifierFor, needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
 import { runBatches, sampleDim, type SamplePlan } from '../sample/pipeline.js';
 import type { Conditioning, Denoiser, StepCallback } from '../solvers/types.js';
 import { fromHalfArray, toHalfArray } from '../runtime/half.js';
@@ -34,39 +33,6 @@ import { discreteTime, getSchedule, userSchedule } from '../solvers/schedule.js'
 import { defineCommand } from './command.js';
 import { RunError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
-
-/**
- * `--dataset_name` resolves to the first existing file of its list inside `--model_dir`:
- * `<name>.onnx`, then the upstream checkpoint's name. The list is the one table
- * tools/export/dataset_models.json, which the exporters read too (README, "Exporting models").
- */
-export const DATASET_MODEL_FILES: Record<string, readonly string[]> = (() => {
-  const table = JSON.parse(readFileSync(new URL('../../../tools/export/dataset_models.json', import.meta.url), 'utf8')) as { datasets: Record<string, { files: string[] }> };
-  return Object.fromEntries(Object.entries(table.datasets).map(([k, v]) => [k, v.files]));
-})();
-
-/** The last entry of a dataset's list that is shipped with the package, not downloaded. */
-const BUNDLED_FALLBACK: Record<string, string> = { cifar10: 'cifar10-tiny-edm.onnx' };
-
-export function resolveModelFile(model: string | undefined, datasetName: string | undefined, modelDir: string, quiet = false): string {
-  if (model) {
-    if (!existsSync(model)) throw new UsageError(`--model: ${model} does not exist (expected an ONNX denoiser file)`);
-    if (statSync(model).isDirectory()) throw new UsageError(`--model: ${model} is a folder (expected an ONNX denoiser file)`);
-    return model;
-  }
-  if (!datasetName) throw new UsageError('--model, --dataset_name or an AdaSDE --predictor_path (whose dataset names the model) is required');
-  const names = DATASET_MODEL_FILES[datasetName] ?? [`${datasetName}.onnx`];
-  for (const n of names) {
-    const p = join(modelDir, n);
-    if (!existsSync(p)) continue;
-    if (n === BUNDLED_FALLBACK[datasetName] && !quiet) {
-      // Not what a user naming the dataset expects by default: say which network runs.
-      process.stderr.write(`adasde: --dataset_name ${datasetName}: using the bundled tiny network ${p} (no ${names.filter((x) => x !== n).join(' or ')} in ${modelDir})\n`);
-    }
-    return p;
-  }
-  throw new UsageError(`--dataset_name ${datasetName}: no model in ${modelDir} (looked for ${names.join(', ')}); pass --model FILE or export one (README, "Exporting models")`);
-}
 
 interface Resolved {
   plan: SamplePlan;
@@ -352,29 +318,13 @@ async function writeGrid(o: SampleOptions, outdir: string): Promise<void> {
 }
 
 /**
- * `--guidance_type cg`: the denoiser's classifier companion, with its gradient graph built
- * (or found cached) now, so that workers started later only open it.
- */
-export function classifierFor(model: Pick<DenoiserModel, 'path' | 'meta' | 'sampleShape'>, rate: number | undefined, prepare = true): { file: string; rate: number; classes: number } {
-  if (rate === undefined) throw new UsageError('--guidance_type cg needs --guidance_rate W (the classifier scale, e.g. 1 to 10)');
-  const file = model.meta.classifier;
-  if (!file) throw new UsageError(`--guidance_type cg: ${model.path} names no classifier companion (metadata adasde.classifier; tools/export/adm.py --classifier writes one)`);
-  if (!existsSync(file)) throw new UsageError(`--guidance_type cg: ${model.path}: adasde.classifier '${model.meta.raw['adasde.classifier']}' not found (looked for ${file})`);
-  const io = checkClassifierSignature(file, readModelSignature(file), throwUsage, model.sampleShape, model.meta.labelDim || undefined)!;
-  const classes = io.numClasses ?? model.meta.labelDim;
-  if (!classes) throw new UsageError(`${file}: output 'log_probs' has no fixed number of classes`);
-  if (prepare) prepareClassifierGradient(file);
-  return { file, rate, classes };
-}
-
-/**
  * The model file: --model (or the reference's --model_path), else --dataset_name, else, as
  * the reference's sample.py does, the dataset the predictor was trained for.
  */
 function modelFileOf(o: SampleOptions, predictor: PredictorFile | undefined): string {
   if (o.model !== undefined && o.modelPath !== undefined && o.model !== o.modelPath) throw new UsageError(`--model_path ${o.modelPath} disagrees with --model ${o.model} (one flag, two spellings)`);
   const model = o.model ?? o.modelPath;
-  return resolveModelFile(model, o.datasetName ?? (model === undefined ? predictor?.options.dataset_name : undefined), o.modelDir, o.quiet);
+  return resolveModelFile(model, o.datasetName ?? (model === undefined ? predictor?.options.dataset_name : undefined), o.modelDir, o.quiet ? undefined : noteLine);
 }
 
 /**

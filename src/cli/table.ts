@@ -29,7 +29,7 @@ import { defineCommand } from './command.js';
 import { localFile } from './download.js';
 import { RunError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
-import { resolveModelFile } from './sample.js';
+import { noteLine, resolveModelFile } from '../app/models.js';
 
 /** The paper's published table, shipped with the package (`--compare published`). */
 export const PUBLISHED_FID = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bench', 'published-fid.json');
@@ -74,7 +74,7 @@ interface Resolved {
 
 function resolveOptions(o: TableOptions): Resolved {
   const spec: TableSpec = o.spec ? loadSpec(o.spec) : {};
-  const modelFile = resolveModelFile(o.model ?? spec.model, o.datasetName ?? spec.dataset_name, o.modelDir ?? spec.model_dir ?? './models');
+  const modelFile = resolveModelFile(o.model ?? spec.model, o.datasetName ?? spec.dataset_name, o.modelDir ?? spec.model_dir ?? './models', noteLine);
   const seedSpec = o.seeds ?? spec.seeds ?? '0-49999';
   const seeds = typeof seedSpec === 'string' ? checkSeedList(seedSpec) : seedSpec;
   if (typeof seeds === 'string') throw new UsageError(`--seeds: ${seeds}`);

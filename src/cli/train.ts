@@ -25,14 +25,14 @@ import { loadDenoiserModel, loadFeatureModel, type DenoiserModel } from '../runt
 import { effectiveCoefficients, type CoefficientBounds } from '../solvers/coefficients.js';
 import { discreteTime } from '../solvers/schedule.js';
 import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
-import { needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
+import { classifierFor, needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
 import { readPromptFile } from '../text/prompts.js';
 import { TABLES } from '../train/student.js';
 import { fileSha256, TeacherCache } from '../train/teacher-cache.js';
 import { defineCommand } from './command.js';
 import { RunError, UsageError } from './errors.js';
 import { Progress } from './progress.js';
-import { classifierFor, resolveModelFile } from './sample.js';
+import { noteLine, resolveModelFile } from '../app/models.js';
 import { classifierGuided, loadClassifierGradient, type ClassifierGradient } from '../runtime/guidance.js';
 import type { Denoiser } from '../solvers/types.js';
 
@@ -268,7 +268,7 @@ async function runTrain(cli: TrainOptions, given: ReadonlySet<string> = new Set(
     }
     o = { ...stored, totalKimg, resume: cli.resume, quiet: cli.quiet, device: cli.device, threads: cli.threads, nprocPerNode: cli.nprocPerNode, dryRun: cli.dryRun, teacherCache: cli.teacherCache ?? stored.teacherCache, teacherCacheGb: cli.teacherCacheGb };
   }
-  const modelFile = resolveModelFile(o.model, o.datasetName, o.modelDir);
+  const modelFile = resolveModelFile(o.model, o.datasetName, o.modelDir, noteLine);
   // A URL detector (as fid's --detector takes) is downloaded once, before any worker starts, so
   // the workers find it in the cache; the options keep the URL the user gave.
   const detectorFile = o.detector === undefined ? undefined : await localFile(o.detector, '--detector', o.quiet);

@@ -7,8 +7,9 @@
  */
 import { existsSync } from 'node:fs';
 import { UsageError } from '../cli/errors.js';
-import { checkDecoderSignature, checkTextEncoderSignature, loadDecoder, loadTextEncoder, type DecoderModel, type TextEncoderModel } from '../runtime/companions.js';
+import { checkClassifierSignature, checkDecoderSignature, checkTextEncoderSignature, loadDecoder, loadTextEncoder, type DecoderModel, type TextEncoderModel } from '../runtime/companions.js';
 import { throwUsage } from '../runtime/contract.js';
+import { prepareClassifierGradient } from '../runtime/guidance.js';
 import type { DenoiserModel } from '../runtime/model.js';
 import { readModelSignature, type SessionOptions } from '../runtime/session.js';
 import type { Conditioning } from '../solvers/types.js';
@@ -157,4 +158,20 @@ export class PromptEncoder {
 /** Opens the first-stage decoder of a latent model. */
 export async function openDecoder(model: ModelView, opts: SessionOptions & { maxBatch?: number } = {}): Promise<DecoderModel> {
   return loadDecoder(companionPath(model, 'decoder'), { ...opts, latentShape: model.sampleShape });
+}
+
+/**
+ * `--guidance_type cg`: the denoiser's classifier companion, with its gradient graph built
+ * (or found cached) now, so that workers started later only open it.
+ */
+export function classifierFor(model: Pick<DenoiserModel, 'path' | 'meta' | 'sampleShape'>, rate: number | undefined, prepare = true): { file: string; rate: number; classes: number } {
+  if (rate === undefined) throw new UsageError('--guidance_type cg needs --guidance_rate W (the classifier scale, e.g. 1 to 10)');
+  const file = model.meta.classifier;
+  if (!file) throw new UsageError(`--guidance_type cg: ${model.path} names no classifier companion (metadata adasde.classifier; tools/export/adm.py --classifier writes one)`);
+  if (!existsSync(file)) throw new UsageError(`--guidance_type cg: ${model.path}: adasde.classifier '${model.meta.raw['adasde.classifier']}' not found (looked for ${file})`);
+  const io = checkClassifierSignature(file, readModelSignature(file), throwUsage, model.sampleShape, model.meta.labelDim || undefined)!;
+  const classes = io.numClasses ?? model.meta.labelDim;
+  if (!classes) throw new UsageError(`${file}: output 'log_probs' has no fixed number of classes`);
+  if (prepare) prepareClassifierGradient(file);
+  return { file, rate, classes };
 }
