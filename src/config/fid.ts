@@ -1,10 +1,10 @@
 /** `adasde fid calc` and `adasde fid ref` options (reference fid.py spelling). */
 import { z } from 'zod';
-import { boolFlag, device, intFlag, numFlag } from './common.js';
+import { boolFlag, DEFAULT_DETECTOR, device, intFlag, numFlag } from './common.js';
 import { defineOptions, type OptionsOf } from './options.js';
 
 const shared = {
-  detector: { flag: 'detector', schema: z.string().min(1), default: 'models/inception-2015-12-05.onnx', help: 'feature extractor ONNX (inception-2015-12-05 contract)', expect: 'a path to an .onnx file' },
+  detector: { flag: 'detector', schema: z.string().min(1), default: DEFAULT_DETECTOR, help: 'feature extractor ONNX (inception-2015-12-05 contract)', expect: 'a path to an .onnx file' },
   num: { flag: 'num', schema: intFlag(2).optional(), help: 'use a reproducible subset of this many images (default: all)', expect: 'an integer >= 2' },
   seed: { flag: 'seed', schema: intFlag(0), default: 0, help: 'seed of the --num subset', expect: 'a non-negative integer' },
   device: { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' },

@@ -3,7 +3,7 @@
  * everything; flags given on the command line override its top-level fields.
  */
 import { z } from 'zod';
-import { boolFlag, device, intFlag, optStr, SCHEDULE_TYPES, SOLVERS } from './common.js';
+import { boolFlag, DEFAULT_DETECTOR, device, intFlag, optStr, SCHEDULE_TYPES, SOLVERS } from './common.js';
 import { defineOptions, type OptionsOf } from './options.js';
 
 /** One row of the table: a solver with its options (reference spelling). */
@@ -80,7 +80,7 @@ export const tableTable = defineOptions({
   solvers: { flag: 'solvers', schema: solverList, help: 'rows with default options, e.g. euler,dpmpp,unipc,adasde (overrides the spec rows)', expect: 'a comma-separated list of solvers' },
   nfe: { flag: 'nfe', schema: nfeList, help: 'columns, e.g. 3,5,7,9', expect: 'a comma-separated list of positive integers' },
   seeds: { flag: 'seeds', schema: optStr, help: 'seeds of every cell (default 0-49999)', expect: 'a seed list like 0-49999' },
-  detector: { flag: 'detector', schema: optStr, help: 'feature extractor ONNX (default models/inception-2015-12-05.onnx)', expect: 'a path to an .onnx file' },
+  detector: { flag: 'detector', schema: optStr, help: `feature extractor ONNX (default ${DEFAULT_DETECTOR})`, expect: 'a path to an .onnx file' },
   ref: { flag: 'ref', schema: optStr, help: 'reference statistics .npz', expect: 'a path to an .npz file' },
   outdir: { flag: 'outdir', schema: optStr, help: 'where cells and the table are stored (default tables/<dataset>)', expect: 'a folder' },
   batch: { flag: 'batch', schema: intFlag(1, 1 << 16).optional(), help: 'images per model call (default 64)', expect: 'an integer >= 1' },

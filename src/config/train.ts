@@ -1,6 +1,6 @@
 /** `adasde train` options, in the spelling of the reference's train.py. */
 import { z } from 'zod';
-import { boolFlag, device, guidanceType, intFlag, numFlag, optStr, posNumFlag, scheduleType } from './common.js';
+import { boolFlag, DEFAULT_DETECTOR, device, guidanceType, intFlag, numFlag, optStr, posNumFlag, scheduleType } from './common.js';
 import { defineOptions, type OptionsOf } from './options.js';
 
 export const trainTable = defineOptions({
@@ -40,7 +40,7 @@ export const trainTable = defineOptions({
   fcn: { flag: 'fcn', schema: boolFlag, default: false, kind: 'bool', help: 'force scale_dir = 1 on the last interval', expect: 'True or False' },
   alpha: { flag: 'alpha', schema: numFlag(0), default: 20, help: 'weight of the final-step feature loss', expect: 'a non-negative number' },
   promptPath: { flag: 'prompt_path', schema: optStr, help: 'prompts for text-conditional models', expect: 'a path' },
-  detector: { flag: 'detector', schema: optStr, help: 'feature extractor ONNX for the final-step loss (default models/inception-2015-12-05.onnx)', expect: 'a path to an .onnx file' },
+  detector: { flag: 'detector', schema: optStr, help: `feature extractor ONNX for the final-step loss (default ${DEFAULT_DETECTOR})`, expect: 'a path to an .onnx file' },
   init: { flag: 'init', schema: optStr, help: 'start the raw parameters from a predictor (experiment number, run folder or .json with the same num_steps and num_points) or "neutral" (r 1/2, c = a = 1, gamma near its minimum, equal weights); default: random N(0, 1) as the reference', expect: 'an experiment number, a run folder, a predictor .json file or neutral' },
   jvp: { flag: 'jvp', schema: z.enum(['auto', 'forward', 'central']), default: 'auto', help: 'finite differences of the gradients: forward (one model row per live coefficient), central (two); auto: forward for float32 models, central for float16', expect: 'auto, forward or central' },
   teacherCache: { flag: 'teacher_cache', schema: optStr, help: 'folder of cached teacher targets, shared by runs, or none (default: $ADASDE_CACHE_DIR/teacher, else ~/.cache/adasde/teacher)', expect: 'a folder or none' },

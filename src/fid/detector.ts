@@ -12,8 +12,6 @@ import { existsSync, statSync } from 'node:fs';
 import { UsageError } from '../cli/errors.js';
 import { readModelSignature, type ModelSignature } from '../runtime/session.js';
 
-export const DEFAULT_DETECTOR = 'models/inception-2015-12-05.onnx';
-
 export const exportCommand = (out: string): string =>
   `python3 tools/export_inception.py --pkl inception-2015-12-05.pkl --out ${out}`;
 
