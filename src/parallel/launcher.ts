@@ -82,6 +82,15 @@ export function rankBatches(seeds: readonly number[], batch: number, rank: numbe
 }
 
 /**
+ * This rank's share [lo, hi) of one training batch of B trajectories: contiguous, the later
+ * ranks taking the extra ones. (Seeds for images are split by `rankBatches`, EDM's way, into
+ * many batches; a training batch is one all-reduce step, so each rank takes one slice of it.)
+ */
+export function shard(B: number, rank: number, world: number): [number, number] {
+  return [Math.floor((B * rank) / world), Math.floor((B * (rank + 1)) / world)];
+}
+
+/**
  * Start `n` workers running this same command line with `--nproc_per_node 1` and the rank
  * variables set (global ranks `outer.rank * n + local`). Resolves when all succeed; if one
  * fails, the others are stopped and the failure is reported.

@@ -114,8 +114,11 @@ export function seedLatents(seeds: readonly number[], dim: number, out: Float64A
   return out;
 }
 
-/** One class index per seed, uniform over [0, labelDim), from the seed's `label` stream. */
-export function seedClassIndices(seeds: readonly number[], labelDim: number): number[] {
+/**
+ * One class index per seed, uniform over [0, labelDim), from the seed's `label` stream. A
+ * seed is an image seed (sample) or a trajectory's stream key (`train<seed>/<g>`, training).
+ */
+export function seedClassIndices(seeds: readonly (number | string)[], labelDim: number): number[] {
   return seeds.map((s) => Math.floor(new NormalStream(s, 'label').uniform() * labelDim));
 }
 

@@ -12,7 +12,8 @@ import { getSchedule, type ScheduleSpec } from '../solvers/schedule.js';
 import { teacherSchedule, teacherTargets, type TeacherKind } from '../solvers/teacher.js';
 import type { Conditioning, Denoiser } from '../solvers/types.js';
 import { performance } from 'node:perf_hooks';
-import { NormalStream } from '../rng/streams.js';
+import { shard } from '../parallel/launcher.js';
+import { NormalStream, oneHot, seedClassIndices } from '../rng/streams.js';
 import { adamInit, adamStep, cosineLr, sanitizeGrad, type AdamTensorState } from './adam.js';
 import { finiteDifferenceJvp, type JvpScheme } from './jvp.js';
 import type { TeacherStore } from './teacher-cache.js';
@@ -127,11 +128,6 @@ export function neutralState(numSteps: number, K: number): TrainState {
   return stateFromRaw({ r: tab(0), scaleDir: tab(0), scaleTime: tab(0), weight: tab(0), gamma: tab(NEUTRAL_RAW_GAMMA) });
 }
 
-/** This process's share [lo, hi) of a batch of B samples. */
-export function shard(B: number, rank: number, world: number): [number, number] {
-  return [Math.floor((B * rank) / world), Math.floor((B * (rank + 1)) / world)];
-}
-
 const streamKey = (seed: number, g: number) => `train${seed}/${g}`;
 
 /**
@@ -228,12 +224,8 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
   // Class labels (class-conditional models) from each trajectory's own label stream.
   let cond: Conditioning | undefined;
   if (setup.labelDim > 0) {
-    const oneHot = new Float32Array(n * setup.labelDim);
-    globalIdx.forEach((g, k) => {
-      const c = Math.floor(new NormalStream(streamKey(seed, g), 'label').uniform() * setup.labelDim);
-      oneHot[k * setup.labelDim + c] = 1;
-    });
-    cond = { classLabels: oneHot, labelDim: setup.labelDim };
+    const labels = seedClassIndices(globalIdx.map((g) => streamKey(seed, g)), setup.labelDim);
+    cond = { classLabels: oneHot(labels, setup.labelDim), labelDim: setup.labelDim };
   } else if (setup.condFor) {
     cond = await setup.condFor(globalIdx);
   }
