@@ -7,12 +7,12 @@ export const ITEMS_ONLY = (unit: string): string => `{bar} {value}/{total} ${uni
  * the IPC channel instead, and the launcher draws one bar for all workers.
  */
 import cliProgress from 'cli-progress';
+import { isWorker } from '../parallel/launcher.js';
 
 export interface ProgressMessage {
   adasdeProgress: { items: number; nfe: number; skipped: number };
 }
 
-export const isWorker = (): boolean => process.env.ADASDE_WORKER === '1' && typeof process.send === 'function';
 
 export class Progress {
   private readonly bar: cliProgress.SingleBar | undefined;

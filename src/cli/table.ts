@@ -15,7 +15,7 @@ import { checkSeedList } from '../config/common.js';
 import { tableSpecSchema, tableTable, type TableOptions, type TableRow, type TableSpec } from '../config/table.js';
 import { DEFAULT_DETECTOR } from '../config/common.js';
 import { inspectDetector, metricOf, type Metric } from '../fid/detector.js';
-import { checkCovariance, checkedDistance } from './fid.js';
+import { checkCovariance, checkedDistance } from '../app/fid.js';
 import type { FeatureStats } from '../fid/stats.js';
 import { writeTableChart } from '../charts/table.js';
 import { removeStaleTempFiles, writeFileAtomic } from '../io/atomic.js';

@@ -81,6 +81,9 @@ export function rankBatches(seeds: readonly number[], batch: number, rank: numbe
   return all.filter((_, b) => b % world === rank).filter((b) => b.length > 0);
 }
 
+/** Whether this process is a worker started by `runWorkers` (with the IPC channel to its launcher). */
+export const isWorker = (): boolean => process.env.ADASDE_WORKER === '1' && typeof process.send === 'function';
+
 /**
  * This rank's share [lo, hi) of one training batch of B trajectories: contiguous, the later
  * ranks taking the extra ones. (Seeds for images are split by `rankBatches`, EDM's way, into
