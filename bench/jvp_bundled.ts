@@ -13,6 +13,7 @@ import type { CoefficientBounds } from '../src/solvers/coefficients.js';
 import { getSchedule } from '../src/solvers/schedule.js';
 import type { JvpScheme } from '../src/train/jvp.js';
 import { studentLossGradients } from '../test/train/student-gradients.js';
+import { elementCount } from '../src/core/shape.js';
 
 const arg = (name: string, def: string) => {
   const k = process.argv.indexOf(`--${name}`);
@@ -20,7 +21,7 @@ const arg = (name: string, def: string) => {
 };
 const B = Number(arg('batch', '4'));
 const model = await loadDenoiserModel(arg('model', 'models/cifar10-tiny-edm.onnx'), { threads: 2 });
-const dim = model.sampleShape.reduce((a, b) => a * b, 1);
+const dim = elementCount(model.sampleShape);
 const N = 4;
 const bounds: CoefficientBounds = { scaleDir: 0.05, scaleTime: 0.2, gamma: 0.01, gammaMin: 2e-4, fcn: false };
 const tSteps = getSchedule({ numSteps: N, sigmaMin: model.meta.sigmaMin, sigmaMax: model.meta.sigmaMax, type: 'time_uniform', rho: 1 });

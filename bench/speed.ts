@@ -27,7 +27,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { isUsageError } from '../src/cli/errors.js';
+import { isUsageError } from '../src/core/errors.js';
 import type { SolverName } from '../src/config/common.js';
 import { coefficientsOf, loadPredictor } from '../src/config/predictor.js';
 import { resolvePredictorPath } from '../src/io/runs.js';

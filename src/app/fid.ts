@@ -34,7 +34,7 @@ import { prepareOutputFile } from '../io/outdir.js';
 import { readStatsNpz, writeStatsNpz, type FidStats } from '../io/npz.js';
 import { distEnv, isWorker, runWorkers, type DistEnv } from '../parallel/launcher.js';
 import { loadFeatureModel } from '../runtime/model.js';
-import { RunError, UsageError } from '../cli/errors.js';
+import { RunError, UsageError } from '../core/errors.js';
 
 /** Progress over images; inside a --nproc_per_node worker it reports to the launcher. */
 export interface FidProgress {

@@ -30,12 +30,12 @@ import { loadFeatureModel, type DenoiserModel } from '../runtime/model.js';
 import { classifierFor, needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
 import { effectiveCoefficients, type CoefficientBounds } from '../solvers/coefficients.js';
 import { discreteTime } from '../solvers/schedule.js';
-import type { Denoiser } from '../solvers/types.js';
+import type { Denoiser } from '../core/denoiser.js';
 import { readPromptFile } from '../text/prompts.js';
 import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
 import { TABLES } from '../train/student.js';
 import { fileSha256, TeacherCache } from '../train/teacher-cache.js';
-import { RunError, UsageError } from '../cli/errors.js';
+import { RunError, UsageError } from '../core/errors.js';
 
 const STATE_FILE = 'training-state.json';
 

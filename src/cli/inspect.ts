@@ -40,9 +40,10 @@ import {
 import { readModelSignature, formatDims, type ModelSignature } from '../runtime/session.js';
 import { PromptEncoder } from '../sample/companions.js';
 import { discreteTime } from '../solvers/schedule.js';
-import type { Conditioning } from '../solvers/types.js';
+import type { Conditioning } from '../core/denoiser.js';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.js';
-import { UsageError, USAGE_EXIT } from './errors.js';
+import { UsageError, USAGE_EXIT } from '../core/errors.js';
+import { elementCount } from '../core/shape.js';
 
 export const inspectTable = defineOptions({
   forward: { flag: 'forward', schema: boolFlag, default: true, kind: 'bool', help: 'run the tiny forward passes (batch 1)', expect: 'True or False' },
@@ -359,7 +360,7 @@ async function decoderForward(file: string, latent: readonly number[] | undefine
   if (!shape) return;
   const dec = await loadDecoder(file, { device: o.device, threads: o.threads || undefined, maxBatch: 1 });
   try {
-    const dim = shape.reduce((a, b) => a * b, 1);
+    const dim = elementCount(shape);
     const img = await dec.decode(seedLatents([0], dim), 1, shape);
     const r = rangeText(`decoder: image [${img.shape.join(',')}] from z [${shape.join(',')}] ~ N(0, I)`, img.data);
     const rr = range(img.data);
@@ -379,7 +380,7 @@ async function classifierForward(file: string, sample: readonly number[] | undef
   }
   const cls = await loadClassifier(file, { device: o.device, threads: o.threads || undefined, maxBatch: 1, ...(labelDim ? { labelDim } : {}) });
   try {
-    const dim = shape.reduce((a, b) => a * b, 1);
+    const dim = elementCount(shape);
     const z = seedLatents([0], dim);
     for (const [name, s] of [
       ['sigma_max', sigmaMax],

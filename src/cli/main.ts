@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { describeFsError } from '../io/outdir.js';
-import { isUsageError, RunError, USAGE_EXIT } from './errors.js';
+import { isUsageError, RunError, USAGE_EXIT } from '../core/errors.js';
 import { registerFid } from './fid.js';
 import { registerInspect } from './inspect.js';
 import { registerSample } from './sample.js';

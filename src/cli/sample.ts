@@ -23,15 +23,17 @@ import type { DecoderModel } from '../runtime/companions.js';
 import { classifierGuided, loadClassifierGradient, type ClassifierGradient } from '../runtime/guidance.js';
 import { loadDenoiserModel, type DenoiserModel } from '../runtime/model.js';
 import { classifierFor, needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
-import { runBatches, sampleDim, type SamplePlan } from '../sample/pipeline.js';
-import type { Conditioning, Denoiser, StepCallback } from '../solvers/types.js';
+import { runBatches, type SamplePlan } from '../sample/pipeline.js';
+import { elementCount } from '../core/shape.js';
+import type { Conditioning, Denoiser } from '../core/denoiser.js';
+import type { StepCallback } from '../solvers/types.js';
 import { fromHalfArray, toHalfArray } from '../runtime/half.js';
 import { seedLatents } from '../rng/streams.js';
 import { checkPromptSeeds, promptOf, promptSource, type PromptSource } from '../text/prompts.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
 import { discreteTime, getSchedule, userSchedule } from '../solvers/schedule.js';
 import { defineCommand } from './command.js';
-import { RunError, UsageError } from './errors.js';
+import { RunError, UsageError } from '../core/errors.js';
 import { Progress } from './progress.js';
 
 interface Resolved {
@@ -173,7 +175,7 @@ async function loadLatents(path: string, seeds: readonly number[], shape: readon
     throw new UsageError(`--latents: ${path} has shape [${arr.shape.join(', ')}]; expected [${want.join(', ')}] (one row per seed)`);
   }
   const all = toFloat64(arr);
-  const dim = sampleDim(shape);
+  const dim = elementCount(shape);
   return new Map(seeds.map((s, k) => [s, all.slice(k * dim, (k + 1) * dim)]));
 }
 
@@ -273,7 +275,7 @@ async function runRank(o: SampleOptions, dist: DistEnv, model: DenoiserModel, r:
 
 /** inters.npy: float32 [states, n, C, H, W], seeds in --seeds order (as the reference stacks them). */
 async function writeInters(o: SampleOptions, outdir: string, inters: Map<number, Float32Array[]>, shape: readonly number[]): Promise<string> {
-  const dim = sampleDim(shape);
+  const dim = elementCount(shape);
   const states = inters.get(o.seeds[0]!)!.length;
   const out = new Float32Array(states * o.seeds.length * dim);
   o.seeds.forEach((s, k) => inters.get(s)!.forEach((x, p) => out.set(x, (p * o.seeds.length + k) * dim)));
@@ -286,7 +288,7 @@ const npyPartPath = (outdir: string, rank: number) => join(outdir, `.samples-ran
 
 /** Assemble per-rank .npy parts into samples.npy in seed order (the reference's order of --seeds). */
 async function mergeNpy(o: SampleOptions, outdir: string, world: number, shape: readonly number[]): Promise<string> {
-  const dim = sampleDim(shape);
+  const dim = elementCount(shape);
   const bySeed = new Map<number, Float32Array>();
   for (let rank = 0; rank < world; rank++) {
     const part = npyPartPath(outdir, rank);

@@ -28,7 +28,7 @@ import { cellCommand, planCell, type Cell, type CellCommand } from '../table/pla
 import { isUrl } from '../io/download.js';
 import { defineCommand } from './command.js';
 import { localFile } from './download.js';
-import { RunError, UsageError } from './errors.js';
+import { RunError, UsageError } from '../core/errors.js';
 import { Progress } from './progress.js';
 import { noteLine, resolveModelFile } from '../app/models.js';
 

@@ -6,7 +6,7 @@
  * defaults and types can never drift apart.
  */
 import { z } from 'zod';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 
 export interface OptionSpec<S extends z.ZodType = z.ZodType> {
   /** The CLI flag without dashes, in the reference spelling (`num_steps`, `batch-gpu`). */

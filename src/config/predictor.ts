@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { effectiveCoefficients, type Coefficients, type RawParams } from '../solvers/coefficients.js';
 import { GUIDANCE_TYPES, SCHEDULE_TYPES } from './common.js';
 

@@ -4,7 +4,7 @@
  * Running here, decoding continues while onnxruntime blocks the main thread.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { openImageSet, type ImageSet } from '../io/images.js';
 import type { DecodeReply, DecodeRequest, DecodeWorkerData } from './decode.js';
 

@@ -10,7 +10,7 @@
  * thread (no overlap; for debugging and for environments without worker threads).
  */
 import { Worker } from 'node:worker_threads';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import type { DecodedImage, ImageSet } from '../io/images.js';
 
 /** What the worker threads are started with. */

@@ -9,7 +9,7 @@
  * `adasde.metric` decides (`fid` or `fd_bundled`); without that, 2048 features mean FID.
  */
 import { existsSync, statSync } from 'node:fs';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { readModelSignature, type ModelSignature } from '../runtime/session.js';
 
 export const exportCommand = (out: string): string =>

@@ -7,7 +7,7 @@
  * decoding runs in worker threads (decode.ts) that keep going while the detector works;
  * the next `prefetch` batches are requested before batch k goes to the model.
  */
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { openImageSet, pickSubset, type ImageSet, type ImageSize } from '../io/images.js';
 import { rankBatches } from '../parallel/launcher.js';
 import type { FeatureModel } from '../runtime/model.js';

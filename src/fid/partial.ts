@@ -26,7 +26,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { RunError } from '../cli/errors.js';
+import { RunError } from '../core/errors.js';
 import { ndarray, type NdArray } from '../io/npy.js';
 import { readNpz, writeNpz } from '../io/npz.js';
 import { FeatureStats } from './stats.js';

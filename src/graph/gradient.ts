@@ -19,7 +19,7 @@
  * Operators on the path from x to log_probs that have no rule are refused with the node's
  * name (UsageError): a wrong gradient must never be produced silently.
  */
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import {
   AttributeType,
   DataType,
@@ -34,6 +34,7 @@ import {
   type TensorProto,
   type ValueInfoProto,
 } from '../runtime/proto.js';
+import { elementCount } from '../core/shape.js';
 
 /** Names in the gradient graph's signature. */
 export const GRADIENT_IO = { x: 'x', sigma: 'sigma', labels: 'class_labels', logProbs: 'log_probs', grad: 'grad_x' } as const;
@@ -752,7 +753,7 @@ export function classifierGradientModel(model: ModelProto, opts: GradientModelOp
         if (attrInt(n, 'ceil_mode', 0) !== 0) refuse(n, 'ceil_mode 1');
         const pads = autoPad === 'VALID' ? new Array<number>(2 * k).fill(0) : attrInts(n, 'pads') ?? new Array<number>(2 * k).fill(0);
         const strides = attrInts(n, 'strides') ?? new Array<number>(k).fill(1);
-        const area = ks!.reduce((p, q) => p * q, 1);
+        const area = elementCount(ks!);
         // y = window sum / count; count = the window area, or (count_include_pad = 0) its
         // cells inside the input: area * AveragePool(ones) with padding counted.
         let gs: string;

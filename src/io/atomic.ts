@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, openSync, closeSync, writeSync, fsyncSync, renameSync, rmSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { RunError } from '../cli/errors.js';
+import { RunError } from '../core/errors.js';
 import { describeFsError } from './outdir.js';
 
 /** What can be written: bytes, text (UTF-8), or a list of byte chunks written in order. */

@@ -13,7 +13,7 @@ import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
-import { RunError, UsageError } from '../cli/errors.js';
+import { RunError, UsageError } from '../core/errors.js';
 import { tempPathFor, trackTempFile, untrackTempFile } from './atomic.js';
 
 export const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);

@@ -12,7 +12,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { onRemovePendingTemps, tempPathFor, trackPendingTemp } from './atomic.js';
-import { RunError } from '../cli/errors.js';
+import { RunError } from '../core/errors.js';
 
 export interface WriterRequest {
   id: number;

@@ -11,7 +11,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp, { type OutputInfo } from 'sharp';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { ZipReader } from './zip.js';
 
 /** File extensions read as images (compared case-insensitively). */

@@ -13,7 +13,7 @@
  */
 import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { writeFileAtomic } from './atomic.js';
 
 // All typed-array views below assume the host is little-endian like the .npy data we accept.

@@ -4,7 +4,7 @@
  * problem with the user's file is a one-line UsageError naming the file and the member,
  * e.g. `ref.npz: member 'sigma' is Fortran-ordered; expected C order`.
  */
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { writeFileAtomic } from './atomic.js';
 import { encodeNpyParts, formatShape, ndarray, parseNpy, toFloat64, type NdArray, type NpyLimits } from './npy.js';
 import { buildZip, ZipReader } from './zip.js';

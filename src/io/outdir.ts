@@ -6,7 +6,7 @@
  */
 import { accessSync, constants, lstatSync, mkdirSync, statfsSync, statSync, realpathSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { RunError, UsageError } from '../cli/errors.js';
+import { RunError, UsageError } from '../core/errors.js';
 
 /**
  * statfs magic numbers of kernel file systems that hold no user files (linux/magic.h):

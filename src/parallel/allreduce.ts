@@ -6,7 +6,7 @@
  * topology is plenty. A lone process (W = 1) never opens a socket.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { RunError } from '../cli/errors.js';
+import { RunError } from '../core/errors.js';
 import type { DistEnv } from './launcher.js';
 
 export interface Reducer {

@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
-import { RunError, UsageError } from '../cli/errors.js';
+import { RunError, UsageError } from '../core/errors.js';
 
 export interface DistEnv {
   rank: number;

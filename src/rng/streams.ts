@@ -9,6 +9,7 @@
  * only on its seed: never on the batch size, the batch composition or the process count.
  */
 import seedrandom from 'seedrandom';
+import { checkBatchLength } from '../core/shape.js';
 
 export type StreamPurpose = 'latent' | 'label' | 'sde' | 'subset' | 'init' | 'train';
 
@@ -143,7 +144,7 @@ export class SeedNoise {
 
   readonly source = (_i: number, batch: number, dim: number, out: Float64Array = new Float64Array(batch * dim)): Float64Array => {
     if (batch !== this.streams.length) throw new RangeError(`noise requested for ${batch} samples, stream has ${this.streams.length}`);
-    if (out.length !== batch * dim) throw new RangeError(`noise buffer holds ${out.length} values, expected ${batch * dim}`);
+    checkBatchLength('noise buffer', out, batch, dim);
     this.streams.forEach((st, b) => st.fillNormal(out, b * dim, dim));
     return out;
   };

@@ -13,10 +13,11 @@
  *
  * `adasde.role` (when present) names the contract the file is meant for.
  */
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { checkDims, commonBatch, findInput, findOutput, fixedDim, floatKind, throwUsage, type FloatKind, type ProblemSink } from './contract.js';
 import { floatFeed, readFloatOutput, zeroStats, type RunStats } from './model.js';
 import { formatDims, openSession, readModelSignature, type HostTensor, type ModelSignature, type OnnxSession, type SessionOptions, type TensorSignature } from './session.js';
+import { elementCount } from '../core/shape.js';
 
 export const COMPANION_ROLES = ['decoder', 'text_encoder', 'classifier'] as const;
 export type CompanionRole = (typeof COMPANION_ROLES)[number];
@@ -252,7 +253,7 @@ export async function loadDecoder(file: string, opts: CompanionLoadOptions & { l
   const cap = opts.maxBatch ?? 16;
   const stats = zeroStats();
   async function decode(z: Float64Array, n: number, latentShape: readonly number[]): Promise<{ data: Float32Array; shape: [number, number, number] }> {
-    const dim = latentShape.reduce((a, b) => a * b, 1);
+    const dim = elementCount(latentShape);
     if (z.length !== n * dim) throw new RangeError(`z has ${z.length} values; ${n} x [${latentShape.join(',')}] expected`);
     stats.calls++;
     stats.samples += n;
@@ -354,7 +355,7 @@ export async function loadClassifier(file: string, opts: CompanionLoadOptions & 
   const session = await openSession(file, opts, sig);
   const cap = opts.maxBatch ?? 16;
   async function classify(x: Float64Array, sigma: Float64Array, n: number, sample: readonly number[]): Promise<{ data: Float64Array; classes: number }> {
-    const dim = sample.reduce((a, b) => a * b, 1);
+    const dim = elementCount(sample);
     if (x.length !== n * dim || sigma.length !== n) throw new RangeError(`classifier input sizes do not match ${n} samples of [${sample.join(',')}]`);
     let K = 0;
     let out = new Float64Array(0);

@@ -3,7 +3,7 @@
  * and `adasde inspect`. Every check reports its problem as one line through a sink: the
  * loaders throw a UsageError on the first one, inspect collects them all and keeps going.
  */
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import type { Dim } from './proto.js';
 import { formatDims, type ModelSignature, type TensorSignature } from './session.js';
 

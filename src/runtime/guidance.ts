@@ -20,15 +20,16 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { classifierGradientModel, GRADIENT_IO, GRADIENT_TRANSFORM_VERSION } from '../graph/gradient.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
-import type { Denoiser, DenoiseRequest } from '../solvers/types.js';
+import type { Denoiser, DenoiseRequest } from '../core/denoiser.js';
 import { checkClassifierSignature, type CompanionLoadOptions } from './companions.js';
 import { throwUsage } from './contract.js';
 import { floatFeed, readFloatOutput } from './model.js';
 import { decodeModel, encodeModel, readModelHeader } from './proto.js';
 import { openSession, readModelSignature, type HostTensor } from './session.js';
+import { elementCount } from '../core/shape.js';
 
 /** Where the gradient graph of `classifier` is cached: `<dir>/<name>.grad.onnx`. */
 export function gradientCachePath(classifier: string): string {
@@ -102,7 +103,7 @@ export async function loadClassifierGradient(classifier: string, opts: Companion
   const file = prepareClassifierGradient(classifier);
   const session = await openSession(file, opts);
   const sample = opts.sampleShape;
-  const dim = sample.reduce((a, b) => a * b, 1);
+  const dim = elementCount(sample);
   const cap = io.fixedBatch ?? opts.maxBatch ?? 64;
   async function gradient(x: Float64Array, sigma: Float64Array, labels: Float32Array, n: number): Promise<Float64Array> {
     if (x.length !== n * dim || sigma.length !== n || labels.length !== n * K!) throw new RangeError(`classifier gradient inputs do not match ${n} samples of [${sample.join(',')}] and ${K} classes`);

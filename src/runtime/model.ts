@@ -7,8 +7,8 @@
  * fixed-batch padding, classifier-free guidance in one run and run counters.
  */
 import * as path from 'node:path';
-import { UsageError } from '../cli/errors.js';
-import type { Conditioning, Denoiser, DenoiseRequest, SampleShape } from '../solvers/types.js';
+import { UsageError } from '../core/errors.js';
+import type { Conditioning, Denoiser, DenoiseRequest, SampleShape } from '../core/denoiser.js';
 import { fromHalfArray, toHalfArray } from './half.js';
 import { checkDims, commonBatch, findInput, floatKind, throwUsage, type FloatKind, type ProblemSink, type Want } from './contract.js';
 import type { Dim } from './proto.js';

@@ -11,6 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { elementCount } from '../core/shape.js';
 
 // ---------------------------------------------------------------------------------------
 // Message types (plain data; the same shapes are produced by the decoder)
@@ -840,7 +841,7 @@ export function float32Bytes(a: Float32Array): Uint8Array {
 
 /** float32 TensorProto. */
 export function floatTensor(name: string, dims: number[], data: ArrayLike<number>): TensorProto {
-  const n = dims.reduce((a, b) => a * b, 1);
+  const n = elementCount(dims);
   if (data.length !== n) throw new RangeError(`tensor ${name}: ${data.length} values for dims [${dims.join(',')}]`);
   const f = data instanceof Float32Array ? data : Float32Array.from(data);
   return { name, dims: [...dims], dataType: DataType.FLOAT, rawData: float32Bytes(f) };
@@ -849,7 +850,7 @@ export function floatTensor(name: string, dims: number[], data: ArrayLike<number
 /** float64 TensorProto. */
 export function doubleTensor(name: string, dims: number[], data: ArrayLike<number>): TensorProto {
   if (!HOST_LE) throw new Error('big-endian hosts are not supported');
-  const n = dims.reduce((a, b) => a * b, 1);
+  const n = elementCount(dims);
   if (data.length !== n) throw new RangeError(`tensor ${name}: ${data.length} values for dims [${dims.join(',')}]`);
   const f = Float64Array.from(data);
   return { name, dims: [...dims], dataType: DataType.DOUBLE, rawData: new Uint8Array(f.buffer) };

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { ProtoError, dataTypeName, readModelHeader, type Dim, type ModelProto } from './proto.js';
 
 // ---------------------------------------------------------------------------------------

@@ -6,13 +6,13 @@
  * onnxruntime stays behind src/runtime; this file only wires the pieces together.
  */
 import { existsSync } from 'node:fs';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 import { checkClassifierSignature, checkDecoderSignature, checkTextEncoderSignature, loadDecoder, loadTextEncoder, type DecoderModel, type TextEncoderModel } from '../runtime/companions.js';
 import { throwUsage } from '../runtime/contract.js';
 import { prepareClassifierGradient } from '../runtime/guidance.js';
 import type { DenoiserModel } from '../runtime/model.js';
 import { readModelSignature, type SessionOptions } from '../runtime/session.js';
-import type { Conditioning } from '../solvers/types.js';
+import type { Conditioning } from '../core/denoiser.js';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.js';
 
 type ModelView = Pick<DenoiserModel, 'path' | 'meta' | 'sampleShape' | 'conditionShape' | 'hasCondition'>;

@@ -7,8 +7,10 @@ import type { SolverName } from '../config/common.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
 import { scale } from '../solvers/common.js';
 import { ArrayPool } from '../solvers/pool.js';
-import type { Conditioning, Denoiser, StepCallback } from '../solvers/types.js';
+import type { Conditioning, Denoiser } from '../core/denoiser.js';
+import type { StepCallback } from '../solvers/types.js';
 import { oneHot, SeedNoise, seedClassIndices, seedLatents } from '../rng/streams.js';
+import { checkBatchLength, elementCount } from '../core/shape.js';
 
 export interface SamplePlan {
   solver: SolverName;
@@ -21,8 +23,6 @@ export interface SamplePlan {
   /** Fixed class for every image (`--class`), else drawn per seed. */
   classIdx?: number;
 }
-
-export const sampleDim = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 /** One-hot labels of a list of seeds (fixed class or the seed's own draw). */
 export function labelsFor(seeds: readonly number[], labelDim: number, classIdx?: number): Float32Array {
@@ -43,11 +43,11 @@ export interface BatchInput {
 
 /** Run one batch of seeds through the plan's solver; returns [seeds.length, dim] float64. */
 export async function sampleBatch(plan: SamplePlan, denoise: Denoiser, input: BatchInput): Promise<Float64Array> {
-  const dim = sampleDim(plan.sampleShape);
+  const dim = elementCount(plan.sampleShape);
   const batch = input.seeds.length;
   const pool = input.pool ?? new ArrayPool();
   const z = input.latents ?? seedLatents(input.seeds, dim, pool.take(batch * dim));
-  if (z.length !== batch * dim) throw new RangeError(`latents hold ${z.length} values, expected ${batch * dim}`);
+  checkBatchLength('latents', z, batch, dim);
   // EDM: x_0 = t_0 * z, with t_0 the first point of the (possibly user-given) schedule.
   const t0 = plan.tSteps[0]!;
   const x0 = scale(z, t0, pool.take(z.length));

@@ -4,7 +4,7 @@
  * test suite (exact ODE solutions, Jacobians for the gradient checks) and the reference
  * for the ONNX graphs the runtime builds from the same parameters.
  */
-import type { Denoiser, DenoiseRequest } from './types.js';
+import type { Denoiser, DenoiseRequest } from '../core/denoiser.js';
 
 export interface GaussParams {
   /** Mean, one value per element of a sample. */

@@ -1,6 +1,7 @@
 /** Shared pieces of the solvers: counted denoiser calls, AFS, thresholding, vector ops. */
 import { ArrayPool } from './pool.js';
-import type { Conditioning, DenoiseRequest, SolverContext, StepCallback } from './types.js';
+import type { Conditioning, DenoiseRequest } from '../core/denoiser.js';
+import type { SolverContext, StepCallback } from './types.js';
 
 /** Options every solver understands. */
 export interface BaseSolverOptions {

@@ -5,16 +5,17 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { RunError } from '../cli/errors.js';
+import { RunError } from '../core/errors.js';
 import { FeatureStats, type FeatureStatsPartial } from '../fid/stats.js';
 import { ndarray, type NdArray } from '../io/npy.js';
 import { readNpz, writeNpz } from '../io/npz.js';
 import { imagePath, quantizeBatch, writePng } from '../io/png.js';
 import { rankBatches } from '../parallel/launcher.js';
 import type { FeatureModel } from '../runtime/model.js';
-import { sampleBatch, sampleDim } from '../sample/pipeline.js';
-import type { Denoiser } from '../solvers/types.js';
+import { sampleBatch } from '../sample/pipeline.js';
+import type { Denoiser } from '../core/denoiser.js';
 import type { Cell } from './plan.js';
+import { elementCount } from '../core/shape.js';
 
 export interface CellRun {
   cell: Cell;
@@ -33,7 +34,7 @@ export interface CellRun {
 export async function runCell(r: CellRun): Promise<FeatureStats | undefined> {
   const plan = r.cell.plan!;
   const [C, H, W] = plan.sampleShape as [number, number, number];
-  const dim = sampleDim(plan.sampleShape);
+  const dim = elementCount(plan.sampleShape);
   let stats: FeatureStats | undefined;
   let pendingWrites: Promise<unknown> | undefined;
   for (const seeds of rankBatches(r.seeds, r.batch, r.rank, r.world)) {

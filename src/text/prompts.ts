@@ -5,7 +5,7 @@
  * column; any other file holds one prompt per line.
  */
 import { readFileSync } from 'node:fs';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../core/errors.js';
 
 /** RFC 4180: quoted fields may hold commas, doubled quotes and line breaks; CRLF or LF rows. */
 export function parseCsv(text: string): string[][] {

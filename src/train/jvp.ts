@@ -15,7 +15,7 @@
  *    (u = 2^-11) leaves a forward difference no good step.
  */
 import { repeatConditioning } from '../solvers/common.js';
-import type { Conditioning, Denoiser } from '../solvers/types.js';
+import type { Conditioning, Denoiser } from '../core/denoiser.js';
 
 export interface JvpTangent {
   /** Direction in x ([rows * dim]); undefined means zero. */

@@ -10,7 +10,7 @@
 import { effectiveCoefficients, type CoefficientBounds, type RawParams } from '../solvers/coefficients.js';
 import { getSchedule, type ScheduleSpec } from '../solvers/schedule.js';
 import { teacherSchedule, teacherTargets, type TeacherKind } from '../solvers/teacher.js';
-import type { Conditioning, Denoiser } from '../solvers/types.js';
+import type { Conditioning, Denoiser } from '../core/denoiser.js';
 import { performance } from 'node:perf_hooks';
 import { shard } from '../parallel/launcher.js';
 import { NormalStream, oneHot, seedClassIndices } from '../rng/streams.js';
@@ -18,6 +18,7 @@ import { adamInit, adamStep, cosineLr, sanitizeGrad, type AdamTensorState } from
 import { finiteDifferenceJvp, type JvpScheme } from './jvp.js';
 import type { TeacherStore } from './teacher-cache.js';
 import { TABLES, studentStepJvp, type TableName, type Tangent } from './student.js';
+import { elementCount } from '../core/shape.js';
 
 /** Pool features of images given as float pixels [n, C, H, W] in 0..255 -> [n, D]. */
 export type FeatureFn = (images: Float32Array, n: number, shape?: readonly [number, number, number]) => Promise<{ features: Float32Array; dim: number }>;
@@ -210,7 +211,7 @@ export async function featureLoss(
 /** Run one batch and update `state` in place. */
 export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<BatchStats> {
   const { denoise, sampleShape, batch: B, seed } = setup;
-  const dim = sampleShape.reduce((a, b) => a * b, 1);
+  const dim = elementCount(sampleShape);
   const N = setup.schedule.numSteps;
   const tStudent = getSchedule(setup.schedule);
   const tTeacher = teacherSchedule(setup.schedule, setup.M);

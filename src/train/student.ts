@@ -5,7 +5,7 @@
  * through the incoming x; the current interval's coefficients enter through the step itself.
  */
 import { GAMMA_OFFSET, sigmoid, stepGamma, type CoefficientBounds, type Coefficients, type RawParams } from '../solvers/coefficients.js';
-import type { Conditioning } from '../solvers/types.js';
+import type { Conditioning } from '../core/denoiser.js';
 import { repeatConditioning } from '../solvers/common.js';
 import type { JvpFn, JvpTangent } from './jvp.js';
 

@@ -8,7 +8,7 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { UsageError } from '../../src/cli/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { coefficientsOf, loadPredictor, parsePredictor } from '../../src/config/predictor.js';
 import { resolvePredictorPath } from '../../src/io/runs.js';
 import { readJson, repoRoot, sharedDir } from '../helpers.js';

@@ -24,7 +24,7 @@ import { loadClassifier, loadDecoder, loadTextEncoder } from '../../src/runtime/
 import { loadDenoiserModel } from '../../src/runtime/model.js';
 import { readModelSignature } from '../../src/runtime/session.js';
 import { PromptEncoder } from '../../src/sample/companions.js';
-import type { Conditioning } from '../../src/solvers/types.js';
+import type { Conditioning } from '../../src/core/denoiser.js';
 import { loadTokenizer } from '../../src/text/tokenizer.js';
 import { repoRoot } from '../helpers.js';
 

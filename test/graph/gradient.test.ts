@@ -15,12 +15,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import ort from 'onnxruntime-node';
-import { UsageError } from '../../src/cli/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { classifierGradientModel } from '../../src/graph/gradient.js';
 import { readNpy, toFloat64 } from '../../src/io/npy.js';
 import { DataType, decodeModel, encodeModel, type ModelProto } from '../../src/runtime/proto.js';
 import { GraphBuilder, seededUniform } from '../../src/runtime/graph.js';
 import { repoRoot } from '../helpers.js';
+import { elementCount } from '../../src/core/shape.js';
 
 const ADM = join(repoRoot, 'test', 'fixtures', 'export', 'adm');
 
@@ -104,7 +105,7 @@ async function centralDifferenceError(model: ModelProto, inp: Inputs, directions
 function randomInputs(xDims: number[], K: number, seed: number): Inputs {
   const rand = seededUniform(seed);
   const n = xDims[0]!;
-  const size = xDims.reduce((a, b) => a * b, 1);
+  const size = elementCount(xDims);
   const labels = new Float32Array(n * K);
   for (let i = 0; i < n; i++) labels[i * K + ((i * 7 + 3) % K)] = 1;
   return {
@@ -135,7 +136,7 @@ async function fixtureInputs(c: GradCase, rows?: number): Promise<Inputs> {
   const l = await readNpy(join(ADM, c.inputs['class_labels']!));
   const n = rows ?? x.shape[0]!;
   const K = l.shape[1]!;
-  const per = x.shape.slice(1).reduce((a, b) => a * b, 1);
+  const per = elementCount(x.shape.slice(1));
   return {
     x: Float32Array.from(toFloat64(x).subarray(0, n * per)),
     sigma: Float32Array.from(toFloat64(s).subarray(0, n)),
@@ -214,7 +215,7 @@ function classifier(xDims: number[], K: number, body: Body, seed = 1): ModelProt
   const sigma = b.input('sigma', DataType.FLOAT, ['N']);
   const rand = seededUniform(seed);
   const w = (dims: number[], scale = 1) => {
-    const size = dims.reduce((p, q) => p * q, 1);
+    const size = elementCount(dims);
     return b.constant(Float32Array.from({ length: size }, () => (2 * rand() - 1) * scale), dims, 'w');
   };
   const logits = body(b, x, sigma, w);

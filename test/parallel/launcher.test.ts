@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { UsageError } from '../../src/cli/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { distEnv, rankBatches, runWorkers, stripFlag } from '../../src/parallel/launcher.js';
 
 test('distEnv: torchrun and Slurm variables, a lone process otherwise', () => {

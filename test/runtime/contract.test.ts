@@ -2,7 +2,7 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { UsageError } from '../../src/cli/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { GraphBuilder, buildGaussModel, buildMixtureModel, contractMetadata, saveModel, seededUniform } from '../../src/runtime/graph.js';
 import { loadDenoiserModel } from '../../src/runtime/model.js';
 import { DataType, type Dim } from '../../src/runtime/proto.js';

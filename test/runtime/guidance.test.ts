@@ -23,7 +23,7 @@ import { labelsFor } from '../../src/sample/pipeline.js';
 import { repoRoot } from '../helpers.js';
 import { buildGaussModel, GraphBuilder, saveModel, seededUniform } from '../../src/runtime/graph.js';
 import { DataType } from '../../src/runtime/proto.js';
-import type { DenoiseRequest } from '../../src/solvers/types.js';
+import type { DenoiseRequest } from '../../src/core/denoiser.js';
 
 /** The lines an in-process CLI run writes to stderr (captured, not shown). */
 async function stderrLines(body: () => Promise<void>): Promise<string[]> {

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { buildConvDenoiserModel, buildGaussModel, buildMixtureModel, saveModel, type MixtureConditioning } from '../../src/runtime/graph.js';
 import { loadDenoiserModel, type DenoiserModel } from '../../src/runtime/model.js';
 import { empiricalParams, gaussDenoise, mixtureDenoise, type GaussParams, type MixtureParams } from '../../src/solvers/analytic.js';
-import type { DenoiseRequest } from '../../src/solvers/types.js';
+import type { DenoiseRequest } from '../../src/core/denoiser.js';
 import { normals, scaledError, tempDir } from './helpers.js';
 
 const SHAPE = [3, 8, 8] as const;

@@ -4,10 +4,11 @@ import { test } from 'node:test';
 import { mixtureDenoiser } from '../../src/solvers/analytic.js';
 import type { Coefficients } from '../../src/solvers/coefficients.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
-import { chunk, runBatches, sampleBatch, sampleDim, type SamplePlan } from '../../src/sample/pipeline.js';
+import { chunk, runBatches, sampleBatch, type SamplePlan } from '../../src/sample/pipeline.js';
+import { elementCount } from '../../src/core/shape.js';
 
 const shape = [2, 3, 3];
-const dim = sampleDim(shape);
+const dim = elementCount(shape);
 const K = 3;
 const means = Float64Array.from({ length: K * dim }, (_, k) => Math.sin(k * 1.7) * 0.8);
 const denoise = mixtureDenoiser({ weights: Float64Array.of(0.5, 0.3, 0.2), means, stds: Float64Array.of(0.1, 0.2, 0.15) });

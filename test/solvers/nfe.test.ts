@@ -7,7 +7,7 @@ import type { Coefficients } from '../../src/solvers/coefficients.js';
 import { SOLVER_REGISTRY, teacherNfe } from '../../src/solvers/registry.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
 import { teacherSchedule, teacherTargets } from '../../src/solvers/teacher.js';
-import type { Denoiser } from '../../src/solvers/types.js';
+import type { Denoiser } from '../../src/core/denoiser.js';
 import { SeedNoise, seedLatents } from '../../src/rng/streams.js';
 
 const dim = 12;

@@ -6,13 +6,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SOLVERS, type SolverName } from '../../src/config/common.js';
-import { sampleBatch, sampleDim, type SamplePlan } from '../../src/sample/pipeline.js';
+import { sampleBatch, type SamplePlan } from '../../src/sample/pipeline.js';
 import { mixtureDenoise } from '../../src/solvers/analytic.js';
 import type { Coefficients } from '../../src/solvers/coefficients.js';
 import { ArrayPool } from '../../src/solvers/pool.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../../src/solvers/registry.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
-import type { Denoiser } from '../../src/solvers/types.js';
+import type { Denoiser } from '../../src/core/denoiser.js';
+import { elementCount } from '../../src/core/shape.js';
 
 test('ArrayPool: recycles by length, ignores views, double gives and arrays beyond its cap', () => {
   const pool = new ArrayPool(2);
@@ -34,7 +35,7 @@ test('ArrayPool: recycles by length, ignores views, double gives and arrays beyo
 });
 
 const shape = [3, 4, 4];
-const dim = sampleDim(shape);
+const dim = elementCount(shape);
 const K = 4;
 const params = {
   weights: Float64Array.of(0.4, 0.3, 0.2, 0.1),

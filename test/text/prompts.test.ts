@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { UsageError } from '../../src/cli/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { checkPromptSeeds, parseCsv, promptOf, promptSource, readPromptFile } from '../../src/text/prompts.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'adasde-prompts-'));

@@ -26,7 +26,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { UsageError } from '../../src/cli/errors.js';
+import { UsageError } from '../../src/core/errors.js';
 import { CLIP_PATTERN, cleanPrompt, htmlUnescape, loadTokenizer } from '../../src/text/tokenizer.js';
 import { TINY_BOS, TINY_EOS, TINY_MERGES, tinyVocab, writeTinyTokenizer } from './tiny-vocab.js';
 

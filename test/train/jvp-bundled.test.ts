@@ -15,12 +15,13 @@ import { getSchedule } from '../../src/solvers/schedule.js';
 import type { JvpScheme } from '../../src/train/jvp.js';
 import { repoRoot } from '../helpers.js';
 import { studentLossGradients } from './student-gradients.js';
+import { elementCount } from '../../src/core/shape.js';
 
 test('bundled U-Net: forward-difference loss gradients agree with central differences (<= 1e-2) at 35 instead of 65 rows per trajectory', async () => {
   const model = await loadDenoiserModel(resolve(repoRoot, 'models', 'cifar10-tiny-edm.onnx'), { threads: 1 });
   try {
     const B = 2;
-    const dim = model.sampleShape.reduce((a, b) => a * b, 1);
+    const dim = elementCount(model.sampleShape);
     const N = 4;
     const bounds: CoefficientBounds = { scaleDir: 0.05, scaleTime: 0.2, gamma: 0.01, gammaMin: 2e-4, fcn: false };
     const tSteps = getSchedule({ numSteps: N, sigmaMin: model.meta.sigmaMin, sigmaMax: model.meta.sigmaMax, type: 'time_uniform', rho: 1 });

@@ -3,7 +3,7 @@
  * of every interval's L2 loss against fixed targets, for a chosen finite-difference scheme:
  * shared by test/train/jvp-bundled.test.ts and bench/jvp_bundled.ts. Not a test file.
  */
-import type { Denoiser } from '../../src/solvers/types.js';
+import type { Denoiser } from '../../src/core/denoiser.js';
 import { SeedNoise, seedLatents } from '../../src/rng/streams.js';
 import { effectiveCoefficients, type CoefficientBounds } from '../../src/solvers/coefficients.js';
 import { finiteDifferenceJvp, type JvpScheme } from '../../src/train/jvp.js';
