@@ -3,93 +3,100 @@
  * t_hat = (1 + gamma_i) t_i, one direction at (x_hat, t_hat), then K parallel points at
  * learned intermediate times whose directions are combined with learned weights and scales.
  * With K = 1 and AFS, num_steps = 3, 4, 5, 6 gives NFE 3, 5, 7, 9.
+ *
+ * The step is written once, against the array operations of ops.ts: `sampleAdasde` runs it
+ * on Float64Array states, training (src/train/student.ts) on states that carry their
+ * derivatives with respect to the raw coefficients, and the fused sampler emits it as graph.
  */
-import { afsDirection, axpy, Evaluator, finish, repeatConditioning, type BaseSolverOptions } from './common.js';
-import { stepGamma, type Coefficients } from './coefficients.js';
+import type { BaseSolverOptions } from './common.js';
+import { intervalCoefficients, type Coefficients, type IntervalCoefficients } from './coefficients.js';
+import { afsOdeDirection, EagerOps, finalDenoise, odeDirection, type ArrayOps, type ScalarOps } from './ops.js';
 import type { SolverContext } from './types.js';
 
 export interface AdasdeOptions extends BaseSolverOptions {
   coeffs: Coefficients;
 }
 
-export interface AdasdeStepInput {
+/** Where a step sits on the grid: interval i from tCur to tNext. */
+export interface AdasdeInterval {
   i: number;
-  x: Float64Array;
   tCur: number;
   tNext: number;
-  coeffs: Coefficients;
+  /** AFS replaces the direction at t_hat on the first interval. */
   afs: boolean;
-  /** Standard normal noise for this interval (only read when gamma_i > 0). */
-  eps: Float64Array | undefined;
 }
 
-/** One student interval; the K intermediate evaluations share one batched model call. */
-/** out = acc + f (x_mid - D) / t_mid: one point's share of the x_{i+1} update of ALGORITHM.md 4 (out may be acc). */
-function addDirection(acc: Float64Array, f: number, xMid: Float64Array, den: Float64Array, tMid: number, out: Float64Array): void {
-  for (let k = 0; k < acc.length; k++) out[k] = acc[k]! + (f * (xMid[k]! - den[k]!)) / tMid;
+/** Denoiser evaluations per sample: 1 + K per interval, one fewer with AFS, one more with the final denoising. */
+export function adasdeNfe(numSteps: number, numPoints: number, afs: boolean | undefined, denoiseToZero?: boolean): number {
+  return (1 + numPoints) * (numSteps - 1) - (afs ? 1 : 0) + (denoiseToZero ? 1 : 0);
 }
 
-export async function adasdeStep(ev: Evaluator, ctx: SolverContext, s: AdasdeStepInput): Promise<Float64Array> {
-  const { i, x, tCur, tNext, coeffs } = s;
-  const gamma = stepGamma(coeffs, i);
-  const tHat = (1 + gamma) * tCur;
+/** gamma_i = sum_j w_ij gamma_ij, forced to 0 on the first interval (ALGORITHM.md 4). */
+export function stepGammaOf<S>(s: ScalarOps<S>, c: IntervalCoefficients<S>, i: number): S {
+  let g = s.of(0);
+  if (i === 0) return g;
+  c.gamma.forEach((v, j) => (g = s.add(g, s.mul(c.weight[j]!, v))));
+  return g;
+}
+
+/**
+ * One student interval (ALGORITHM.md 4), the K intermediate evaluations in one model call:
+ *   t_hat = (1 + gamma_i) t_i,  x_hat = x_i + sqrt(t_hat^2 - t_i^2) eps  (gamma_i > 0),
+ *   d_hat = (x_hat - D(x_hat, t_hat)) / t_hat  (AFS on the first interval),
+ *   t_mid_j = t_{i+1}^r_j t_hat^(1 - r_j),  x_mid_j = x_hat + (t_mid_j - t_hat) d_hat,
+ *   D_j = D(x_mid_j, a_j t_mid_j)  (the model sees the scaled time; the direction divides by t_mid_j),
+ *   x_{i+1} = x_hat + sum_j w_j c_j (t_{i+1} - t_hat) (x_mid_j - D_j) / t_mid_j.
+ * Leaves x alone and returns x_{i+1}.
+ */
+export async function adasdeStep<A, S>(o: ArrayOps<A, S>, x: A, at: AdasdeInterval, c: IntervalCoefficients<S>): Promise<A> {
+  const s = o.scalar;
+  const { i } = at;
+  const tCur = s.of(at.tCur);
+  const tNext = s.of(at.tNext);
+  const gamma = stepGammaOf(s, c, i);
+  const tHat = s.mul(s.add(s.of(1), gamma), tCur);
   let xHat = x;
-  if (gamma > 0) {
-    if (!s.eps) throw new RangeError('AdaSDE with gamma > 0 needs a noise source');
-    const std = Math.sqrt(tHat * tHat - tCur * tCur);
-    xHat = axpy(x, std, s.eps, ev.take(x.length));
+  if (s.value(gamma) > 0) {
+    const eps = o.noise(i);
+    const std = s.sqrt(s.sub(s.mul(tHat, tHat), s.of(at.tCur * at.tCur)));
+    xHat = o.axpy(x, std, eps);
+    o.release(eps);
   }
-  const dHat = s.afs && i === 0 ? afsDirection(xHat, tHat, ev.take(x.length)) : await ev.d(xHat, tHat);
+  const dHat = at.afs && i === 0 ? afsOdeDirection(o, xHat, tHat) : await odeDirection(o, xHat, tHat);
 
-  const r = coeffs.r[i]!;
-  const K = r.length;
-  const len = x.length;
-  const B = ctx.batch;
-  const tMid = r.map((rj) => tNext ** rj * tHat ** (1 - rj));
-  // Stack the K intermediate states along the batch so the model runs once per interval.
-  const xMid = ev.take(K * len);
-  const sigma = new Float64Array(K * B);
-  for (let j = 0; j < K; j++) {
-    const step = tMid[j]! - tHat;
-    axpy(xHat, step, dHat, xMid.subarray(j * len, (j + 1) * len));
-    // The model sees a_ij * t_mid; the direction below divides by t_mid (reference behaviour).
-    sigma.fill(coeffs.scaleTime[i]![j]! * tMid[j]!, j * B, (j + 1) * B);
-  }
-  ev.give(dHat);
-  ev.nfe++;
-  const den = await ev.run({ x: xMid, sigma, batch: K * B, cond: repeatConditioning(ctx.cond, K) });
-  // x_{i+1} = x_hat + sum_j w_ij c_ij (t_{i+1} - t_hat) d_mid_j (ALGORITHM.md 4), the
-  // first term written straight from x_hat, the others added in order.
-  const xNext = ev.take(len);
-  for (let j = 0; j < K; j++) {
-    const f = coeffs.weight[i]![j]! * coeffs.scaleDir[i]![j]! * (tNext - tHat);
-    const rows = (a: Float64Array) => a.subarray(j * len, (j + 1) * len);
-    addDirection(j === 0 ? xHat : xNext, f, rows(xMid), rows(den), tMid[j]!, xNext);
-  }
-  ev.give(xMid, den);
-  if (xHat !== x) ev.give(xHat);
+  const tMid = c.r.map((rj) => s.mul(s.pow(tNext, rj), s.pow(tHat, s.sub(s.of(1), rj))));
+  const xMid = o.stackPoints(
+    xHat,
+    tMid.map((tm) => s.sub(tm, tHat)),
+    dHat,
+  );
+  o.release(dHat);
+  const den = await o.denoise(
+    xMid,
+    tMid.map((tm, j) => s.mul(c.scaleTime[j]!, tm)),
+  );
+  const h = s.sub(tNext, tHat);
+  const f = c.weight.map((w, j) => s.mul(s.mul(w, c.scaleDir[j]!), h));
+  const xNext = o.addStackedDirections(xHat, f, xMid, den, tMid);
+  o.release(xMid, den);
+  if (xHat !== x) o.release(xHat);
   return xNext;
 }
 
-export async function sampleAdasde(x0: Float64Array, ctx: SolverContext, opts: AdasdeOptions): Promise<Float64Array> {
-  const ev = new Evaluator(ctx);
-  const t = ctx.tSteps;
+/** The whole AdaSDE sampler over any implementation of the array operations. */
+export async function solveAdasde<A>(o: ArrayOps<A>, x0: A, t: Float64Array, opts: AdasdeOptions): Promise<A> {
   const n = t.length - 1;
   if (opts.coeffs.r.length !== n) throw new RangeError(`predictor has ${opts.coeffs.r.length} intervals but the schedule has ${n}`);
   let x = x0;
   for (let i = 0; i < n; i++) {
-    const gamma = stepGamma(opts.coeffs, i);
-    const eps = gamma > 0 ? requireNoise(ctx)(i, ctx.batch, ctx.dim, ev.take()) : undefined;
-    const xNext = await adasdeStep(ev, ctx, { i, x, tCur: t[i]!, tNext: t[i + 1]!, coeffs: opts.coeffs, afs: opts.afs ?? false, eps });
-    ev.give(eps);
-    ev.step(i, t[i]!, t[i + 1]!, xNext, ctx.callback, n);
-    if (x !== x0) ev.give(x);
+    const xNext = await adasdeStep(o, x, { i, tCur: t[i]!, tNext: t[i + 1]!, afs: opts.afs ?? false }, intervalCoefficients(opts.coeffs, i));
+    o.reportStep(i, t[i]!, t[i + 1]!, xNext, n);
+    if (x !== x0) o.release(x);
     x = xNext;
   }
-  return finish(ev, x, t[n]!, opts.denoiseToZero);
+  return finalDenoise(o, x, t[n]!, opts.denoiseToZero);
 }
 
-function requireNoise(ctx: SolverContext) {
-  if (!ctx.noise) throw new RangeError('AdaSDE with gamma > 0 needs a per-seed noise source');
-  return ctx.noise;
+export function sampleAdasde(x0: Float64Array, ctx: SolverContext, opts: AdasdeOptions): Promise<Float64Array> {
+  return solveAdasde(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }

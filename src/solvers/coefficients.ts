@@ -33,6 +33,20 @@ export interface Coefficients {
   gamma: number[][];
 }
 
+/** One interval's coefficients, one value per point j: numbers, or dual numbers in training. */
+export interface IntervalCoefficients<S> {
+  r: readonly S[];
+  scaleDir: readonly S[];
+  scaleTime: readonly S[];
+  weight: readonly S[];
+  gamma: readonly S[];
+}
+
+/** Interval i of the effective coefficients. */
+export function intervalCoefficients(c: Coefficients, i: number): IntervalCoefficients<number> {
+  return { r: c.r[i]!, scaleDir: c.scaleDir[i]!, scaleTime: c.scaleTime[i]!, weight: c.weight[i]!, gamma: c.gamma[i]! };
+}
+
 export const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
 
 /** Offset b = 2 ln(0.6/0.4) puts sigmoid((g + b)/2) at 0.6 for g = 0. */

@@ -298,32 +298,3 @@ export function repeatConditioning(c: Conditioning | undefined, times: number): 
   };
   return { ...c, classLabels: rep(c.classLabels), condition: rep(c.condition), uncondition: rep(c.uncondition) };
 }
-
-/**
- * One step from (x, tCur) to tNext, given the ODE direction at x. The step owns `dCur` (it
- * may write into it or give it back to `ev`) and must leave `x` untouched; it returns x_{i+1}
- * in an array of its own.
- */
-export type StepFn = (ev: Evaluator, x: Float64Array, tCur: number, tNext: number, dCur: Float64Array) => Promise<Float64Array>;
-
-/**
- * The loop shared by the one-step-per-interval solvers (euler, heun, dpm): the direction at
- * t_i (AFS replaces it on the first interval), then the solver's step to t_{i+1}.
- */
-export async function stepwise(x0: Float64Array, ctx: SolverContext, opts: BaseSolverOptions, step: StepFn): Promise<Float64Array> {
-  const ev = new Evaluator(ctx);
-  const t = ctx.tSteps;
-  const n = t.length - 1;
-  let x = x0;
-  for (let i = 0; i < n; i++) {
-    const tCur = t[i]!;
-    const tNext = t[i + 1]!;
-    const dCur = opts.afs && i === 0 ? afsDirection(x, tCur, ev.take()) : await ev.d(x, tCur);
-    const xNext = await step(ev, x, tCur, tNext, dCur);
-    ev.step(i, tCur, tNext, xNext, ctx.callback, n);
-    // x_0 belongs to the caller; every later state is the loop's own.
-    if (x !== x0) ev.give(x);
-    x = xNext;
-  }
-  return finish(ev, x, t[n]!, opts.denoiseToZero);
-}

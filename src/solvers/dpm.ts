@@ -2,7 +2,8 @@
  * DPM-Solver-2 (Lu et al. 2022) in the EDM form, ALGORITHM.md 3: one evaluation at the
  * geometric intermediate time t_m = t_{i+1}^r t_i^(1-r), r = 0.5. NFE 2(N-1), one fewer with AFS.
  */
-import { axpy, axpyCombine, stepwise, type BaseSolverOptions, type Evaluator } from './common.js';
+import type { BaseSolverOptions } from './common.js';
+import { EagerOps, odeDirection, stepwise, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
 
 export interface DpmOptions extends BaseSolverOptions {
@@ -11,16 +12,21 @@ export interface DpmOptions extends BaseSolverOptions {
 }
 
 /** One DPM-Solver-2 step from (x, tCur) to tNext given the direction at x. */
-export async function dpmStep(ev: Evaluator, x: Float64Array, tCur: number, tNext: number, dCur: Float64Array, r = 0.5): Promise<Float64Array> {
+export async function dpmStep<A>(o: SolverOps<A>, x: A, tCur: number, tNext: number, dCur: A, r = 0.5): Promise<A> {
   const tMid = tNext ** r * tCur ** (1 - r);
-  const xMid = axpy(x, tMid - tCur, dCur, ev.take());
-  const dMid = await ev.d(xMid, tMid);
-  ev.give(xMid);
-  const xNext = axpyCombine(x, tNext - tCur, [1 / (2 * r), 1 - 1 / (2 * r)], [dMid, dCur], dMid);
-  ev.give(dCur);
+  const xMid = o.axpy(x, tMid - tCur, dCur);
+  const dMid = await odeDirection(o, xMid, tMid);
+  o.release(xMid);
+  const xNext = o.combine(x, tNext - tCur, [1 / (2 * r), 1 - 1 / (2 * r)], [dMid, dCur], dMid);
+  o.release(dCur);
   return xNext;
 }
 
+/** The whole DPM-Solver-2 sampler over any implementation of the array operations. */
+export function solveDpm<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: DpmOptions = {}): Promise<A> {
+  return stepwise(o, x0, t, opts, (o, x, tCur, tNext, dCur) => dpmStep(o, x, tCur, tNext, dCur, opts.r));
+}
+
 export function sampleDpm(x0: Float64Array, ctx: SolverContext, opts: DpmOptions = {}): Promise<Float64Array> {
-  return stepwise(x0, ctx, opts, (ev, x, tCur, tNext, dCur) => dpmStep(ev, x, tCur, tNext, dCur, opts.r));
+  return solveDpm(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }

@@ -1,7 +1,14 @@
 /** Euler (DDIM in the EDM parameterisation), ALGORITHM.md 3: x_{i+1} = x_i + h d_i. NFE N-1. */
-import { axpy, stepwise, type BaseSolverOptions } from './common.js';
+import type { BaseSolverOptions } from './common.js';
+import { EagerOps, stepwise, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
 
+/** The whole Euler sampler over any implementation of the array operations. */
+export function solveEuler<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: BaseSolverOptions = {}): Promise<A> {
+  // x + h d, written over d.
+  return stepwise(o, x0, t, opts, async (o, x, tCur, tNext, dCur) => o.axpy(x, tNext - tCur, dCur, dCur));
+}
+
 export function sampleEuler(x0: Float64Array, ctx: SolverContext, opts: BaseSolverOptions = {}): Promise<Float64Array> {
-  return stepwise(x0, ctx, opts, async (_ev, x, tCur, tNext, dCur) => axpy(x, tNext - tCur, dCur, dCur));
+  return solveEuler(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }

@@ -2,21 +2,27 @@
  * Heun's second-order method (EDM, Karras et al. 2022, Algorithm 1 without churn),
  * ALGORITHM.md 3. NFE 2(N-1), one fewer with AFS.
  */
-import { axpy, axpyCombine, stepwise, type BaseSolverOptions, type Evaluator } from './common.js';
+import type { BaseSolverOptions } from './common.js';
+import { EagerOps, odeDirection, stepwise, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
 
 /** One Heun step from (x, tCur) to tNext given the direction at x. */
-export async function heunStep(ev: Evaluator, x: Float64Array, tCur: number, tNext: number, dCur: Float64Array): Promise<Float64Array> {
+export async function heunStep<A>(o: SolverOps<A>, x: A, tCur: number, tNext: number, dCur: A): Promise<A> {
   const h = tNext - tCur;
-  const xPrime = axpy(x, h, dCur, ev.take());
-  const dPrime = await ev.d(xPrime, tNext);
-  ev.give(xPrime);
+  const xPrime = o.axpy(x, h, dCur);
+  const dPrime = await odeDirection(o, xPrime, tNext);
+  o.release(xPrime);
   // x + h (d + d')/2, written over d'.
-  const xNext = axpyCombine(x, h, [0.5, 0.5], [dCur, dPrime], dPrime);
-  ev.give(dCur);
+  const xNext = o.combine(x, h, [0.5, 0.5], [dCur, dPrime], dPrime);
+  o.release(dCur);
   return xNext;
 }
 
+/** The whole Heun sampler over any implementation of the array operations. */
+export function solveHeun<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: BaseSolverOptions = {}): Promise<A> {
+  return stepwise(o, x0, t, opts, heunStep);
+}
+
 export function sampleHeun(x0: Float64Array, ctx: SolverContext, opts: BaseSolverOptions = {}): Promise<Float64Array> {
-  return stepwise(x0, ctx, opts, heunStep);
+  return solveHeun(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }

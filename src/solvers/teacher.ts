@@ -6,9 +6,9 @@
  * The teacher of AdaSDE distillation is `dpm` on a fine grid of (M+1)(N-1)+1 points of the
  * student's schedule type; its states at grid indices (i+1)(M+1) are the student's targets.
  */
-import { afsDirection, Evaluator } from './common.js';
 import { dpmStep } from './dpm.js';
 import { heunStep } from './heun.js';
+import { afsOdeDirection, EagerOps, odeDirection } from './ops.js';
 import { getSchedule, type ScheduleSpec } from './schedule.js';
 import type { SolverContext } from './types.js';
 
@@ -26,7 +26,7 @@ export interface SubstepOptions {
 }
 
 export async function sampleSubsteps(kind: TeacherKind, x0: Float64Array, ctx: SolverContext, opts: SubstepOptions = {}): Promise<Float64Array> {
-  const ev = new Evaluator(ctx);
+  const o = new EagerOps(ctx);
   const t = ctx.tSteps;
   const n = t.length - 1;
   let x = x0;
@@ -36,11 +36,12 @@ export async function sampleSubsteps(kind: TeacherKind, x0: Float64Array, ctx: S
       const tCur = sub[j]!;
       const tNext = sub[j + 1]!;
       const useAfs = opts.afs === true && j === 0 && (kind === 'heun' || i === 0);
-      const dCur = useAfs ? afsDirection(x, tCur) : await ev.d(x, tCur);
-      x = kind === 'heun' ? await heunStep(ev, x, tCur, tNext, dCur) : await dpmStep(ev, x, tCur, tNext, dCur);
+      const dCur = useAfs ? afsOdeDirection(o, x, tCur) : await odeDirection(o, x, tCur);
+      // The states are never released: the targets keep some of them.
+      x = kind === 'heun' ? await heunStep(o, x, tCur, tNext, dCur) : await dpmStep(o, x, tCur, tNext, dCur);
     }
     opts.onInterval?.(i, x);
-    ev.step(i, t[i]!, t[i + 1]!, x, ctx.callback, n);
+    o.reportStep(i, t[i]!, t[i + 1]!, x, n);
   }
   return x;
 }
