@@ -28,12 +28,11 @@ import type { DistEnv } from '../parallel/launcher.js';
 import { classifierGuided, loadClassifierGradient, type ClassifierGradient } from '../runtime/guidance.js';
 import { loadFeatureModel, type DenoiserModel } from '../runtime/model.js';
 import { classifierFor, needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
-import { effectiveCoefficients, type CoefficientBounds } from '../solvers/coefficients.js';
+import { effectiveCoefficients, RAW_PARAM_NAMES, type CoefficientBounds } from '../solvers/coefficients.js';
 import { discreteTime } from '../solvers/schedule.js';
 import type { Denoiser } from '../core/denoiser.js';
 import { readPromptFile } from '../text/prompts.js';
 import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
-import { TABLES } from '../train/student.js';
 import { fileSha256, TeacherCache } from '../train/teacher-cache.js';
 import { RunError, UsageError } from '../core/errors.js';
 
@@ -101,7 +100,7 @@ function loadResumeState(dir: string): ResumedRun {
   if (!parsed.success) throw new UsageError(`--resume: ${statePath} is not a valid training state (not the JSON adasde train writes)`);
   const s = parsed.data;
   const raw = { r: s.raw.r!, scaleDir: s.raw.scaleDir!, scaleTime: s.raw.scaleTime!, weight: s.raw.weight!, gamma: s.raw.gamma! };
-  const adam = Object.fromEntries(TABLES.map((t) => [t, s.adam[t]!])) as TrainState['adam'];
+  const adam = Object.fromEntries(RAW_PARAM_NAMES.map((t) => [t, s.adam[t]!])) as TrainState['adam'];
   const options = (readJsonOr(optPath) as { options?: unknown } | undefined)?.options;
   if (typeof options !== 'object' || options === null) throw new UsageError(`--resume: ${optPath} is not a valid training_options.json (no "options" record)`);
   return { dir, options: options as Record<string, unknown>, state: { raw, adam, batchIndex: s.batchIndex }, elapsedSec: s.elapsedSec };
@@ -554,7 +553,7 @@ export async function runTrain(plan: TrainPlan, model: DenoiserModel, sinks: Tra
       });
       // A model that returns NaN (or a step that diverged) must not end in a snapshot and exit 0:
       // stop before anything of this batch is stored; the last snapshot stays the latest good one.
-      if (!st.losses.every(Number.isFinite) || !TABLES.every((t) => state.raw[t].every((row) => row.every(Number.isFinite)))) {
+      if (!st.losses.every(Number.isFinite) || !RAW_PARAM_NAMES.every((t) => state.raw[t].every((row) => row.every(Number.isFinite)))) {
         throw new RunError(`training diverged at batch ${state.batchIndex}: the loss or a coefficient is not finite (the model may return NaN or Inf); stopping, snapshots written so far are kept`);
       }
       lastLoss = st.losses[st.losses.length - 1]!;

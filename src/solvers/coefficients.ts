@@ -59,15 +59,28 @@ export function softmax(v: readonly number[]): number[] {
   return e.map((x) => x / z);
 }
 
+/**
+ * The bound of |c - 1| and |a - 1| actually used: at most 0.99, so the scales stay positive
+ * (c = 1 + bound tanh(raw / 2) > 0.01).
+ */
+export function scaleBound(bound: number): number {
+  return Math.min(bound, 0.99);
+}
+
+/** Whether interval i's direction scale is a function of its raw parameter (not held at 1). */
+function scaleDirLive(b: CoefficientBounds, i: number, steps: number): boolean {
+  return scaleBound(b.scaleDir) !== 0 && !(b.fcn && i === steps - 1);
+}
+
 export function effectiveCoefficients(raw: RawParams, bounds: CoefficientBounds): Coefficients {
   const steps = raw.r.length;
-  const sd = Math.min(bounds.scaleDir, 0.99);
-  const st = Math.min(bounds.scaleTime, 0.99);
+  const sd = scaleBound(bounds.scaleDir);
+  const st = scaleBound(bounds.scaleTime);
   const out: Coefficients = { r: [], scaleDir: [], scaleTime: [], weight: [], gamma: [] };
   for (let i = 0; i < steps; i++) {
-    const lastFcn = bounds.fcn && i === steps - 1;
+    const dirLive = scaleDirLive(bounds, i, steps);
     out.r.push(raw.r[i]!.map(sigmoid));
-    out.scaleDir.push(raw.scaleDir[i]!.map((v) => (sd === 0 || lastFcn ? 1 : 1 + sd * Math.tanh(v / 2))));
+    out.scaleDir.push(raw.scaleDir[i]!.map((v) => (dirLive ? 1 + sd * Math.tanh(v / 2) : 1)));
     out.scaleTime.push(raw.scaleTime[i]!.map((v) => (st === 0 ? 1 : 1 + st * Math.tanh(v / 2))));
     out.weight.push(softmax(raw.weight[i]!));
     out.gamma.push(
@@ -77,10 +90,76 @@ export function effectiveCoefficients(raw: RawParams, bounds: CoefficientBounds)
   return out;
 }
 
-/** gamma_i = sum_j w_ij gamma_ij (0 on the first interval, ALGORITHM.md 4). */
-export function stepGamma(c: Coefficients, i: number): number {
-  if (i === 0) return 0;
-  let g = 0;
-  c.gamma[i]!.forEach((v, j) => (g += c.weight[i]![j]! * v));
-  return g;
+/** The five raw parameter tables, in the order of the predictor file and of training's gradient vector. */
+export const RAW_PARAM_NAMES = ['r', 'scaleDir', 'scaleTime', 'weight', 'gamma'] as const;
+export type RawParamName = (typeof RAW_PARAM_NAMES)[number];
+
+/** One raw parameter: table `name`, interval i, point j. */
+export interface ParamRef {
+  name: RawParamName;
+  i: number;
+  j: number;
+}
+
+/**
+ * The raw parameters of interval i that can change the trajectory under these bounds: the
+ * others are held constant by the parameterisation (effectiveCoefficients).
+ */
+export function liveParams(i: number, K: number, numIntervals: number, b: CoefficientBounds): ParamRef[] {
+  const out: ParamRef[] = [];
+  const add = (name: RawParamName) => {
+    for (let j = 0; j < K; j++) out.push({ name, i, j });
+  };
+  add('r');
+  if (scaleDirLive(b, i, numIntervals)) add('scaleDir');
+  if (scaleBound(b.scaleTime) > 0) add('scaleTime');
+  // With one point the softmax weight is identically 1.
+  if (K > 1) add('weight');
+  // gamma_0 is forced to 0 (ALGORITHM.md 4), so the first interval's gamma parameters are not in the graph.
+  if (b.gamma > 0 && i > 0) add('gamma');
+  return out;
+}
+
+/**
+ * The derivatives of interval i's effective coefficients with respect to one raw parameter:
+ * per table, one value per point j (zero unless `ref` is a parameter of interval i), the
+ * derivatives of the maps in effectiveCoefficients:
+ *   r = sigmoid(v): r (1 - r);  c, a = 1 + bound tanh(v / 2): bound (1 - tanh^2(v / 2)) / 2;
+ *   w = softmax(v): dw_q / dv_j = w_q (delta_qj - w_j);
+ *   gamma = gmin + (gmax - gmin) sigmoid((v + b) / 2): (gmax - gmin) s (1 - s) / 2.
+ */
+export function coefficientDerivatives(ref: ParamRef, i: number, raw: RawParams, c: Coefficients, b: CoefficientBounds): Record<RawParamName, Float64Array> {
+  const K = c.r[i]!.length;
+  const z = { r: new Float64Array(K), scaleDir: new Float64Array(K), scaleTime: new Float64Array(K), weight: new Float64Array(K), gamma: new Float64Array(K) };
+  if (ref.i !== i) return z;
+  const j = ref.j;
+  const tanhSlope = (bound: number, v: number) => {
+    const th = Math.tanh(v / 2);
+    return (scaleBound(bound) * (1 - th * th)) / 2;
+  };
+  switch (ref.name) {
+    case 'r': {
+      const r = c.r[i]![j]!;
+      z.r[j] = r * (1 - r);
+      break;
+    }
+    case 'scaleDir':
+      if (scaleDirLive(b, i, c.r.length)) z.scaleDir[j] = tanhSlope(b.scaleDir, raw.scaleDir[i]![j]!);
+      break;
+    case 'scaleTime':
+      z.scaleTime[j] = tanhSlope(b.scaleTime, raw.scaleTime[i]![j]!);
+      break;
+    case 'weight': {
+      const w = c.weight[i]!;
+      for (let q = 0; q < K; q++) z.weight[q] = w[q]! * ((q === j ? 1 : 0) - w[j]!);
+      break;
+    }
+    case 'gamma':
+      if (b.gamma !== 0) {
+        const s = sigmoid((raw.gamma[i]![j]! + GAMMA_OFFSET) / 2);
+        z.gamma[j] = ((b.gamma - b.gammaMin) * s * (1 - s)) / 2;
+      }
+      break;
+  }
+  return z;
 }

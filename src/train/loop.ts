@@ -7,7 +7,7 @@
  * from its own streams, and gradients are sums over samples divided by the global batch,
  * so any split of a batch over processes gives the same update up to float rounding.
  */
-import { effectiveCoefficients, type CoefficientBounds, type RawParams } from '../solvers/coefficients.js';
+import { effectiveCoefficients, RAW_PARAM_NAMES, type CoefficientBounds, type RawParamName, type RawParams } from '../solvers/coefficients.js';
 import { getSchedule, type ScheduleSpec } from '../solvers/schedule.js';
 import { teacherSchedule, teacherTargets, type TeacherKind } from '../solvers/teacher.js';
 import type { Conditioning, Denoiser } from '../core/denoiser.js';
@@ -17,7 +17,7 @@ import { NormalStream, oneHot, seedClassIndices } from '../rng/streams.js';
 import { adamInit, adamStep, cosineLr, sanitizeGrad, type AdamTensorState } from './adam.js';
 import { finiteDifferenceJvp, type JvpScheme } from './jvp.js';
 import type { TeacherStore } from './teacher-cache.js';
-import { TABLES, studentStepJvp, type TableName, type Tangent } from './student.js';
+import { studentStepJvp, type Tangent } from './student.js';
 import { elementCount } from '../core/shape.js';
 
 /** Pool features of images given as float pixels [n, C, H, W] in 0..255 -> [n, D]. */
@@ -71,7 +71,7 @@ export interface TrainSetup {
 
 export interface TrainState {
   raw: RawParams;
-  adam: Record<TableName, AdamTensorState>;
+  adam: Record<RawParamName, AdamTensorState>;
   /** Batches completed. */
   batchIndex: number;
 }
@@ -107,7 +107,7 @@ export function initState(seed: number, numSteps: number, K: number): TrainState
 /** A fresh training state (zero Adam moments, batch 0) starting from the given raw parameters. */
 export function stateFromRaw(raw: RawParams): TrainState {
   const copy = structuredClone(raw);
-  const adam = Object.fromEntries(TABLES.map((t) => [t, adamInit(copy[t])])) as Record<TableName, AdamTensorState>;
+  const adam = Object.fromEntries(RAW_PARAM_NAMES.map((t) => [t, adamInit(copy[t])])) as Record<RawParamName, AdamTensorState>;
   return { raw: copy, adam, batchIndex: 0 };
 }
 
@@ -313,11 +313,11 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
       // Gradients keyed by parameter, in one flat vector over all tables for the reduction.
       const flat = new Float64Array(1 + 5 * (N - 1) * setup.numPoints);
       flat[0] = localLoss;
-      const index = (table: TableName, ii: number, j: number) => 1 + (TABLES.indexOf(table) * (N - 1) + ii) * setup.numPoints + j;
-      tangents.forEach((t, p) => (flat[index(t.ref.table, t.ref.i, t.ref.j)] = localGrad[p]!));
+      const index = (name: RawParamName, ii: number, j: number) => 1 + (RAW_PARAM_NAMES.indexOf(name) * (N - 1) + ii) * setup.numPoints + j;
+      tangents.forEach((t, p) => (flat[index(t.ref.name, t.ref.i, t.ref.j)] = localGrad[p]!));
       const total = await setup.reduce(flat);
       losses.push(total[0]!);
-      for (const table of TABLES) {
+      for (const table of RAW_PARAM_NAMES) {
         // gamma_0 is forced to 0, so on the first interval the gamma table is not part of the
         // loss graph and the reference's Adam skips it (its grad is None); all other tables take
         // a step, with zero gradient for rows not reached yet (momentum still moves them).

@@ -98,9 +98,9 @@ for (const [latent, scheme] of [[false, 'central'], [true, 'central'], [false, '
   const h = 1e-5;
   for (const [p, t] of tangents.entries()) {
     const plus = structuredClone(state.raw);
-    plus[t.ref.table][t.ref.i]![t.ref.j]! += h;
+    plus[t.ref.name][t.ref.i]![t.ref.j]! += h;
     const minus = structuredClone(state.raw);
-    minus[t.ref.table][t.ref.i]![t.ref.j]! -= h;
+    minus[t.ref.name][t.ref.i]![t.ref.j]! -= h;
     const cd = ((await lossOf(plus)) - (await lossOf(minus))) / (2 * h);
     const g = fl.grad[p]!;
     // float32 features limit agreement to ~1e-3 relative of the gradient's scale.
