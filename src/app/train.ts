@@ -28,6 +28,7 @@ import type { DistEnv } from '../parallel/launcher.js';
 import { classifierGuided, loadClassifierGradient, type ClassifierGradient } from '../runtime/guidance.js';
 import { loadFeatureModel, type DenoiserModel } from '../runtime/model.js';
 import { classifierFor, needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
+import { adasdeNfe } from '../solvers/adasde.js';
 import { effectiveCoefficients, RAW_PARAM_NAMES, type CoefficientBounds } from '../solvers/coefficients.js';
 import { discreteTime } from '../solvers/schedule.js';
 import type { Denoiser } from '../core/denoiser.js';
@@ -48,7 +49,7 @@ export function scheduleTag(type: string, rho: number): string {
 }
 
 export function studentNfe(o: Pick<TrainOptions, 'numSteps' | 'numPoints' | 'afs'>): number {
-  return (1 + o.numPoints) * (o.numSteps - 1) - (o.afs ? 1 : 0);
+  return adasdeNfe(o.numSteps, o.numPoints, o.afs);
 }
 
 /** The reference's run name: <dataset>-<num_steps>-<nfe>-adasde-<teacher>-<M>-<schedule tag>[-afs][-desc]. */

@@ -3,8 +3,8 @@
  * style; README "Notes on the solvers"): the multistep loop over the ODE direction history and
  * the exact integrals of Lagrange basis polynomials that define the methods' weights.
  */
-import { afsDirection, axpyCombine, Evaluator, finish, type BaseSolverOptions } from './common.js';
-import type { SolverContext } from './types.js';
+import type { BaseSolverOptions } from './common.js';
+import { afsDirection, finalDenoise, odeDirection, type SolverOps } from './ops.js';
 
 /**
  * Weights of step i at order k (1..4, using d_i, ..., d_{i-k+1}), in the form
@@ -16,27 +16,25 @@ export type AdamsWeights = (i: number, order: number) => { scale: number; w: rea
  * The multistep loop: one denoiser call per interval (AFS replaces the first), order
  * min(max_order, i + 1) as diff-sampler's samplers ramp it up (the first step is Euler).
  */
-export async function adamsLoop(x0: Float64Array, ctx: SolverContext, maxOrder: number, afs: boolean | undefined, denoiseToZero: boolean | undefined, weights: AdamsWeights): Promise<Float64Array> {
-  const ev = new Evaluator(ctx);
-  const t = ctx.tSteps;
+export async function adamsLoop<A>(o: SolverOps<A>, x0: A, t: Float64Array, maxOrder: number, afs: boolean | undefined, denoiseToZero: boolean | undefined, weights: AdamsWeights): Promise<A> {
   const n = t.length - 1;
   let x = x0;
-  const history: Float64Array[] = []; // newest first
+  const history: A[] = []; // newest first
   for (let i = 0; i < n; i++) {
     const tCur = t[i]!;
     const tNext = t[i + 1]!;
-    const dCur = afs && i === 0 ? afsDirection(x, tCur, ev.take()) : await ev.d(x, tCur);
+    const dCur = afs && i === 0 ? afsDirection(o, x, tCur) : await odeDirection(o, x, tCur);
     history.unshift(dCur);
-    if (history.length > maxOrder) ev.give(history.pop());
+    if (history.length > maxOrder) o.release(history.pop());
     const order = Math.min(maxOrder, i + 1);
     const { scale, w } = weights(i, order);
-    const xNext = axpyCombine(x, scale, w, history.slice(0, order), ev.take());
-    ev.step(i, tCur, tNext, xNext, ctx.callback, n);
-    if (x !== x0) ev.give(x);
+    const xNext = o.combine(x, scale, w, history.slice(0, order));
+    o.reportStep(i, tCur, tNext, xNext, n);
+    if (x !== x0) o.release(x);
     x = xNext;
   }
-  ev.give(...history);
-  return finish(ev, x, t[n]!, denoiseToZero);
+  o.release(...history);
+  return finalDenoise(o, x, t[n]!, denoiseToZero);
 }
 
 export interface AdamsOptions extends BaseSolverOptions {

@@ -10,7 +10,7 @@
  */
 import type { BaseSolverOptions } from './common.js';
 import { intervalCoefficients, type Coefficients, type IntervalCoefficients } from './coefficients.js';
-import { afsOdeDirection, EagerOps, finalDenoise, odeDirection, type ArrayOps, type ScalarOps } from './ops.js';
+import { afsDirection, EagerOps, finalDenoise, odeDirection, type ArrayOps, type ScalarOps } from './ops.js';
 import type { SolverContext } from './types.js';
 
 export interface AdasdeOptions extends BaseSolverOptions {
@@ -62,7 +62,7 @@ export async function adasdeStep<A, S>(o: ArrayOps<A, S>, x: A, at: AdasdeInterv
     xHat = o.axpy(x, std, eps);
     o.release(eps);
   }
-  const dHat = at.afs && i === 0 ? afsOdeDirection(o, xHat, tHat) : await odeDirection(o, xHat, tHat);
+  const dHat = at.afs && i === 0 ? afsDirection(o, xHat, tHat) : await odeDirection(o, xHat, tHat);
 
   const tMid = c.r.map((rj) => s.mul(s.pow(tNext, rj), s.pow(tHat, s.sub(s.of(1), rj))));
   const xMid = o.stackPoints(

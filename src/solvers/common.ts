@@ -1,7 +1,5 @@
-/** Shared pieces of the solvers: counted denoiser calls, AFS, thresholding, vector ops. */
-import { ArrayPool } from './pool.js';
-import type { Conditioning, DenoiseRequest } from '../core/denoiser.js';
-import type { SolverContext, StepCallback } from './types.js';
+/** Shared pieces of the solvers: the element-wise kernels of the eager array operations (ops.ts), thresholding, options. */
+import type { Conditioning } from '../core/denoiser.js';
 
 /** Options every solver understands. */
 export interface BaseSolverOptions {
@@ -9,76 +7,6 @@ export interface BaseSolverOptions {
   afs?: boolean;
   /** Final x <- D(x, t_{N-1}) (+1 NFE). */
   denoiseToZero?: boolean;
-}
-
-/**
- * Wraps the context's denoiser: a scalar t for the whole batch, an NFE counter, and the
- * run's array pool (every array it hands out belongs to the solver, which gives it back once
- * nothing reads it).
- */
-export class Evaluator {
-  /** Denoiser evaluations per sample so far. */
-  nfe = 0;
-  readonly pool: ArrayPool;
-  constructor(private readonly ctx: SolverContext) {
-    this.pool = ctx.pool ?? new ArrayPool();
-  }
-
-  /** A [B * dim] array (or `length` values) with unspecified contents. */
-  take(length = this.ctx.batch * this.ctx.dim): Float64Array {
-    return this.pool.take(length);
-  }
-
-  give(...arrays: (Float64Array | undefined)[]): void {
-    this.pool.give(...arrays);
-  }
-
-  /** D(x, t) for every sample of the batch at the same noise level t. */
-  async D(x: Float64Array, t: number): Promise<Float64Array> {
-    this.nfe++;
-    return this.run({ x, sigma: new Float64Array(this.ctx.batch).fill(t), batch: this.ctx.batch, cond: this.ctx.cond });
-  }
-
-  /**
-   * One denoiser call (not counted: callers that stack several points count themselves);
-   * the result is always an array the solver owns.
-   */
-  async run(req: Omit<DenoiseRequest, 'out'>): Promise<Float64Array> {
-    const out = this.take(req.x.length);
-    const den = await this.ctx.denoise({ ...req, out });
-    // A denoiser that hands back x itself (identity tests) must not make x and D one array.
-    if (den === req.x) {
-      out.set(den);
-      return out;
-    }
-    if (den !== out) this.give(out);
-    return den;
-  }
-
-  /** d = (x - D(x, t)) / t: the probability-flow ODE direction dx/dsigma, in D's array. */
-  async d(x: Float64Array, t: number): Promise<Float64Array> {
-    const den = await this.D(x, t);
-    return direction(x, den, t, den);
-  }
-
-  step(i: number, tCur: number, tNext: number, x: Float64Array, cb: StepCallback | undefined, total: number): void {
-    cb?.({ i, total, tCur, tNext, x, nfe: this.nfe });
-  }
-}
-
-/** (x - D) / t, into `out` (which may be `den` itself) or a new array. */
-export function direction(x: Float64Array, den: Float64Array, t: number, out: Float64Array = new Float64Array(x.length)): Float64Array {
-  return diffOver(x, den, t, out);
-}
-
-/** AFS (ALGORITHM.md 3): at sigma = t the ODE direction of N(0, I) data is x / sqrt(1 + t^2). */
-export function afsDirection(x: Float64Array, t: number, out: Float64Array = new Float64Array(x.length)): Float64Array {
-  return scale(x, 1 / Math.sqrt(1 + t * t), out);
-}
-
-/** The denoised estimate implied by AFS: D = x - t d. */
-export function afsDenoised(x: Float64Array, t: number, out: Float64Array = new Float64Array(x.length)): Float64Array {
-  return scale(x, 1 - t / Math.sqrt(1 + t * t), out);
 }
 
 /** out = a + s * b (out may be a or b). */
@@ -280,11 +208,6 @@ function largest(a: Float64Array, o: number, n: number, top: Float64Array): void
     }
     top[j - 1] = v;
   }
-}
-
-/** Optional final denoising step shared by all solvers. */
-export async function finish(ev: Evaluator, x: Float64Array, tLast: number, denoiseToZero: boolean | undefined): Promise<Float64Array> {
-  return denoiseToZero ? ev.D(x, tLast) : x;
 }
 
 /** Repeat per-sample conditioning `times` times along the batch (for stacked model calls). */

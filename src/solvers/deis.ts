@@ -13,6 +13,7 @@
  * Order min(max_order, i + 1), the first step being Euler. NFE N-1.
  */
 import { adamsLoop, checkMaxOrder, lagrangeIntegrals, type AdamsOptions } from './adams.js';
+import { EagerOps, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
 
 export type DeisMode = 'tab' | 'rhoab';
@@ -98,12 +99,16 @@ export function deisCoefficients(t: Float64Array, i: number, order: number, mode
   return mode === 'tab' ? tabCoefficients(nodes, t[i]!, t[i + 1]!) : lagrangeIntegrals(nodes, t[i]!, t[i + 1]!);
 }
 
-export function sampleDeis(x0: Float64Array, ctx: SolverContext, opts: DeisOptions = {}): Promise<Float64Array> {
+/** The whole DEIS sampler over any implementation of the array operations. */
+export function solveDeis<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: DeisOptions = {}): Promise<A> {
   const maxOrder = opts.maxOrder ?? 4;
   checkMaxOrder('deis', maxOrder);
   const mode = opts.deisMode ?? 'tab';
-  const t = ctx.tSteps;
   // The coefficients depend on the grid only: computed once per run, not per batch element.
   const table = Array.from({ length: t.length - 1 }, (_, i) => deisCoefficients(t, i, Math.min(maxOrder, i + 1), mode));
-  return adamsLoop(x0, ctx, maxOrder, opts.afs, opts.denoiseToZero, (i) => ({ scale: 1, w: table[i]! }));
+  return adamsLoop(o, x0, t, maxOrder, opts.afs, opts.denoiseToZero, (i) => ({ scale: 1, w: table[i]! }));
+}
+
+export function sampleDeis(x0: Float64Array, ctx: SolverContext, opts: DeisOptions = {}): Promise<Float64Array> {
+  return solveDeis(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }

@@ -4,7 +4,8 @@
  * With `predictX0: false` it is the noise-prediction multistep DPM-Solver (Lu et al. 2022a),
  * whose model output is eps = (x - D)/t, the ODE direction in the EDM parameterisation.
  */
-import { afsDenoised, afsDirection, axmby, direction, Evaluator, finish, threshold, type BaseSolverOptions } from './common.js';
+import type { BaseSolverOptions } from './common.js';
+import { afsDenoised, afsDirection, EagerOps, finalDenoise, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
 
 export interface DpmppOptions extends BaseSolverOptions {
@@ -33,75 +34,69 @@ export function dpmppOrder(i: number, numSteps: number, maxOrder: number, lowerO
 }
 
 /** Order 2: x_t = ratio x - c (D0 + D1/2), D1 = (D0 - D_-1) / r0, with c = phi_1 (times t for noise prediction). */
-function secondOrder(x: Float64Array, ratio: number, c: number, D0: Float64Array, D1p: Float64Array, r0: number, out: Float64Array): void {
-  for (let k = 0; k < x.length; k++) {
-    const D1 = (D0[k]! - D1p[k]!) / r0;
-    out[k] = ratio * x[k]! - c * (D0[k]! + 0.5 * D1);
-  }
+function secondOrder<A>(o: SolverOps<A>, x: A, ratio: number, c: number, D0: A, D1p: A, r0: number): A {
+  const D1 = o.diffOver(D0, D1p, r0);
+  const inner = o.axpy(D0, 0.5, D1, D1);
+  return o.axmby(ratio, x, c, inner, inner);
 }
 
 type ThirdOrderCoeffs = { ratio: number; phi1: number; phi2: number; phi3: number } | { tNext: number; phi1: number; phi2: number; phi3: number };
 
 /**
  * Order 3 (ALGORITHM.md 3): data prediction x_t = ratio x - phi_1 D0 + phi_2 D1 - phi_3 D2; noise
- * prediction x - t (phi_1 eps0 + phi_2 D1 + phi_3 D2).
+ * prediction x - t (phi_1 eps0 + phi_2 D1 + phi_3 D2), where
+ * D1 = d10 + r0/(r0 + r1) (d10 - d11), D2 = (d10 - d11) / (r0 + r1), d10 = (D0 - D_-1)/r0, d11 = (D_-1 - D_-2)/r1.
  */
-function thirdOrder(x: Float64Array, co: ThirdOrderCoeffs, D0: Float64Array, Dm1: Float64Array, Dm2: Float64Array, r0: number, r1: number, out: Float64Array): void {
+function thirdOrder<A>(o: SolverOps<A>, x: A, co: ThirdOrderCoeffs, D0: A, Dm1: A, Dm2: A, r0: number, r1: number): A {
   const { phi1, phi2, phi3 } = co;
-  const w = r0 / (r0 + r1);
-  const rs = r0 + r1;
+  const d10 = o.diffOver(D0, Dm1, r0);
+  const d11 = o.diffOver(Dm1, Dm2, r1);
+  // (d10 - d11) / 1 is the difference itself, exactly.
+  const delta = o.diffOver(d10, d11, 1);
+  const D2 = o.diffOver(d10, d11, r0 + r1, d11);
+  const D1 = o.axpy(d10, r0 / (r0 + r1), delta, delta);
+  o.release(d10);
+  let out: A;
   if ('ratio' in co) {
-    const ratio = co.ratio;
-    for (let k = 0; k < x.length; k++) {
-      const d10 = (D0[k]! - Dm1[k]!) / r0;
-      const d11 = (Dm1[k]! - Dm2[k]!) / r1;
-      const D1 = d10 + w * (d10 - d11);
-      const D2 = (d10 - d11) / rs;
-      out[k] = ratio * x[k]! - phi1 * D0[k]! + phi2 * D1 - phi3 * D2;
-    }
-  } else {
-    const tNext = co.tNext;
-    for (let k = 0; k < x.length; k++) {
-      const d10 = (D0[k]! - Dm1[k]!) / r0;
-      const d11 = (Dm1[k]! - Dm2[k]!) / r1;
-      const D1 = d10 + w * (d10 - d11);
-      const D2 = (d10 - d11) / rs;
-      out[k] = x[k]! - tNext * (phi1 * D0[k]! + phi2 * D1 + phi3 * D2);
-    }
-  }
+    // ((ratio x - phi_1 D0) + phi_2 D1) - phi_3 D2, left to right.
+    const first = o.axmby(co.ratio, x, phi1, D0);
+    const second = o.axpy(first, phi2, D1, first);
+    out = o.axpy(second, -phi3, D2, second);
+  } else out = o.combine(x, -co.tNext, [phi1, phi2, phi3], [D0, D1, D2]);
+  o.release(D1, D2);
+  return out;
 }
 
-export async function sampleDpmpp(x0: Float64Array, ctx: SolverContext, opts: DpmppOptions = {}): Promise<Float64Array> {
+/** The whole DPM-Solver++ (or DPM-Solver) multistep sampler over any implementation of the array operations. */
+export async function solveDpmpp<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: DpmppOptions = {}): Promise<A> {
   const maxOrder = opts.maxOrder ?? 3;
   if (!(maxOrder >= 1 && maxOrder <= 3)) throw new RangeError(`dpmpp max_order must be 1..3, got ${maxOrder}`);
   const lowerOrderFinal = opts.lowerOrderFinal ?? true;
   const predictX0 = opts.predictX0 ?? true;
   // Thresholding clips data predictions; it has no meaning for noise predictions.
   const useThreshold = predictX0 && (opts.thresholding ?? true);
-  const ev = new Evaluator(ctx);
-  const t = ctx.tSteps;
   const N = t.length;
   const n = N - 1;
   const lam = (s: number) => -Math.log(s);
   let x = x0;
-  const Dh: Float64Array[] = []; // newest first
+  const Dh: A[] = []; // newest first
   const th: number[] = [];
   for (let i = 0; i < n; i++) {
     const tCur = t[i]!;
     const tNext = t[i + 1]!;
     // The model output (or its AFS stand-in) is a fresh array of the loop's own, so the
     // noise-prediction conversion and the thresholding overwrite it.
-    let den: Float64Array;
-    if (opts.afs && i === 0) den = predictX0 ? afsDenoised(x, tCur, ev.take()) : afsDirection(x, tCur, ev.take());
+    let den: A;
+    if (opts.afs && i === 0) den = predictX0 ? afsDenoised(o, x, tCur) : afsDirection(o, x, tCur);
     else {
-      den = await ev.D(x, tCur);
-      if (!predictX0) direction(x, den, tCur, den);
+      den = await o.denoise(x, [tCur]);
+      if (!predictX0) den = o.diffOver(x, den, tCur, den);
     }
-    if (useThreshold) threshold(den, ctx.batch, undefined, undefined, den);
+    if (useThreshold) den = o.threshold(den, den);
     Dh.unshift(den);
     th.unshift(tCur);
     if (Dh.length > 3) {
-      ev.give(Dh.pop());
+      o.release(Dh.pop());
       th.pop();
     }
     const order = dpmppOrder(i, N, maxOrder, lowerOrderFinal);
@@ -110,13 +105,13 @@ export async function sampleDpmpp(x0: Float64Array, ctx: SolverContext, opts: Dp
     // x_t = x - t phi_1 eps0 - ..., with the phi functions of h instead of -h.
     const phi1 = predictX0 ? Math.expm1(-h) : Math.expm1(h);
     const ratio = predictX0 ? tNext / tCur : 1;
-    const out = ev.take();
     const D0 = Dh[0]!;
+    let out: A;
     if (order === 1) {
-      axmby(ratio, x, (predictX0 ? 1 : tNext) * phi1, D0, out);
+      out = o.axmby(ratio, x, (predictX0 ? 1 : tNext) * phi1, D0);
     } else if (order === 2) {
       const r0 = (lam(th[0]!) - lam(th[1]!)) / h;
-      secondOrder(x, ratio, (predictX0 ? 1 : tNext) * phi1, D0, Dh[1]!, r0, out);
+      out = secondOrder(o, x, ratio, (predictX0 ? 1 : tNext) * phi1, D0, Dh[1]!, r0);
     } else {
       const h0 = lam(th[0]!) - lam(th[1]!);
       const h1 = lam(th[1]!) - lam(th[2]!);
@@ -124,12 +119,16 @@ export async function sampleDpmpp(x0: Float64Array, ctx: SolverContext, opts: Dp
       const r1 = h1 / h;
       const phi2 = predictX0 ? phi1 / h + 1 : phi1 / h - 1;
       const phi3 = (phi2 / h - 0.5) * (opts.exactThirdOrder ? 2 : 1);
-      thirdOrder(x, predictX0 ? { ratio, phi1, phi2, phi3 } : { tNext, phi1, phi2, phi3 }, D0, Dh[1]!, Dh[2]!, r0, r1, out);
+      out = thirdOrder(o, x, predictX0 ? { ratio, phi1, phi2, phi3 } : { tNext, phi1, phi2, phi3 }, D0, Dh[1]!, Dh[2]!, r0, r1);
     }
-    ev.step(i, tCur, tNext, out, ctx.callback, n);
-    if (x !== x0) ev.give(x);
+    o.reportStep(i, tCur, tNext, out, n);
+    if (x !== x0) o.release(x);
     x = out;
   }
-  ev.give(...Dh);
-  return finish(ev, x, t[n]!, opts.denoiseToZero);
+  o.release(...Dh);
+  return finalDenoise(o, x, t[n]!, opts.denoiseToZero);
+}
+
+export function sampleDpmpp(x0: Float64Array, ctx: SolverContext, opts: DpmppOptions = {}): Promise<Float64Array> {
+  return solveDpmpp(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }

@@ -4,6 +4,7 @@
  */
 import { adamsLoop } from './adams.js';
 import type { BaseSolverOptions } from './common.js';
+import { EagerOps, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
 
 export interface IpndmOptions extends BaseSolverOptions {
@@ -19,10 +20,14 @@ const AB_WEIGHTS: readonly (readonly number[])[] = [
   [55 / 24, -59 / 24, 37 / 24, -9 / 24],
 ];
 
-export async function sampleIpndm(x0: Float64Array, ctx: SolverContext, opts: IpndmOptions = {}): Promise<Float64Array> {
+/** The whole iPNDM sampler over any implementation of the array operations. */
+export function solveIpndm<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: IpndmOptions = {}): Promise<A> {
   const maxOrder = opts.maxOrder ?? 4;
   if (!(maxOrder >= 1 && maxOrder <= 4)) throw new RangeError(`ipndm max_order must be 1..4, got ${maxOrder}`);
-  const t = ctx.tSteps;
   // Fixed weights on the step h = t_{i+1} - t_i: the shared multistep loop of src/solvers/adams.ts.
-  return adamsLoop(x0, ctx, maxOrder, opts.afs, opts.denoiseToZero, (i, order) => ({ scale: t[i + 1]! - t[i]!, w: AB_WEIGHTS[order - 1]! }));
+  return adamsLoop(o, x0, t, maxOrder, opts.afs, opts.denoiseToZero, (i, order) => ({ scale: t[i + 1]! - t[i]!, w: AB_WEIGHTS[order - 1]! }));
+}
+
+export function sampleIpndm(x0: Float64Array, ctx: SolverContext, opts: IpndmOptions = {}): Promise<Float64Array> {
+  return solveIpndm(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }

@@ -10,6 +10,7 @@
  * over [t_i, t_{i+1}] of the Lagrange polynomials through the last k times (adams.ts).
  */
 import { adamsLoop, checkMaxOrder, lagrangeIntegrals, type AdamsOptions } from './adams.js';
+import { EagerOps, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
 
 export interface IpndmVOptions extends AdamsOptions {
@@ -46,9 +47,13 @@ export function ipndmVWeights(t: Float64Array, i: number, order: number, exact =
   ];
 }
 
-export function sampleIpndmV(x0: Float64Array, ctx: SolverContext, opts: IpndmVOptions = {}): Promise<Float64Array> {
+/** The whole ipndm_v sampler over any implementation of the array operations. */
+export function solveIpndmV<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: IpndmVOptions = {}): Promise<A> {
   const maxOrder = opts.maxOrder ?? 4;
   checkMaxOrder('ipndm_v', maxOrder);
-  const t = ctx.tSteps;
-  return adamsLoop(x0, ctx, maxOrder, opts.afs, opts.denoiseToZero, (i, order) => ({ scale: t[i + 1]! - t[i]!, w: ipndmVWeights(t, i, order, opts.exact) }));
+  return adamsLoop(o, x0, t, maxOrder, opts.afs, opts.denoiseToZero, (i, order) => ({ scale: t[i + 1]! - t[i]!, w: ipndmVWeights(t, i, order, opts.exact) }));
+}
+
+export function sampleIpndmV(x0: Float64Array, ctx: SolverContext, opts: IpndmVOptions = {}): Promise<Float64Array> {
+  return solveIpndmV(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }

@@ -12,10 +12,12 @@
  *
  * Contract, for every implementation:
  *  - Each op is a pure function of its arguments and returns a new array handle (A). Ops
- *    never modify an argument, except that an op offered `reuse` (an input the caller gives
- *    up with this call) may write its result over that input: the eager kernels read each
- *    element before writing it, so the meaning never depends on the aliasing. After the
- *    call the caller must not use `reuse` again (in eager mode it IS the result).
+ *    never modify an argument, except that an op offered `reuse` (an array of the same size
+ *    the caller gives up with this call: one of the op's inputs, or a state it no longer
+ *    reads) may write its result over it: the eager kernels read each element before
+ *    writing it, so the meaning never depends on the aliasing, and other implementations
+ *    ignore the hint. After the call the caller must not use `reuse` again (in eager mode
+ *    it IS the result).
  *  - Scalars (S) are what the schedule, the coefficients and the solver constants are made
  *    of: plain float64 numbers in eager and graph mode (known when the graph is built),
  *    dual numbers in training. A solver may branch on `scalar.value(s)` (e.g. gamma_i > 0):
@@ -236,9 +238,15 @@ export async function odeDirection<A, S>(o: ArrayOps<A, S>, x: A, t: S): Promise
  * AFS (analytic first step, ALGORITHM.md 3): at sigma = t the ODE direction of N(0, I) data
  * is x / sqrt(1 + t^2), which replaces the first denoiser call.
  */
-export function afsOdeDirection<A, S>(o: ArrayOps<A, S>, x: A, t: S): A {
+export function afsDirection<A, S>(o: ArrayOps<A, S>, x: A, t: S): A {
   const s = o.scalar;
   return o.scale(x, s.div(s.of(1), s.sqrt(s.add(s.of(1), s.mul(t, t)))));
+}
+
+/** The denoised estimate implied by AFS: D = x - t d = x (1 - t / sqrt(1 + t^2)). */
+export function afsDenoised<A, S>(o: ArrayOps<A, S>, x: A, t: S): A {
+  const s = o.scalar;
+  return o.scale(x, s.sub(s.of(1), s.div(t, s.sqrt(s.add(s.of(1), s.mul(t, t))))));
 }
 
 /** The optional final x <- D(x, t_{N-1}) (+1 NFE) every solver offers. */
@@ -262,7 +270,7 @@ export async function stepwise<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts:
   for (let i = 0; i < n; i++) {
     const tCur = t[i]!;
     const tNext = t[i + 1]!;
-    const dCur = opts.afs && i === 0 ? afsOdeDirection(o, x, tCur) : await odeDirection(o, x, tCur);
+    const dCur = opts.afs && i === 0 ? afsDirection(o, x, tCur) : await odeDirection(o, x, tCur);
     const xNext = await step(o, x, tCur, tNext, dCur);
     o.reportStep(i, tCur, tNext, xNext, n);
     // x_0 belongs to the caller; every later state is the loop's own.

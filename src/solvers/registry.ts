@@ -5,7 +5,7 @@
 import type { SolverName } from '../config/common.js';
 import type { BaseSolverOptions } from './common.js';
 import type { Coefficients } from './coefficients.js';
-import { sampleAdasde } from './adasde.js';
+import { adasdeNfe, sampleAdasde } from './adasde.js';
 import { sampleDpm } from './dpm.js';
 import { sampleDpmpp } from './dpmpp.js';
 import { sampleEuler } from './euler.js';
@@ -58,7 +58,7 @@ export const SOLVER_REGISTRY: Record<SolverName, SolverEntry> = {
       if (!o.coeffs) throw new RangeError('adasde needs coefficients (a predictor)');
       return sampleAdasde(x, ctx, { ...o, coeffs: o.coeffs });
     },
-    nfe: (N, o) => (1 + (o.coeffs?.r[0]?.length ?? 1)) * (N - 1) + extra(o),
+    nfe: (N, o) => adasdeNfe(N, o.coeffs?.r[0]?.length ?? 1, o.afs, o.denoiseToZero),
   },
 };
 

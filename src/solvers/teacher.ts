@@ -8,7 +8,7 @@
  */
 import { dpmStep } from './dpm.js';
 import { heunStep } from './heun.js';
-import { afsOdeDirection, EagerOps, odeDirection } from './ops.js';
+import { afsDirection, EagerOps, odeDirection } from './ops.js';
 import { getSchedule, type ScheduleSpec } from './schedule.js';
 import type { SolverContext } from './types.js';
 
@@ -36,7 +36,7 @@ export async function sampleSubsteps(kind: TeacherKind, x0: Float64Array, ctx: S
       const tCur = sub[j]!;
       const tNext = sub[j + 1]!;
       const useAfs = opts.afs === true && j === 0 && (kind === 'heun' || i === 0);
-      const dCur = useAfs ? afsOdeDirection(o, x, tCur) : await odeDirection(o, x, tCur);
+      const dCur = useAfs ? afsDirection(o, x, tCur) : await odeDirection(o, x, tCur);
       // The states are never released: the targets keep some of them.
       x = kind === 'heun' ? await heunStep(o, x, tCur, tNext, dCur) : await dpmStep(o, x, tCur, tNext, dCur);
     }

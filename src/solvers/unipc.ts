@@ -3,7 +3,8 @@
  * corrector's model output at the new point is reused as the next step's D, so the
  * corrector costs no extra evaluation except where it is switched off (the last interval).
  */
-import { afsDenoised, afsDirection, axmby, axpyCombine, diffOver, direction, Evaluator, finish, threshold, type BaseSolverOptions } from './common.js';
+import type { BaseSolverOptions } from './common.js';
+import { afsDenoised, afsDirection, EagerOps, finalDenoise, type SolverOps } from './ops.js';
 import { solveSmall } from './linalg.js';
 import type { SolverContext } from './types.js';
 
@@ -23,56 +24,36 @@ function factorial(k: number): number {
   return f;
 }
 
-/**
- * The corrector x_t = x_ + s (sum_k c[k] D1_k + c[p-1] (m_t - m0)) with s = -B (times t for
- * noise prediction), into `out` (which may be x_ itself: each element is read first).
- */
-function corrector(xBase: Float64Array, s: number, c: readonly number[], D1s: readonly Float64Array[], mt: Float64Array, m0: Float64Array, out: Float64Array): void {
-  const n = xBase.length;
-  const cLast = c[D1s.length]!;
-  if (D1s.length === 0) for (let e = 0; e < n; e++) out[e] = xBase[e]! + s * (cLast * (mt[e]! - m0[e]!));
-  else if (D1s.length === 1) {
-    const [c0] = c as [number];
-    const [v0] = D1s as [Float64Array];
-    for (let e = 0; e < n; e++) out[e] = xBase[e]! + s * (c0 * v0[e]! + cLast * (mt[e]! - m0[e]!));
-  } else if (D1s.length === 2) {
-    const [c0, c1] = c as [number, number];
-    const [v0, v1] = D1s as [Float64Array, Float64Array];
-    for (let e = 0; e < n; e++) out[e] = xBase[e]! + s * (c0 * v0[e]! + c1 * v1[e]! + cLast * (mt[e]! - m0[e]!));
-  } else throw new RangeError(`unipc corrector with ${D1s.length} differences`);
-}
-
-export async function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: UnipcOptions = {}): Promise<Float64Array> {
+/** The whole UniPC sampler over any implementation of the array operations. */
+export async function solveUnipc<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: UnipcOptions = {}): Promise<A> {
   const maxOrder = opts.maxOrder ?? 3;
   if (!(maxOrder >= 1 && maxOrder <= 3)) throw new RangeError(`unipc max_order must be 1..3, got ${maxOrder}`);
   const lowerOrderFinal = opts.lowerOrderFinal ?? true;
   const variant = opts.variant ?? 'bh2';
   const predictX0 = opts.predictX0 ?? true;
   const useThreshold = predictX0 && (opts.thresholding ?? true);
-  const ev = new Evaluator(ctx);
   /**
    * The model output UniPC works with: D, or eps = (x - D)/t, both written over the
    * denoiser's fresh output (and thresholded in place).
    */
-  const modelOut = async (x: Float64Array, tt: number): Promise<Float64Array> => {
-    const den = await ev.D(x, tt);
-    if (!predictX0) return direction(x, den, tt, den);
-    return useThreshold ? threshold(den, ctx.batch, undefined, undefined, den) : den;
+  const modelOut = async (x: A, tt: number): Promise<A> => {
+    const den = await o.denoise(x, [tt]);
+    if (!predictX0) return o.diffOver(x, den, tt, den);
+    return useThreshold ? o.threshold(den, den) : den;
   };
-  const t = ctx.tSteps;
   const N = t.length;
   const n = N - 1;
   const lam = (s: number) => -Math.log(s);
 
   let x = x0;
-  let M0: Float64Array;
+  let M0: A;
   if (!opts.afs) M0 = await modelOut(x, t[0]!);
-  else if (!predictX0) M0 = afsDirection(x, t[0]!, ev.take());
+  else if (!predictX0) M0 = afsDirection(o, x, t[0]!);
   else {
-    M0 = afsDenoised(x, t[0]!, ev.take());
-    if (useThreshold) threshold(M0, ctx.batch, undefined, undefined, M0);
+    M0 = afsDenoised(o, x, t[0]!);
+    if (useThreshold) M0 = o.threshold(M0, M0);
   }
-  const Dh: Float64Array[] = [M0]; // oldest first, newest last
+  const Dh: A[] = [M0]; // oldest first, newest last
   const th: number[] = [t[0]!];
 
   for (let i = 0; i < n; i++) {
@@ -90,12 +71,12 @@ export async function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: Un
     const hh = predictX0 ? -h : h;
     const m0 = Dh[Dh.length - 1]!;
     const rks: number[] = [];
-    const D1s: Float64Array[] = [];
+    const D1s: A[] = [];
     for (let k = 1; k <= p - 1; k++) {
       const rk = (lam(th[th.length - 1 - k]!) - lam(tPrev)) / h;
       rks.push(rk);
       const Dk = Dh[Dh.length - 1 - k]!;
-      D1s.push(diffOver(Dk, m0, rk, ev.take()));
+      D1s.push(o.diffOver(Dk, m0, rk));
     }
     rks.push(1);
 
@@ -116,21 +97,25 @@ export async function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: Un
     // (alpha = 1, sigma = t): x_ = x - t hphi_1 m0 and corrections -t B (...).
     const ratio = predictX0 ? tNext / tPrev : 1;
     const sig = predictX0 ? 1 : tNext;
-    const xBase = axmby(ratio, x, sig * hphi1, m0, ev.take());
+    const xBase = o.axmby(ratio, x, sig * hphi1, m0);
     // x_t = x_ - B sum_k rho_p[k] D1_k (predictor)
-    const xt = p > 1 ? axpyCombine(xBase, -sig * B, rhoP, D1s, ev.take()) : xBase;
+    let xt = p > 1 ? o.combine(xBase, -sig * B, rhoP, D1s) : xBase;
 
-    let mt: Float64Array | undefined;
+    let mt: A | undefined;
     if (useCorrector) {
       mt = await modelOut(xt, tNext);
       // x_t = x_ - B (sum_k rho_c[k] D1_k + rho_c[p] (m_t - m0)) (corrector), written over the
-      // predictor's state (the model has read it) or, at first order, over x_ itself.
-      corrector(xBase, -sig * B, rhoC, D1s, mt, m0, xt);
+      // predictor's state (the model has read it) or, at first order, over x_ itself; the
+      // difference m_t - m0 is exact as (m_t - m0) / 1.
+      const dm = o.diffOver(mt, m0, 1);
+      if (D1s.length > 2) throw new RangeError(`unipc corrector with ${D1s.length} differences`);
+      xt = o.combine(xBase, -sig * B, rhoC.slice(0, D1s.length + 1), [...D1s, dm], xt);
+      o.release(dm);
     }
-    if (xt !== xBase) ev.give(xBase);
-    ev.give(...D1s);
-    ev.step(i, t[i]!, tNext, xt, ctx.callback, n);
-    if (x !== x0) ev.give(x);
+    if (xt !== xBase) o.release(xBase);
+    o.release(...D1s);
+    o.reportStep(i, t[i]!, tNext, xt, n);
+    if (x !== x0) o.release(x);
     x = xt;
 
     if (warmup) {
@@ -139,10 +124,14 @@ export async function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: Un
     } else {
       th.shift();
       th.push(tNext);
-      ev.give(Dh.shift());
+      o.release(Dh.shift());
       if (mt) Dh.push(mt);
     }
   }
-  ev.give(...Dh);
-  return finish(ev, x, t[n]!, opts.denoiseToZero);
+  o.release(...Dh);
+  return finalDenoise(o, x, t[n]!, opts.denoiseToZero);
+}
+
+export function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: UnipcOptions = {}): Promise<Float64Array> {
+  return solveUnipc(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }

@@ -10,6 +10,7 @@ import { coefficientsOf, loadPredictor, type PredictorFile } from '../config/pre
 import { latestSnapshot, listRuns, resolvePredictorPath } from '../io/runs.js';
 import type { TableRow } from '../config/table.js';
 import type { DenoiserMetadata } from '../runtime/model.js';
+import { adasdeNfe } from '../solvers/adasde.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
 import { discreteTime, getSchedule } from '../solvers/schedule.js';
 import type { SamplePlan } from '../sample/pipeline.js';
@@ -56,7 +57,7 @@ export function findPredictors(expDir: string, dataset: string, nfe: number, noi
       continue;
     }
     const o = p.options;
-    const k = (1 + o.num_points) * (o.num_steps - 1) - (o.afs ? 1 : 0);
+    const k = adasdeNfe(o.num_steps, o.num_points, o.afs);
     if (o.dataset_name === dataset && k === nfe && (o.gamma > 0) === noise) out.push({ id: run.id, path: snap });
   }
   return out.sort((a, b) => b.id - a.id).map((e) => e.path);
