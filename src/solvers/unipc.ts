@@ -108,7 +108,6 @@ export async function solveUnipc<A>(o: SolverOps<A>, x0: A, t: Float64Array, opt
       // predictor's state (the model has read it) or, at first order, over x_ itself; the
       // difference m_t - m0 is exact as (m_t - m0) / 1.
       const dm = o.diffOver(mt, m0, 1);
-      if (D1s.length > 2) throw new RangeError(`unipc corrector with ${D1s.length} differences`);
       xt = o.combine(xBase, -sig * B, rhoC.slice(0, D1s.length + 1), [...D1s, dm], xt);
       o.release(dm);
     }
