@@ -16,7 +16,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { inspectFile, inspectTable, recognise } from '../../src/cli/inspect.js';
+import { inspectFile } from '../../src/app/inspect.js';
+import { inspectTable } from '../../src/config/inspect.js';
+import { recognise } from '../../src/runtime/recognise.js';
 import { main } from '../../src/cli/main.js';
 import { parseOptions } from '../../src/config/options.js';
 import { readNpy, toFloat64, type NdArray } from '../../src/io/npy.js';
