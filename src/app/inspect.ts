@@ -38,7 +38,7 @@ import {
 } from '../runtime/model.js';
 import { recognise, type ContractName } from '../runtime/recognise.js';
 import { readModelSignature, formatDims, type ModelSignature } from '../runtime/session.js';
-import { PromptEncoder } from '../sample/companions.js';
+import { companionRef, loadCompanionTokenizer, missingCompanion, PromptEncoder, stateShapeProblem, type CompanionField } from '../sample/companions.js';
 import { discreteTime } from '../solvers/schedule.js';
 import type { Conditioning } from '../core/denoiser.js';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.js';
@@ -166,19 +166,19 @@ function scheduleLine(meta: PartialDenoiserMetadata, report: ProblemSink, lines:
   }
 }
 
-function companionLabel(meta: PartialDenoiserMetadata, field: keyof typeof COMPANION_KEYS): string {
+function companionLabel(meta: PartialDenoiserMetadata, field: CompanionField): string {
   return `companion   ${COMPANION_KEYS[field].slice('adasde.'.length).padEnd(12)} ${meta.raw[COMPANION_KEYS[field]]}`;
 }
 
-function companionFile(file: string, meta: PartialDenoiserMetadata, field: keyof typeof COMPANION_KEYS, report: ProblemSink, lines: string[]): string | undefined {
-  const p = meta[field];
-  if (p === undefined) return undefined;
-  if (!existsSync(p)) {
-    report(`${file}: ${COMPANION_KEYS[field]} '${meta.raw[COMPANION_KEYS[field]]}' does not exist (looked for ${p})`);
+function companionFile(file: string, meta: PartialDenoiserMetadata, field: CompanionField, report: ProblemSink, lines: string[]): string | undefined {
+  const ref = companionRef(meta, field);
+  if (ref === undefined) return undefined;
+  if (!ref.exists) {
+    report(missingCompanion(file, ref));
     lines.push(`${companionLabel(meta, field)}: missing`);
     return undefined;
   }
-  return p;
+  return ref.path;
 }
 
 function checkCompanions(file: string, meta: PartialDenoiserMetadata, sig: ModelSignature, report: ProblemSink, lines: string[]): CompanionState {
@@ -187,7 +187,7 @@ function checkCompanions(file: string, meta: PartialDenoiserMetadata, sig: Model
   const R = meta.imgResolution;
   const sample = C !== undefined && R !== undefined ? [C, R, R] : undefined;
   const condIn = sig.inputs.find((s) => s.name === 'condition');
-  const label = (field: keyof typeof COMPANION_KEYS) => companionLabel(meta, field);
+  const label = (field: CompanionField) => companionLabel(meta, field);
   /** Runs a companion check, counting its problems (an unreadable file is one). */
   const counted = (fn: (r: ProblemSink) => void): number => {
     let n = 0;
@@ -226,10 +226,12 @@ function checkCompanions(file: string, meta: PartialDenoiserMetadata, sig: Model
       if (!io) return;
       const ids = esig.inputs.find((s) => s.name === 'input_ids');
       desc = `${ids ? describeTensor(ids) : 'input_ids'} -> ${describeTensor(io.output)}`;
-      const mL = condIn?.dims?.length === 3 ? condIn.dims[1] : undefined;
-      const mE = condIn?.dims?.length === 3 ? condIn.dims[2] : undefined;
-      if (condIn && typeof mL === 'number' && io.seqLen !== undefined && io.seqLen !== mL) r(`${enc}: the text encoder gives ${io.seqLen} states per prompt but ${file} takes condition ${formatDims(condIn.dims)}`);
-      if (condIn && typeof mE === 'number' && io.embedDim !== undefined && io.embedDim !== mE) r(`${enc}: the text encoder gives states of width ${io.embedDim} but ${file} takes condition ${formatDims(condIn.dims)}`);
+      if (condIn?.dims?.length === 3) {
+        const [, mL, mE] = condIn.dims;
+        const fixed = (d: unknown) => (typeof d === 'number' ? d : undefined);
+        const problem = stateShapeProblem({ path: file, conditionShape: [fixed(mL), fixed(mE)] }, enc, io.seqLen, io.embedDim);
+        if (problem) r(problem);
+      }
       st.textEncoder = { file: enc, io };
     });
     if (n) delete st.textEncoder;
@@ -239,7 +241,7 @@ function checkCompanions(file: string, meta: PartialDenoiserMetadata, sig: Model
   if (tok) {
     try {
       const L = st.textEncoder?.io.seqLen;
-      const t = loadTokenizer(tok, L !== undefined ? { maxLength: L } : {});
+      const t = loadCompanionTokenizer(tok, L);
       st.tokenizer = t;
       lines.push(`${label('tokenizer')}: ok (${tokenizerSummary(t)})`);
     } catch (e) {

@@ -1,16 +1,19 @@
 /**
- * The denoiser's companions while sampling: prompts -> tokenizer -> text encoder ->
- * `Conditioning.condition` (and the empty prompt's states as `uncondition` for
- * classifier-free guidance), and latents -> first-stage decoder -> images.
+ * The denoiser's companion files as the commands use them (sample, train, inspect): where
+ * the model's `adasde.*` companion keys point, the checks a run makes before it starts
+ * (preflight), prompts -> tokenizer -> text encoder -> `Conditioning.condition` (and the
+ * empty prompt's states as `uncondition` for classifier-free guidance), latents ->
+ * first-stage decoder -> images, and the classifier of classifier guidance.
  *
- * onnxruntime stays behind src/runtime; this file only wires the pieces together.
+ * Each companion's own contract (signature checks, sessions) is src/runtime/companions.ts;
+ * onnxruntime stays behind src/runtime, this file only finds and wires the pieces.
  */
 import { existsSync } from 'node:fs';
 import { UsageError } from '../core/errors.js';
 import { checkClassifierSignature, checkDecoderSignature, checkTextEncoderSignature, loadDecoder, loadTextEncoder, type DecoderModel, type TextEncoderModel } from '../runtime/companions.js';
 import { throwUsage } from '../runtime/contract.js';
 import { prepareClassifierGradient } from '../runtime/guidance.js';
-import type { DenoiserModel } from '../runtime/model.js';
+import { COMPANION_KEYS, type DenoiserModel, type PartialDenoiserMetadata } from '../runtime/model.js';
 import { readModelSignature, type SessionOptions } from '../runtime/session.js';
 import type { Conditioning } from '../core/denoiser.js';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.js';
@@ -23,15 +26,42 @@ export const UNCONDITIONAL_PROMPT = '';
 /** Default memory for cached prompt states (the empty prompt is always kept). */
 export const PROMPT_CACHE_BYTES = 256 * 1024 * 1024;
 
-function companionPath(model: ModelView, key: 'textEncoder' | 'tokenizer' | 'decoder'): string {
-  const metaKey = { textEncoder: 'adasde.text_encoder', tokenizer: 'adasde.tokenizer', decoder: 'adasde.decoder' }[key];
-  const p = model.meta[key];
-  if (p === undefined) {
-    const why = key === 'decoder' ? 'images of a latent model come from its first-stage decoder; use --output_format npy for the latents' : 'prompts need the tokenizer and the text encoder';
-    throw new UsageError(`${model.path}: no metadata ${metaKey} (${why})`);
+export type CompanionField = keyof typeof COMPANION_KEYS;
+
+/** A companion a model names: its metadata key, the value stored there, and the file it resolves to (beside the model). */
+export interface CompanionRef {
+  key: (typeof COMPANION_KEYS)[CompanionField];
+  stored: string;
+  path: string;
+  exists: boolean;
+}
+
+/** The companion `field` of a model's metadata, or undefined when the model names none. */
+export function companionRef(meta: Pick<PartialDenoiserMetadata, 'raw' | CompanionField>, field: CompanionField): CompanionRef | undefined {
+  const path = meta[field];
+  if (path === undefined) return undefined;
+  const key = COMPANION_KEYS[field];
+  return { key, stored: meta.raw[key] ?? '', path, exists: existsSync(path) };
+}
+
+/** The one-line problem of a companion file the metadata names but that is not there. */
+export function missingCompanion(modelPath: string, ref: CompanionRef): string {
+  return `${modelPath}: ${ref.key} '${ref.stored}' does not exist (looked for ${ref.path})`;
+}
+
+function companionPath(model: ModelView, field: 'textEncoder' | 'tokenizer' | 'decoder'): string {
+  const ref = companionRef(model.meta, field);
+  if (ref === undefined) {
+    const why = field === 'decoder' ? 'images of a latent model come from its first-stage decoder; use --output_format npy for the latents' : 'prompts need the tokenizer and the text encoder';
+    throw new UsageError(`${model.path}: no metadata ${COMPANION_KEYS[field]} (${why})`);
   }
-  if (!existsSync(p)) throw new UsageError(`${model.path}: ${metaKey} '${model.meta.raw[metaKey]}' not found (looked for ${p})`);
-  return p;
+  if (!ref.exists) throw new UsageError(missingCompanion(model.path, ref));
+  return ref.path;
+}
+
+/** The model's tokenizer, padding to the text encoder's sequence length when that is fixed. */
+export function loadCompanionTokenizer(dir: string, seqLen: number | undefined): TextTokenizer {
+  return loadTokenizer(dir, seqLen !== undefined ? { maxLength: seqLen } : {});
 }
 
 /** Whether `adasde sample` must decode: a decoder is declared, or the family samples latents. */
@@ -47,8 +77,8 @@ export function preflightCompanions(model: ModelView, needs: { text: boolean; de
   if (needs.text) {
     const enc = companionPath(model, 'textEncoder');
     const io = checkTextEncoderSignature(enc, readModelSignature(enc), throwUsage)!;
-    checkStateShape(model, enc, io.seqLen, io.embedDim);
-    loadTokenizer(companionPath(model, 'tokenizer'), io.seqLen !== undefined ? { maxLength: io.seqLen } : {});
+    refuse(stateShapeProblem(model, enc, io.seqLen, io.embedDim));
+    loadCompanionTokenizer(companionPath(model, 'tokenizer'), io.seqLen);
   }
   if (needs.decoder) {
     const dec = companionPath(model, 'decoder');
@@ -56,11 +86,22 @@ export function preflightCompanions(model: ModelView, needs: { text: boolean; de
   }
 }
 
-function checkStateShape(model: ModelView, enc: string, L: number | undefined, E: number | undefined): void {
+/** A problem found before a run is a UsageError. */
+function refuse(problem: string | undefined): void {
+  if (problem !== undefined) throw new UsageError(problem);
+}
+
+/**
+ * Whether the text encoder's states [N, L, E] fit the denoiser's `condition` input; the
+ * problem (one line) or undefined. A size that is dynamic on either side fits.
+ */
+export function stateShapeProblem(model: Pick<ModelView, 'path' | 'conditionShape'>, enc: string, L: number | undefined, E: number | undefined): string | undefined {
   const [mL, mE] = model.conditionShape ?? [undefined, undefined];
+  // Sizes on both sides come from graph signatures; a mismatch in either is one problem.
   if ((L !== undefined && mL !== undefined && L !== mL) || (E !== undefined && mE !== undefined && E !== mE)) {
-    throw new UsageError(`${enc}: the text encoder gives states [N,${L ?? 'L'},${E ?? 'E'}] but ${model.path} takes condition [N,${mL ?? 'L'},${mE ?? 'E'}]`);
+    return `${enc}: the text encoder gives states [N,${L ?? 'L'},${E ?? 'E'}] but ${model.path} takes condition [N,${mL ?? 'L'},${mE ?? 'E'}]`;
   }
+  return undefined;
 }
 
 /**
@@ -93,10 +134,10 @@ export class PromptEncoder {
     const tokDir = companionPath(model, 'tokenizer');
     const encoder = await loadTextEncoder(encFile, opts);
     try {
-      checkStateShape(model, encFile, encoder.io.seqLen, encoder.io.embedDim);
-      const tokenizer = loadTokenizer(tokDir, encoder.io.seqLen !== undefined ? { maxLength: encoder.io.seqLen } : {});
+      refuse(stateShapeProblem(model, encFile, encoder.io.seqLen, encoder.io.embedDim));
+      const tokenizer = loadCompanionTokenizer(tokDir, encoder.io.seqLen);
       const first = await encoder.encode(tokenizer.encode(UNCONDITIONAL_PROMPT), 1, tokenizer.maxLength);
-      checkStateShape(model, encFile, first.L, first.E);
+      refuse(stateShapeProblem(model, encFile, first.L, first.E));
       const pe = new PromptEncoder(tokenizer, encoder, [first.L, first.E], first.data, opts.cacheBytes ?? PROMPT_CACHE_BYTES);
       pe.encoded = 1;
       return pe;
@@ -166,9 +207,10 @@ export async function openDecoder(model: ModelView, opts: SessionOptions & { max
  */
 export function classifierFor(model: Pick<DenoiserModel, 'path' | 'meta' | 'sampleShape'>, rate: number | undefined, prepare = true): { file: string; rate: number; classes: number } {
   if (rate === undefined) throw new UsageError('--guidance_type cg needs --guidance_rate W (the classifier scale, e.g. 1 to 10)');
-  const file = model.meta.classifier;
-  if (!file) throw new UsageError(`--guidance_type cg: ${model.path} names no classifier companion (metadata adasde.classifier; tools/export/adm.py --classifier writes one)`);
-  if (!existsSync(file)) throw new UsageError(`--guidance_type cg: ${model.path}: adasde.classifier '${model.meta.raw['adasde.classifier']}' not found (looked for ${file})`);
+  const ref = companionRef(model.meta, 'classifier');
+  if (!ref) throw new UsageError(`--guidance_type cg: ${model.path} names no classifier companion (metadata adasde.classifier; tools/export/adm.py --classifier writes one)`);
+  if (!ref.exists) throw new UsageError(`--guidance_type cg: ${missingCompanion(model.path, ref)}`);
+  const file = ref.path;
   const io = checkClassifierSignature(file, readModelSignature(file), throwUsage, model.sampleShape, model.meta.labelDim || undefined)!;
   const classes = io.numClasses ?? model.meta.labelDim;
   if (!classes) throw new UsageError(`${file}: output 'log_probs' has no fixed number of classes`);

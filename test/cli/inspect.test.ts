@@ -161,7 +161,7 @@ test('companion problems: missing file, wrong state width, broken tokenizer, mis
   assert.equal(r.code, 2);
   assert.deepEqual(r.errLines, [
     `adasde: error: ${g.model}: adasde.decoder 'gone.onnx' does not exist (looked for ${join(g.dir, 'gone.onnx')})`,
-    `adasde: error: ${g.encoder}: the text encoder gives states of width 5 but ${g.model} takes condition [N,77,4]`,
+    `adasde: error: ${g.encoder}: the text encoder gives states [N,77,5] but ${g.model} takes condition [N,77,4]`,
     `adasde: error: ${g.tokenizer}: tokenizer folder has no tokenizer.json and no merges.txt (expected tokenizer.json, or vocab.json and merges.txt)`,
   ]);
   assert.equal(line(r.out, 'companion   decoder'), 'companion   decoder      gone.onnx: missing');

@@ -189,7 +189,7 @@ test('setup mistakes: one line, exit code 2', () => {
     [['--model', files.model, '--prompt_file', short, '--seeds', '0-5'], /--prompt_file: .*short\.txt has 2 prompts, so seeds must be below 2 \(seed s takes prompt s\); got seed 2 and 3 more/],
     [['--model', files.model, '--prompt', 'x', '--prompt_file', short], /--prompt and --prompt_file exclude each other/],
     [['--model', noTok, '--prompt', 'x'], /notok\.onnx: no metadata adasde\.tokenizer \(prompts need the tokenizer and the text encoder\)/],
-    [['--model', missingEnc, '--prompt', 'x'], /noenc\.onnx: adasde\.text_encoder 'nowhere\.onnx' not found/],
+    [['--model', missingEnc, '--prompt', 'x'], /noenc\.onnx: adasde\.text_encoder 'nowhere\.onnx' does not exist \(looked for /],
     [['--model', wide, '--prompt', 'x'], /wide\.text_encoder\.onnx: the text encoder gives states \[N,77,5\] but .*wide\.onnx takes condition \[N,77,4\]/],
     [['--model', latentNoDecoder, '--prompt', 'x', '--sigma_min', '0.5', '--sigma_max', '3'], /nodec\.onnx: no metadata adasde\.decoder \(images of a latent model come from its first-stage decoder; use --output_format npy for the latents\)/],
   ];
