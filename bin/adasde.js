@@ -9,8 +9,6 @@ if (!existsSync(fileURLToPath(entry))) {
   process.exit(2);
 }
 const { main } = await import(entry.href);
+// No exit timer: the process ends when the command's work is done and nothing holds it open
+// (test/cli/exit.test.ts runs every command to its own exit).
 process.exitCode = await main(process.argv);
-// Safety net: the command is over, so nothing left may hold the process open (a forgotten
-// timer or handle would otherwise look like a hang). An unref'd timer fires only if
-// something else still keeps the event loop alive; normal exits never wait for it.
-setTimeout(() => process.exit(), 3000).unref();
