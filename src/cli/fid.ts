@@ -6,25 +6,10 @@
 import type { Command } from 'commander';
 import { resolveFidCalc, resolveFidRef, runFidCalc, runFidRef, type FidCalcResult, type FidSinks } from '../app/fid.js';
 import { fidCalcTable, fidRefTable, type FidCalcOptions, type FidRefOptions } from '../config/fid.js';
-import { removePendingTempFilesSync } from '../io/atomic.js';
 import { defineCommand } from './command.js';
+import { onInterrupt } from './interrupt.js';
 import { localFile } from './download.js';
 import { ITEMS_ONLY, Progress } from './progress.js';
-
-/** Remove our temp files (and a temp folder) if the run is interrupted. */
-function onInterrupt(cleanup: () => void): () => void {
-  const handler = (): void => {
-    removePendingTempFilesSync();
-    cleanup();
-    process.exit(130);
-  };
-  process.once('SIGINT', handler);
-  process.once('SIGTERM', handler);
-  return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
-  };
-}
 
 function sinksOf(quiet: boolean): FidSinks {
   return {

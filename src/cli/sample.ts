@@ -12,7 +12,7 @@ import { coefficientsOf, loadPredictor, type PredictorFile } from '../config/pre
 import { resolvePredictorPath } from '../io/runs.js';
 import { noteLine, resolveModelFile } from '../app/models.js';
 import { sampleTable, type SampleOptions } from '../config/sample.js';
-import { removePendingTempFilesSync, removeStaleTempFiles, writeFileAtomic } from '../io/atomic.js';
+import { removeStaleTempFiles, writeFileAtomic } from '../io/atomic.js';
 import { prepareOutdir } from '../io/outdir.js';
 import { ndarray, readNpy, toFloat64, writeNpy } from '../io/npy.js';
 import { decodeImage, GRID_NAME, type DecodedImage } from '../io/images.js';
@@ -34,6 +34,7 @@ import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
 import { discreteTime, getSchedule, userSchedule } from '../solvers/schedule.js';
 import { defineCommand } from './command.js';
 import { RunError, UsageError } from '../core/errors.js';
+import { onInterrupt } from './interrupt.js';
 import { Progress } from './progress.js';
 
 interface Resolved {
@@ -386,13 +387,8 @@ async function runSample(flags: SampleOptions): Promise<void> {
 
   const started = Date.now();
   let skipped = 0;
-  const onSignal = () => {
-    // Nothing partial is ever under a final name; remove the temp files in flight and stop.
-    removePendingTempFilesSync();
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // Nothing partial is ever under a final name; remove the temp files in flight and stop.
+  const release = onInterrupt();
   try {
     if (o.nprocPerNode > 1) {
       await model.dispose();
@@ -452,8 +448,7 @@ async function runSample(flags: SampleOptions): Promise<void> {
       );
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    release();
   }
 }
 

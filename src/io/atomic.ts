@@ -181,7 +181,8 @@ export function removePendingTempFilesSync(): void {
   pending.clear();
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process of this machine is running (a lock or temp file's owner). */
+export function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);

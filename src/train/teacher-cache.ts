@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../io/atomic.js';
+import { processAlive, writeFileAtomic } from '../io/atomic.js';
 
 /** Bumped whenever the teacher's arithmetic or the file layout changes. */
 export const TEACHER_CACHE_VERSION = 1;
@@ -60,15 +60,6 @@ function canonical(v: unknown): string {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class TeacherCache implements TeacherStore {
   readonly dir: string;
@@ -189,7 +180,7 @@ export class TeacherCache implements TeacherStore {
     try {
       const [host, pid] = readFileSync(lock, 'utf8').trim().split(' ');
       const age = Date.now() - statSync(lock).mtimeMs;
-      stale = host === hostname() ? !pidAlive(Number(pid)) : age > 3600_000;
+      stale = host === hostname() ? !processAlive(Number(pid)) : age > 3600_000;
     } catch {
       // Released meanwhile (or not yet written by its creator): try again at the next poll.
       return false;
