@@ -10,6 +10,7 @@ import { registerInspect } from './inspect.js';
 import { registerSample } from './sample.js';
 import { registerTable } from './table.js';
 import { registerTrain } from './train.js';
+import { registerWeb } from './web.js';
 
 export const VERSION = '0.1.0';
 
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerFid(program);
   registerInspect(program);
   registerTable(program);
+  registerWeb(program);
   return program;
 }
 
