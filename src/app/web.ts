@@ -15,7 +15,7 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RunError, UsageError } from '../cli/errors.js';
+import { RunError, UsageError } from '../core/errors.js';
 import { readModelHeader } from '../runtime/proto.js';
 
 /** The metadata key and value `adasde fuse` marks its files with (src/fuse/build.ts). */

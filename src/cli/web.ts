@@ -5,34 +5,22 @@
  */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { bundledFusedSampler } from '../app/fuse.js';
 import { describeSampler, resolveWeb, startWeb } from '../app/web.js';
 import { webTable, type WebOptions } from '../config/web.js';
 import { defineCommand } from './command.js';
-import { Progress } from './progress.js';
+import { UsageError } from '../core/errors.js';
 
-/** The bundled model's fused AdaSDE 5-NFE sampler (src/app/fuse.ts builds it once and caches it). */
-async function defaultSampler(quiet: boolean): Promise<string> {
-  let progress: Progress | undefined;
-  let done = 0;
-  try {
-    const { path, built } = await bundledFusedSampler({
-      onEvaluation: (k, total) => {
-        progress ??= new Progress(total, quiet, 'evaluations', '{bar} {value}/{total} evaluations inlined (first use: fusing the bundled sampler)');
-        progress.advance(k - done, 0);
-        done = k;
-      },
-    });
-    progress?.stop();
-    if (built && !quiet) process.stderr.write(`adasde web: fused the bundled model's AdaSDE 5-NFE sampler into ${path}\n`);
-    return path;
-  } finally {
-    progress?.stop();
-  }
+/**
+ * Without --sampler the page is to get the bundled model's fused AdaSDE 5-NFE sampler, built
+ * on first use by `adasde fuse`'s bundledFusedSampler; until that command is part of the
+ * program, --sampler is required.
+ */
+function defaultSampler(): never {
+  throw new UsageError('--sampler is required (a fused sampler ONNX file)');
 }
 
 async function web(flags: WebOptions): Promise<void> {
-  const sampler = flags.sampler !== undefined ? resolve(flags.sampler) : await defaultSampler(flags.quiet);
+  const sampler = flags.sampler !== undefined ? resolve(flags.sampler) : defaultSampler();
   const plan = resolveWeb({ sampler, host: flags.host, port: flags.port });
   const srv = await startWeb(plan);
   process.stdout.write(`adasde web: ${srv.url} (sampler ${describeSampler(plan.sampler)}; Ctrl-C stops)\n`);
