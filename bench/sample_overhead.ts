@@ -27,7 +27,7 @@ import { imagePath, quantizeBatch } from '../src/io/png.js';
 import { buildConvDenoiserModel, convDenoiserFlops, saveModel } from '../src/runtime/graph.js';
 import { loadDenoiserModel } from '../src/runtime/model.js';
 import { runBatches } from '../src/sample/pipeline.js';
-import { SOLVER_REGISTRY, type SolverOptions } from '../src/solvers/registry.js';
+import { defaultSolverOptions, SOLVER_REGISTRY, type SolverOptions } from '../src/solvers/registry.js';
 import { getSchedule } from '../src/solvers/schedule.js';
 
 const arg = (name: string, def: number) => {
@@ -56,7 +56,7 @@ const writer = new ImageWriter();
 // Warm-up run (session initialisation, first-call allocations) outside the measurement.
 await model.denoise({ x: new Float64Array(B * model.dim), sigma: new Float64Array(B).fill(1), batch: B });
 for (const solver of solvers) {
-  const options: SolverOptions = solver === 'adasde' ? { afs: true, coeffs } : { afs: true, maxOrder: SOLVER_REGISTRY[solver].defaultMaxOrder, thresholding: true };
+  const options: SolverOptions = solver === 'adasde' ? { afs: true, coeffs } : { afs: true, maxOrder: defaultSolverOptions(solver).maxOrder, thresholding: true };
   const numSteps = solver === 'adasde' || solver === 'heun' || solver === 'dpm' ? 4 : 6;
   const tSteps = getSchedule({ numSteps, sigmaMin: 0.002, sigmaMax: 80, type: 'time_uniform', rho: 1 });
   // One batch per solver first, outside the measurement: a 50k-image run is all steady state

@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { checkSeedList } from '../config/common.js';
-import { tableSpecSchema, tableTable, type TableOptions, type TableRow, type TableSpec } from '../config/table.js';
+import { tableSpecSchema, tableOptionTable, type TableOptions, type TableRow, type TableSpec } from '../config/table.js';
 import { DEFAULT_DETECTOR } from '../config/common.js';
 import { inspectDetector, metricOf, type Metric } from '../fid/detector.js';
 import { checkCovariance, checkedDistance } from '../app/fid.js';
@@ -332,5 +332,5 @@ function loadPublished(path: string): z.infer<typeof publishedSchema> {
 }
 
 export function registerTable(program: Command): void {
-  defineCommand(program, 'table', 'compute a resumable FID-versus-NFE table (rows: solvers, columns: NFE)', tableTable, runTable);
+  defineCommand(program, 'table', 'compute a resumable FID-versus-NFE table (rows: solvers, columns: NFE)', tableOptionTable, runTable);
 }

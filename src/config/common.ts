@@ -1,6 +1,7 @@
 /** Schemas shared by several commands. */
 import { z } from 'zod';
-import { boolFlag, intFlag, numFlag, optStr, posNumFlag } from './options.js';
+import { boolFlag, intFlag, numFlag, optStr, posNumFlag, type OptionSpec } from './options.js';
+import { solverFlags, SOLVERS, type SolverName } from '../solvers/registry.js';
 
 /** The FID detector `fid`, `table` and `train` use when --detector is not given (tools/export_inception.py writes it). */
 export const DEFAULT_DETECTOR = 'models/inception-2015-12-05.onnx';
@@ -9,9 +10,61 @@ export const SCHEDULE_TYPES = ['polynomial', 'logsnr', 'time_uniform', 'discrete
 export type ScheduleType = (typeof SCHEDULE_TYPES)[number];
 export const scheduleType = z.enum(SCHEDULE_TYPES);
 
-export const SOLVERS = ['euler', 'heun', 'dpm', 'ipndm', 'ipndm_v', 'deis', 'dpmpp', 'unipc', 'adasde'] as const;
-export type SolverName = (typeof SOLVERS)[number];
+export { SOLVERS, type SolverName };
 export const solverName = z.enum(SOLVERS);
+
+/** The solvers' own flags as `adasde sample` options (src/solvers/registry.ts solverFlags). */
+export function solverFlagOptions(): Record<string, OptionSpec> {
+  const out: Record<string, OptionSpec> = {};
+  for (const f of solverFlags()) {
+    const kinds = f.solvers.map((s) => baseSchema(s.spec.schema));
+    const first = kinds[0]!;
+    // Only the kind of value is checked here; each solver's own range (and default) is
+    // applied once the solver is known (src/app/sample.ts).
+    let schema: z.ZodType;
+    if (first instanceof z.ZodBoolean) schema = boolFlag.optional();
+    else if (first instanceof z.ZodNumber) {
+      const min = Math.min(...kinds.map((k) => (k instanceof z.ZodNumber ? (k.minValue ?? -Infinity) : -Infinity)));
+      schema = first.isInt ? intFlag(min).optional() : numFlag(min).optional();
+    } else if (first instanceof z.ZodEnum) {
+      const values = [...new Set(kinds.flatMap((k) => (k instanceof z.ZodEnum ? (k.options as string[]) : [])))];
+      schema = z.enum(values as [string, ...string[]]).optional();
+    } else throw new Error(`solver flag --${f.flag}: only boolean, number and enum options become flags`);
+    // "ipndm, deis: orders 1 to 4, default 4; dpmpp: orders 1 to 3, default 3".
+    const groups = new Map<string, SolverName[]>();
+    for (const s of f.solvers) {
+      const d = s.spec.schema.safeParse(undefined);
+      const shown = d.success ? (typeof d.data === 'boolean' ? (d.data ? 'True' : 'False') : String(d.data)) : 'none';
+      const k = `${s.spec.supports ? `${s.spec.supports}, ` : ''}default ${shown}`;
+      groups.set(k, [...(groups.get(k) ?? []), s.name]);
+    }
+    const where = [...groups].map(([k, names]) => `${names.join(', ')}: ${k}`).join('; ');
+    out[f.key] = { flag: f.flag, schema, kind: first instanceof z.ZodBoolean ? 'bool' : 'value', help: `${f.help} (${where})`, expect: f.expect };
+  }
+  return out;
+}
+
+/**
+ * The solvers' own options as fields of a table row (`max_order: 3`): the kind of value only,
+ * each solver's range applies when the row's solver is known (src/table/plan.ts).
+ */
+export function solverRowFields(): Record<string, z.ZodType> {
+  const out: Record<string, z.ZodType> = {};
+  for (const f of solverFlags()) {
+    const kinds = f.solvers.map((s) => baseSchema(s.spec.schema));
+    const first = kinds[0]!;
+    if (first instanceof z.ZodEnum) out[f.flag] = z.enum([...new Set(kinds.flatMap((k) => (k instanceof z.ZodEnum ? (k.options as string[]) : [])))] as [string, ...string[]]).optional();
+    else out[f.flag] = first.optional();
+  }
+  return out;
+}
+
+/** The schema under its default or optional wrapper (`z.number().default(3)` -> the number). */
+function baseSchema(s: z.ZodType): z.ZodType {
+  let cur: z.ZodType = s;
+  while (cur instanceof z.ZodDefault || cur instanceof z.ZodOptional) cur = cur.unwrap() as z.ZodType;
+  return cur;
+}
 
 export const GUIDANCE_TYPES = ['cfg', 'cg', 'uncond'] as const;
 export const guidanceType = z.preprocess(

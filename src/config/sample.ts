@@ -1,16 +1,18 @@
 /** `adasde sample` options, in the spelling of the reference's sample.py. */
 import { z } from 'zod';
-import { boolFlag, device, guidanceType, intFlag, numFlag, optStr, posNumFlag, scheduleType, seedList, solverName, tStepsFlag } from './common.js';
+import { boolFlag, device, guidanceType, intFlag, numFlag, optStr, posNumFlag, scheduleType, seedList, solverFlagOptions, solverName, SOLVERS, tStepsFlag } from './common.js';
+import type { BaseSolverOptions } from '../solvers/common.js';
+import type { SolverOptions } from '../solvers/registry.js';
 import { defineOptions, type OptionsOf } from './options.js';
 
-export const sampleTable = defineOptions({
+const sampleBase = defineOptions({
   model: { flag: 'model', schema: optStr, help: 'denoiser ONNX file (the adasde model contract)', expect: 'a path to an .onnx file' },
   modelPath: { flag: 'model_path', schema: optStr, help: 'the reference\'s spelling of --model', expect: 'a path to an .onnx file' },
   datasetName: { flag: 'dataset_name', schema: optStr, help: 'reference dataset name, resolved to a model file inside --model_dir', expect: 'a dataset name such as cifar10' },
   modelDir: { flag: 'model_dir', schema: z.string(), default: './models', help: 'where --dataset_name models live', expect: 'a folder' },
   predictorPath: { flag: 'predictor_path', schema: optStr, help: 'AdaSDE predictor: an experiment number under --exp_dir, a run folder or a predictor .json', expect: 'an experiment number or a path' },
   expDir: { flag: 'exp_dir', schema: z.string(), default: './exp', help: 'where numbered experiments live', expect: 'a folder' },
-  solver: { flag: 'solver', schema: solverName.optional(), help: 'euler|heun|dpm|ipndm|ipndm_v|deis|dpmpp|unipc|adasde (default adasde with --predictor_path)', expect: 'one of euler, heun, dpm, ipndm, ipndm_v, deis, dpmpp, unipc, adasde' },
+  solver: { flag: 'solver', schema: solverName.optional(), help: `${SOLVERS.join('|')} (default adasde with --predictor_path)`, expect: `one of ${SOLVERS.join(', ')}` },
   numSteps: { flag: 'num_steps', schema: intFlag(2, 1000).optional(), help: 'time points N (N-1 intervals); AdaSDE takes it from the predictor (default 6 for baselines)', expect: 'an integer >= 2' },
   scheduleType: { flag: 'schedule_type', schema: scheduleType.optional(), help: 'polynomial|logsnr|time_uniform|discrete (default polynomial; AdaSDE: the predictor\'s)', expect: 'one of polynomial, logsnr, time_uniform, discrete' },
   scheduleRho: { flag: 'schedule_rho', schema: posNumFlag().optional(), help: 'schedule exponent (default 7; AdaSDE: the predictor\'s)', expect: 'a positive number' },
@@ -19,13 +21,6 @@ export const sampleTable = defineOptions({
   sigmaMax: { flag: 'sigma_max', schema: posNumFlag().optional(), help: 'override the model\'s sigma_max', expect: 'a positive number' },
   afs: { flag: 'afs', schema: boolFlag.optional(), kind: 'bool', help: 'analytic first step (saves one NFE); AdaSDE: the predictor\'s', expect: 'True or False' },
   denoiseToZero: { flag: 'denoise_to_zero', schema: boolFlag, default: false, kind: 'bool', help: 'final x <- D(x, sigma_min) (+1 NFE)', expect: 'True or False' },
-  // Bounded per solver in resolvePlan, which can name the solver's own limit.
-  maxOrder: { flag: 'max_order', schema: intFlag(1, 1000).optional(), help: 'multistep order (ipndm, ipndm_v and deis <= 4, default 4; dpmpp and unipc <= 3, default 3)', expect: 'a positive integer' },
-  deisMode: { flag: 'deis_mode', schema: z.enum(['tab', 'rhoab']), default: 'tab', help: 'deis: Lagrange polynomial in VP time (tab) or in sigma (rhoab)', expect: 'tab or rhoab' },
-  predictX0: { flag: 'predict_x0', schema: boolFlag, default: true, kind: 'bool', help: 'data-prediction form of dpmpp/unipc', expect: 'True or False' },
-  lowerOrderFinal: { flag: 'lower_order_final', schema: boolFlag, default: true, kind: 'bool', help: 'lower the multistep order on the final steps', expect: 'True or False' },
-  variant: { flag: 'variant', schema: z.enum(['bh1', 'bh2']), default: 'bh2', help: 'UniPC variant', expect: 'bh1 or bh2' },
-  thresholding: { flag: 'thresholding', schema: boolFlag.optional(), kind: 'bool', help: 'dynamic thresholding in dpmpp/unipc (default on for pixel models)', expect: 'True or False' },
   seeds: { flag: 'seeds', schema: seedList, default: '0-63', help: 'seed list, e.g. 0-49999 or 1,2,5-10', expect: 'a seed list like 0-63 or 1,2,5-10' },
   batch: { flag: 'batch', schema: intFlag(1, 1 << 16), default: 64, help: 'images per model call', expect: 'an integer >= 1' },
   outdir: { flag: 'outdir', schema: optStr, help: 'output folder (default samples/<dataset>/<solver>_nfe<k>)', expect: 'a folder' },
@@ -44,7 +39,18 @@ export const sampleTable = defineOptions({
   device: { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' },
   threads: { flag: 'threads', schema: intFlag(0, 1024), default: 0, help: 'intra-op threads per process (0: onnxruntime default)', expect: 'a non-negative integer' },
   nprocPerNode: { flag: 'nproc_per_node', schema: intFlag(1, 1024), default: 1, help: 'worker processes sharing the seed list', expect: 'an integer >= 1' },
+  dryRun: { flag: 'dry-run', short: '-n', schema: boolFlag, default: false, kind: 'switch', help: 'print the resolved plan and exit without writing anything', expect: 'a switch' },
   quiet: { flag: 'quiet', schema: boolFlag, default: false, kind: 'switch', help: 'no progress output', expect: 'a switch' },
 });
 
-export type SampleOptions = OptionsOf<typeof sampleTable>;
+/** The flags that set a solver's own options, given or not (each solver's range and default apply later). */
+export type SolverFlagValues = Omit<SolverOptions, keyof BaseSolverOptions | 'coeffs'>;
+
+/** Every `adasde sample` flag: the command's own, the solvers' after --denoise_to_zero. */
+export const sampleOptionTable = (() => {
+  const entries = Object.entries(sampleBase);
+  const at = entries.findIndex(([k]) => k === 'denoiseToZero') + 1;
+  return Object.fromEntries([...entries.slice(0, at), ...Object.entries(solverFlagOptions()), ...entries.slice(at)]) as typeof sampleBase;
+})();
+
+export type SampleOptions = OptionsOf<typeof sampleBase> & SolverFlagValues;

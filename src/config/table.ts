@@ -3,34 +3,30 @@
  * everything; flags given on the command line override its top-level fields.
  */
 import { z } from 'zod';
-import { boolFlag, DEFAULT_DETECTOR, device, intFlag, optStr, SCHEDULE_TYPES, SOLVERS } from './common.js';
+import { boolFlag, DEFAULT_DETECTOR, device, intFlag, optStr, SCHEDULE_TYPES, solverRowFields, SOLVERS } from './common.js';
 import { defineOptions, type OptionsOf } from './options.js';
 
 /** One row of the table: a solver with its options (reference spelling). */
-export const rowSchema = z
-  .object({
-    solver: z.enum(SOLVERS),
-    /** Row name; also the key looked up in the published table with --compare. */
-    label: z.string().min(1).optional(),
-    schedule_type: z.enum(SCHEDULE_TYPES).optional(),
-    schedule_rho: z.number().positive().optional(),
-    /** Unset: off when the NFE is reachable without it, else on (heun/dpm at odd NFE). */
-    afs: z.boolean().optional(),
-    max_order: z.number().int().min(1).max(4).optional(),
-    lower_order_final: z.boolean().optional(),
-    variant: z.enum(['bh1', 'bh2']).optional(),
-    /** deis: tab (default) or rhoab. */
-    deis_mode: z.enum(['tab', 'rhoab']).optional(),
-    thresholding: z.boolean().optional(),
-    predict_x0: z.boolean().optional(),
-    /** AdaSDE: predictor per NFE ("5": "00002" or a path); unset NFEs are looked up in exp/. */
-    predictors: z.record(z.string(), z.string()).optional(),
-    /** AdaSDE lookup: runs with noise injection (gamma > 0, default) or without. */
-    noise: z.boolean().optional(),
-  })
-  .strict();
+const rowFields = {
+  solver: z.enum(SOLVERS),
+  /** Row name; also the key looked up in the published table with --compare. */
+  label: z.string().min(1).optional(),
+  schedule_type: z.enum(SCHEDULE_TYPES).optional(),
+  schedule_rho: z.number().positive().optional(),
+  /** Unset: off when the NFE is reachable without it, else on (heun/dpm at odd NFE). */
+  afs: z.boolean().optional(),
+  /** AdaSDE: predictor per NFE ("5": "00002" or a path); unset NFEs are looked up in exp/. */
+  predictors: z.record(z.string(), z.string()).optional(),
+  /** AdaSDE lookup: runs with noise injection (gamma > 0, default) or without. */
+  noise: z.boolean().optional(),
+};
 
-export type TableRow = z.infer<typeof rowSchema>;
+/** The row fields above plus every solver's own options under their flag names (max_order, deis_mode, ...). */
+export const rowSchema = z.object({ ...rowFields, ...solverRowFields() }).strict();
+
+/** A row: the fixed fields typed, the solvers' option fields by flag name (checked per solver in src/table/plan.ts). */
+export type TableRow = z.infer<z.ZodObject<typeof rowFields>> & { readonly [flag: string]: unknown };
+
 
 export const tableSpecSchema = z
   .object({
@@ -71,7 +67,7 @@ const solverList = z.preprocess(
   z.array(z.enum(SOLVERS)).min(1).optional(),
 );
 
-export const tableTable = defineOptions({
+export const tableOptionTable = defineOptions({
   spec: { flag: 'spec', schema: optStr, help: 'table specification, JSON or YAML (README, "adasde table")', expect: 'a path to a .json or .yaml file' },
   model: { flag: 'model', schema: optStr, help: 'denoiser ONNX file', expect: 'a path to an .onnx file' },
   datasetName: { flag: 'dataset_name', schema: optStr, help: 'reference dataset name (resolves the model inside --model_dir)', expect: 'a dataset name' },
@@ -93,4 +89,4 @@ export const tableTable = defineOptions({
   quiet: { flag: 'quiet', schema: boolFlag, default: false, kind: 'switch', help: 'no progress output', expect: 'a switch' },
 });
 
-export type TableOptions = OptionsOf<typeof tableTable>;
+export type TableOptions = OptionsOf<typeof tableOptionTable>;

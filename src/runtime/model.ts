@@ -29,6 +29,10 @@ export type ModelFamily = (typeof MODEL_FAMILIES)[number];
 /** Families whose sigma <-> timestep map comes from `adasde.alphas_cumprod` (ALGORITHM.md 8). */
 export const DISCRETE_FAMILIES: readonly ModelFamily[] = ['ldm', 'sd', 'ddpm'];
 
+/** Families whose denoiser works on a first-stage latent (decoded to images afterwards). */
+export const LATENT_FAMILIES: readonly ModelFamily[] = ['ldm', 'sd'];
+export const isLatentFamily = (family: ModelFamily): boolean => LATENT_FAMILIES.includes(family);
+
 export interface DenoiserMetadata {
   sigmaMin: number;
   sigmaMax: number;

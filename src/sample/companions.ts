@@ -13,7 +13,7 @@ import { UsageError } from '../core/errors.js';
 import { checkClassifierSignature, checkDecoderSignature, checkTextEncoderSignature, loadDecoder, loadTextEncoder, type DecoderModel, type TextEncoderModel } from '../runtime/companions.js';
 import { throwUsage } from '../runtime/contract.js';
 import { prepareClassifierGradient } from '../runtime/guidance.js';
-import { COMPANION_KEYS, type DenoiserModel, type PartialDenoiserMetadata } from '../runtime/model.js';
+import { COMPANION_KEYS, isLatentFamily, type DenoiserModel, type PartialDenoiserMetadata } from '../runtime/model.js';
 import { readModelSignature, type SessionOptions } from '../runtime/session.js';
 import type { Conditioning } from '../core/denoiser.js';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.js';
@@ -66,7 +66,7 @@ export function loadCompanionTokenizer(dir: string, seqLen: number | undefined):
 
 /** Whether `adasde sample` must decode: a decoder is declared, or the family samples latents. */
 export function needsDecoder(model: ModelView): boolean {
-  return model.meta.decoder !== undefined || model.meta.family === 'ldm' || model.meta.family === 'sd';
+  return model.meta.decoder !== undefined || isLatentFamily(model.meta.family);
 }
 
 /**

@@ -3,7 +3,7 @@
  * streams, runs a registered solver over a denoiser, and returns float64 states. No I/O and
  * no onnxruntime here, so the CLI, the table command, training and the tests share it.
  */
-import type { SolverName } from '../config/common.js';
+import type { SolverName } from '../solvers/registry.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
 import { scale } from '../solvers/common.js';
 import { ArrayPool } from '../solvers/pool.js';
@@ -12,7 +12,7 @@ import type { StepCallback } from '../solvers/types.js';
 import { oneHot, SeedNoise, seedClassIndices, seedLatents } from '../rng/streams.js';
 import { checkBatchLength, elementCount } from '../core/shape.js';
 
-export interface SamplePlan {
+export interface SolverPlan {
   solver: SolverName;
   options: SolverOptions;
   tSteps: Float64Array;
@@ -42,7 +42,7 @@ export interface BatchInput {
 }
 
 /** Run one batch of seeds through the plan's solver; returns [seeds.length, dim] float64. */
-export async function sampleBatch(plan: SamplePlan, denoise: Denoiser, input: BatchInput): Promise<Float64Array> {
+export async function sampleBatch(plan: SolverPlan, denoise: Denoiser, input: BatchInput): Promise<Float64Array> {
   const dim = elementCount(plan.sampleShape);
   const batch = input.seeds.length;
   const pool = input.pool ?? new ArrayPool();
@@ -55,7 +55,7 @@ export async function sampleBatch(plan: SamplePlan, denoise: Denoiser, input: Ba
   let cond = input.cond;
   if (plan.labelDim > 0) cond = { ...cond, classLabels: labelsFor(input.seeds, plan.labelDim, plan.classIdx), labelDim: plan.labelDim };
   const noise = new SeedNoise(input.seeds);
-  const x = await SOLVER_REGISTRY[plan.solver].run(x0, { denoise, tSteps: plan.tSteps, batch, dim, cond, noise: noise.source, callback: input.callback, pool }, plan.options);
+  const x = await SOLVER_REGISTRY[plan.solver].sample(x0, { denoise, tSteps: plan.tSteps, batch, dim, cond, noise: noise.source, callback: input.callback, pool }, plan.options);
   // The solver leaves x_0 alone and returns a state of its own.
   if (x !== x0) pool.give(x0);
   return x;
@@ -91,7 +91,7 @@ export interface BatchLoop {
  * on a 2-core CPU (bench/RESULTS.md, "Sampler overhead"). Results do not depend on the order:
  * every batch sees exactly its seeds' streams.
  */
-export async function runBatches(plan: SamplePlan, denoise: Denoiser, batches: readonly (readonly number[])[], loop: BatchLoop): Promise<void> {
+export async function runBatches(plan: SolverPlan, denoise: Denoiser, batches: readonly (readonly number[])[], loop: BatchLoop): Promise<void> {
   // One pool for the whole run: after the first batch, the solver's working set and the
   // latents are recycled instead of allocated (src/solvers/pool.ts).
   const pool = new ArrayPool();

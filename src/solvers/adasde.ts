@@ -12,6 +12,7 @@ import type { BaseSolverOptions } from './common.js';
 import { intervalCoefficients, type Coefficients, type IntervalCoefficients } from './coefficients.js';
 import { afsDirection, EagerOps, finalDenoise, odeDirection, type ArrayOps, type ScalarOps } from './ops.js';
 import type { SolverContext } from './types.js';
+import { defineSolver } from './descriptor.js';
 
 export interface AdasdeOptions extends BaseSolverOptions {
   coeffs: Coefficients;
@@ -100,3 +101,17 @@ export async function solveAdasde<A>(o: ArrayOps<A>, x0: A, t: Float64Array, opt
 export function sampleAdasde(x0: Float64Array, ctx: SolverContext, opts: AdasdeOptions): Promise<Float64Array> {
   return solveAdasde(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }
+
+/** `--solver adasde`: the coefficients come from a predictor file, which also fixes the grid. */
+export const adasdeSolver = defineSolver<Partial<AdasdeOptions>, 'adasde'>({
+  name: 'adasde',
+  summary: 'AdaSDE student (needs --predictor_path)',
+  flags: {},
+  usesPredictor: true,
+  // 1 + K evaluations per interval (ALGORITHM.md 4).
+  nfe: (N, o) => adasdeNfe(N, o.coeffs?.r[0]?.length ?? 1, o.afs, o.denoiseToZero),
+  sample: (x, ctx, o) => {
+    if (!o.coeffs) throw new RangeError('adasde needs coefficients (a predictor)');
+    return sampleAdasde(x, ctx, { ...o, coeffs: o.coeffs });
+  },
+});

@@ -15,6 +15,8 @@
 import { adamsLoop, checkMaxOrder, lagrangeIntegrals, type AdamsOptions } from './adams.js';
 import { EagerOps, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
+import { z } from 'zod';
+import { defineSolver, endpointNfe, maxOrderFlag } from './descriptor.js';
 
 export type DeisMode = 'tab' | 'rhoab';
 
@@ -112,3 +114,15 @@ export function solveDeis<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: Deis
 export function sampleDeis(x0: Float64Array, ctx: SolverContext, opts: DeisOptions = {}): Promise<Float64Array> {
   return solveDeis(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }
+
+/** `--solver deis`. */
+export const deisSolver = defineSolver<DeisOptions, 'deis'>({
+  name: 'deis',
+  summary: 'DEIS, Lagrange-polynomial exponential integrator',
+  flags: {
+    maxOrder: maxOrderFlag(4),
+    deisMode: { flag: 'deis_mode', schema: z.enum(['tab', 'rhoab']).default('tab'), help: 'Lagrange polynomial in VP time (tab) or in sigma (rhoab)', expect: 'tab or rhoab' },
+  },
+  nfe: (N, o) => N - 1 + endpointNfe(o),
+  sample: sampleDeis,
+});

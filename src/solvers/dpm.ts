@@ -5,6 +5,7 @@
 import type { BaseSolverOptions } from './common.js';
 import { EagerOps, odeDirection, stepwise, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
+import { defineSolver, endpointNfe } from './descriptor.js';
 
 export interface DpmOptions extends BaseSolverOptions {
   /** Position of the intermediate time in log space (0.5: midpoint). */
@@ -30,3 +31,12 @@ export function solveDpm<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: DpmOp
 export function sampleDpm(x0: Float64Array, ctx: SolverContext, opts: DpmOptions = {}): Promise<Float64Array> {
   return solveDpm(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }
+
+/** `--solver dpm`. */
+export const dpmSolver = defineSolver<DpmOptions, 'dpm'>({
+  name: 'dpm',
+  summary: 'DPM-Solver-2, second order',
+  flags: {},
+  nfe: (N, o) => 2 * (N - 1) + endpointNfe(o),
+  sample: sampleDpm,
+});

@@ -7,6 +7,7 @@
 import type { BaseSolverOptions } from './common.js';
 import { afsDenoised, afsDirection, EagerOps, finalDenoise, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
+import { defineSolver, endpointNfe, lowerOrderFinalFlag, maxOrderFlag, predictX0Flag, thresholdingFlag } from './descriptor.js';
 
 export interface DpmppOptions extends BaseSolverOptions {
   /** 1..3, default 3. */
@@ -132,3 +133,14 @@ export async function solveDpmpp<A>(o: SolverOps<A>, x0: A, t: Float64Array, opt
 export function sampleDpmpp(x0: Float64Array, ctx: SolverContext, opts: DpmppOptions = {}): Promise<Float64Array> {
   return solveDpmpp(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }
+
+/** `--solver dpmpp`. */
+export const dpmppSolver = defineSolver<DpmppOptions, 'dpmpp'>({
+  name: 'dpmpp',
+  summary: 'DPM-Solver++ multistep (DPM-Solver with --predict_x0=False)',
+  flags: { maxOrder: maxOrderFlag(3), lowerOrderFinal: lowerOrderFinalFlag, predictX0: predictX0Flag, thresholding: thresholdingFlag },
+  // The reference thresholds pixel-space data predictions only.
+  modelDefaults: (m) => ({ thresholding: !m.latent }),
+  nfe: (N, o) => N - 1 + endpointNfe(o),
+  sample: sampleDpmpp,
+});

@@ -2,6 +2,7 @@
 import type { BaseSolverOptions } from './common.js';
 import { EagerOps, stepwise, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
+import { defineSolver, endpointNfe } from './descriptor.js';
 
 /** The whole Euler sampler over any implementation of the array operations. */
 export function solveEuler<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: BaseSolverOptions = {}): Promise<A> {
@@ -12,3 +13,12 @@ export function solveEuler<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: Bas
 export function sampleEuler(x0: Float64Array, ctx: SolverContext, opts: BaseSolverOptions = {}): Promise<Float64Array> {
   return solveEuler(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }
+
+/** `--solver euler`. */
+export const eulerSolver = defineSolver({
+  name: 'euler',
+  summary: 'Euler (DDIM), first order',
+  flags: {},
+  nfe: (N, o) => N - 1 + endpointNfe(o),
+  sample: sampleEuler,
+});

@@ -5,6 +5,7 @@
 import type { BaseSolverOptions } from './common.js';
 import { EagerOps, odeDirection, stepwise, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
+import { defineSolver, endpointNfe } from './descriptor.js';
 
 /** One Heun step from (x, tCur) to tNext given the direction at x. */
 export async function heunStep<A>(o: SolverOps<A>, x: A, tCur: number, tNext: number, dCur: A): Promise<A> {
@@ -26,3 +27,12 @@ export function solveHeun<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: Base
 export function sampleHeun(x0: Float64Array, ctx: SolverContext, opts: BaseSolverOptions = {}): Promise<Float64Array> {
   return solveHeun(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }
+
+/** `--solver heun`. */
+export const heunSolver = defineSolver({
+  name: 'heun',
+  summary: "Heun's second-order method (EDM)",
+  flags: {},
+  nfe: (N, o) => 2 * (N - 1) + endpointNfe(o),
+  sample: sampleHeun,
+});

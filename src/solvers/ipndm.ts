@@ -6,6 +6,7 @@ import { adamsLoop } from './adams.js';
 import type { BaseSolverOptions } from './common.js';
 import { EagerOps, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
+import { defineSolver, endpointNfe, maxOrderFlag } from './descriptor.js';
 
 export interface IpndmOptions extends BaseSolverOptions {
   /** 1..4, default 4. */
@@ -31,3 +32,12 @@ export function solveIpndm<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: Ipn
 export function sampleIpndm(x0: Float64Array, ctx: SolverContext, opts: IpndmOptions = {}): Promise<Float64Array> {
   return solveIpndm(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }
+
+/** `--solver ipndm`. */
+export const ipndmSolver = defineSolver<IpndmOptions, 'ipndm'>({
+  name: 'ipndm',
+  summary: 'improved PNDM, fixed Adams-Bashforth weights',
+  flags: { maxOrder: maxOrderFlag(4) },
+  nfe: (N, o) => N - 1 + endpointNfe(o),
+  sample: sampleIpndm,
+});

@@ -12,6 +12,7 @@
 import { adamsLoop, checkMaxOrder, lagrangeIntegrals, type AdamsOptions } from './adams.js';
 import { EagerOps, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
+import { defineSolver, endpointNfe, maxOrderFlag } from './descriptor.js';
 
 export interface IpndmVOptions extends AdamsOptions {
   /** Exact variable-step Adams-Bashforth weights instead of the reference's expressions. */
@@ -57,3 +58,12 @@ export function solveIpndmV<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: Ip
 export function sampleIpndmV(x0: Float64Array, ctx: SolverContext, opts: IpndmVOptions = {}): Promise<Float64Array> {
   return solveIpndmV(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }
+
+/** `--solver ipndm_v`. */
+export const ipndmVSolver = defineSolver<IpndmVOptions, 'ipndm_v'>({
+  name: 'ipndm_v',
+  summary: 'iPNDM with variable-step weights',
+  flags: { maxOrder: maxOrderFlag(4) },
+  nfe: (N, o) => N - 1 + endpointNfe(o),
+  sample: sampleIpndmV,
+});

@@ -7,6 +7,8 @@ import type { BaseSolverOptions } from './common.js';
 import { afsDenoised, afsDirection, EagerOps, finalDenoise, type SolverOps } from './ops.js';
 import { solveSmall } from './linalg.js';
 import type { SolverContext } from './types.js';
+import { z } from 'zod';
+import { defineSolver, endpointNfe, lowerOrderFinalFlag, maxOrderFlag, predictX0Flag, thresholdingFlag } from './descriptor.js';
 
 export interface UnipcOptions extends BaseSolverOptions {
   /** 1..3, default 3. */
@@ -134,3 +136,19 @@ export async function solveUnipc<A>(o: SolverOps<A>, x0: A, t: Float64Array, opt
 export function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: UnipcOptions = {}): Promise<Float64Array> {
   return solveUnipc(new EagerOps(ctx), x0, ctx.tSteps, opts);
 }
+
+/** `--solver unipc`. */
+export const unipcSolver = defineSolver<UnipcOptions, 'unipc'>({
+  name: 'unipc',
+  summary: 'UniPC predictor-corrector',
+  flags: {
+    maxOrder: maxOrderFlag(3),
+    lowerOrderFinal: lowerOrderFinalFlag,
+    predictX0: predictX0Flag,
+    thresholding: thresholdingFlag,
+    variant: { flag: 'variant', schema: z.enum(['bh1', 'bh2']).default('bh2'), help: 'UniPC variant', expect: 'bh1 or bh2' },
+  },
+  modelDefaults: (m) => ({ thresholding: !m.latent }),
+  nfe: (N, o) => N - 1 + endpointNfe(o),
+  sample: sampleUnipc,
+});

@@ -6,14 +6,15 @@
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { formatSeedList, resolveSolver, type SolverChoice } from '../app/sample.js';
+import { UsageError } from '../core/errors.js';
 import { coefficientsOf, loadPredictor, type PredictorFile } from '../config/predictor.js';
 import { latestSnapshot, listRuns, resolvePredictorPath } from '../io/runs.js';
 import type { TableRow } from '../config/table.js';
-import type { DenoiserMetadata } from '../runtime/model.js';
-import { adasdeNfe } from '../solvers/adasde.js';
-import { SOLVER_REGISTRY, type SolverOptions } from '../solvers/registry.js';
-import { discreteTime, getSchedule } from '../solvers/schedule.js';
-import type { SamplePlan } from '../sample/pipeline.js';
+import { isLatentFamily, type DenoiserMetadata } from '../runtime/model.js';
+import type { SolverFlag } from '../solvers/descriptor.js';
+import { SOLVER_REGISTRY, solverFlags, solverOptions, type SolverName, type SolverOptions } from '../solvers/registry.js';
+import type { SolverPlan } from '../sample/pipeline.js';
 
 export interface Cell {
   /** Row label and NFE: the table coordinates. */
@@ -21,7 +22,9 @@ export interface Cell {
   nfe: number;
   /** Unresolvable cells carry the reason and no plan. */
   missing?: string;
-  plan?: SamplePlan;
+  plan?: SolverPlan;
+  /** How sample's resolution chose the solver (options, grid, predictor). */
+  choice?: SolverChoice;
   numSteps?: number;
   afs?: boolean;
   predictor?: string;
@@ -34,10 +37,10 @@ export interface Cell {
 
 export const rowLabel = (r: TableRow): string => r.label ?? r.solver;
 
-/** num_steps giving exactly `nfe` for the solver, or undefined. */
-function stepsFor(row: TableRow, opts: SolverOptions, nfe: number): number | undefined {
+/** num_steps giving exactly `nfe` for the solver with these options, or undefined. */
+function stepsFor(solver: SolverName, opts: SolverOptions, nfe: number): number | undefined {
   for (let N = 2; N <= 1000; N++) {
-    const k = SOLVER_REGISTRY[row.solver].nfe(N, opts);
+    const k = SOLVER_REGISTRY[solver].nfe(N, opts);
     if (k === nfe) return N;
     if (k > nfe) return undefined;
   }
@@ -45,7 +48,7 @@ function stepsFor(row: TableRow, opts: SolverOptions, nfe: number): number | und
 }
 
 /** AdaSDE runs in exp/ for a dataset and NFE, newest first. */
-export function findPredictors(expDir: string, dataset: string, nfe: number, noise: boolean): string[] {
+export function findPredictors(solver: SolverName, expDir: string, dataset: string, nfe: number, noise: boolean): string[] {
   const out: { id: number; path: string }[] = [];
   for (const run of listRuns(expDir)) {
     const snap = latestSnapshot(run.path);
@@ -57,7 +60,7 @@ export function findPredictors(expDir: string, dataset: string, nfe: number, noi
       continue;
     }
     const o = p.options;
-    const k = adasdeNfe(o.num_steps, o.num_points, o.afs);
+    const k = SOLVER_REGISTRY[solver].nfe(o.num_steps, { afs: o.afs, coeffs: coefficientsOf(p) });
     if (o.dataset_name === dataset && k === nfe && (o.gamma > 0) === noise) out.push({ id: run.id, path: snap });
   }
   return out.sort((a, b) => b.id - a.id).map((e) => e.path);
@@ -77,89 +80,72 @@ function fileId(path: string): string {
   return `${resolve(path)}|${st.size}|${Math.floor(st.mtimeMs)}`;
 }
 
+/**
+ * A cell through `adasde sample`'s own resolution (src/app/sample.ts resolveSolver): the row's
+ * fields are that command's flags, with num_steps (and afs, when the row leaves it open)
+ * chosen to give exactly the column's NFE.
+ */
 export function planCell(row: TableRow, nfe: number, ctx: PlanContext): Cell {
   const label = rowLabel(row);
   const meta = ctx.meta;
-  const isLatent = meta.family === 'ldm' || meta.family === 'sd';
-  const base: SolverOptions = { denoiseToZero: false };
-  let scheduleType = row.schedule_type ?? 'polynomial';
-  let rho = row.schedule_rho ?? (scheduleType === 'polynomial' ? 7 : 1);
-  let numSteps: number | undefined;
-  let predictorPath: string | undefined;
-  if (row.solver === 'adasde') {
+  const d = SOLVER_REGISTRY[row.solver];
+  // The row's solver options under sample's camelCase keys.
+  const given: Record<string, unknown> = {};
+  for (const f of solverFlags()) if (row[f.flag] !== undefined) given[f.key] = row[f.flag];
+  let choice: SolverChoice;
+  if (d.usesPredictor) {
     // A row with its own predictors uses exactly those: an NFE it does not list stays n/a
     // rather than borrowing whatever exp/ holds.
+    let predictorPath: string | undefined;
     if (row.predictors) {
       const explicit = row.predictors[String(nfe)];
       if (explicit === undefined) return { label, nfe, missing: `the row's predictors have no entry for NFE ${nfe}` };
       predictorPath = resolvePredictorPath(explicit, ctx.expDir);
-    } else predictorPath = findPredictors(ctx.expDir, meta.datasetName, nfe, row.noise ?? true)[0];
+    } else predictorPath = findPredictors(row.solver, ctx.expDir, meta.datasetName, nfe, row.noise ?? true)[0];
     if (!predictorPath) return { label, nfe, missing: `no AdaSDE predictor for ${meta.datasetName} at NFE ${nfe} in ${ctx.expDir}` };
-    const p = loadPredictor(predictorPath);
-    base.coeffs = coefficientsOf(p);
-    base.afs = p.options.afs;
-    scheduleType = p.options.schedule_type;
-    rho = p.options.schedule_rho;
-    numSteps = p.options.num_steps;
-    if (SOLVER_REGISTRY.adasde.nfe(numSteps, base) !== nfe) return { label, nfe, missing: `predictor ${predictorPath} has NFE ${SOLVER_REGISTRY.adasde.nfe(numSteps, base)}, not ${nfe}` };
+    const predictor = { path: predictorPath, file: loadPredictor(predictorPath) };
+    if (predictor.file.options.schedule_type === 'discrete' && !meta.alphasCumprod) return { label, nfe, missing: 'the discrete schedule needs adasde.alphas_cumprod' };
+    choice = resolveSolver({ solver: row.solver, denoiseToZero: false, ...given }, meta, predictor);
+    if (choice.solverNfe !== nfe) return { label, nfe, missing: `predictor ${predictorPath} has NFE ${choice.solverNfe}, not ${nfe}` };
   } else {
-    const entry = SOLVER_REGISTRY[row.solver];
-    if (entry.defaultMaxOrder !== undefined) base.maxOrder = Math.min(row.max_order ?? entry.defaultMaxOrder, entry.defaultMaxOrder);
-    if (row.solver === 'dpmpp' || row.solver === 'unipc') {
-      base.lowerOrderFinal = row.lower_order_final ?? true;
-      base.predictX0 = row.predict_x0 ?? true;
-      base.thresholding = row.thresholding ?? !isLatent;
-      base.variant = row.variant ?? 'bh2';
-    }
-    if (row.solver === 'deis') base.deisMode = row.deis_mode ?? 'tab';
+    const scheduleType = row.schedule_type ?? 'polynomial';
+    if (scheduleType === 'discrete' && !meta.alphasCumprod) return { label, nfe, missing: 'the discrete schedule needs adasde.alphas_cumprod' };
+    const r = solverOptions(row.solver, given, { latent: isLatentFamily(meta.family) });
+    if ('error' in r) throw new UsageError(`rows: ${label}: ${r.error.message.replace(/^--/, '')}`);
     // AFS unset: off when the NFE is reachable without it, else on (heun and dpm need it
     // for odd NFE, as the paper's tables use).
-    for (const afs of row.afs === undefined ? [false, true] : [row.afs]) {
-      numSteps = stepsFor(row, { ...base, afs }, nfe);
+    let numSteps: number | undefined;
+    let afs = false;
+    for (const a of row.afs === undefined ? [false, true] : [row.afs]) {
+      numSteps = stepsFor(row.solver, { ...r.options, denoiseToZero: false, afs: a }, nfe);
       if (numSteps !== undefined) {
-        base.afs = afs;
+        afs = a;
         break;
       }
     }
     if (numSteps === undefined) return { label, nfe, missing: `${row.solver} cannot take exactly ${nfe} NFE${row.afs === undefined ? '' : ` with afs=${row.afs}`}` };
+    // The table's schedule default: rho 7 for EDM's polynomial schedule, 1 for the others.
+    const scheduleRho = row.schedule_rho ?? (scheduleType === 'polynomial' ? 7 : 1);
+    choice = resolveSolver({ solver: row.solver, denoiseToZero: false, numSteps, afs, scheduleType, scheduleRho, ...given }, meta, undefined);
   }
-  if (scheduleType === 'discrete' && !meta.alphasCumprod) return { label, nfe, missing: 'the discrete schedule needs adasde.alphas_cumprod' };
-  const tSteps = getSchedule({
-    numSteps,
-    sigmaMin: meta.sigmaMin,
-    sigmaMax: meta.sigmaMax,
-    type: scheduleType,
-    rho,
-    discrete: meta.alphasCumprod ? discreteTime(meta.alphasCumprod) : undefined,
-  });
-  const plan: SamplePlan = { solver: row.solver, options: base, tSteps, sampleShape: ctx.sampleShape, labelDim: meta.labelDim };
+  const plan: SolverPlan = { solver: choice.solver, options: choice.options, tSteps: choice.tSteps, sampleShape: ctx.sampleShape, labelDim: meta.labelDim };
   const h = createHash('sha256');
   h.update(
     JSON.stringify({
-      v: 1,
+      v: 2,
       model: fileId(ctx.modelFile),
       detector: fileId(ctx.detectorFile),
-      solver: row.solver,
-      options: { ...base, coeffs: base.coeffs ?? null },
-      tSteps: Array.from(tSteps),
+      solver: choice.solver,
+      options: { ...choice.options, coeffs: choice.options.coeffs ?? null },
+      tSteps: Array.from(choice.tSteps),
     }),
   );
   // Seeds last and streamed: 50k numbers are cheap to hash.
   h.update(Float64Array.from(ctx.seeds));
-  return { label, nfe, plan, numSteps, afs: base.afs ?? false, predictor: predictorPath, scheduleType, scheduleRho: rho, fingerprint: h.digest('hex') };
+  return { label, nfe, plan, choice, numSteps: choice.numSteps, afs: choice.options.afs ?? false, predictor: choice.predictor, scheduleType: choice.scheduleType, scheduleRho: choice.scheduleRho, fingerprint: h.digest('hex') };
 }
 
-/** Seed list in the `--seeds` syntax, consecutive runs folded into ranges: `0-999`, `1,3-5`. */
-export function formatSeedList(seeds: readonly number[]): string {
-  const parts: string[] = [];
-  for (let k = 0; k < seeds.length; ) {
-    let j = k;
-    while (j + 1 < seeds.length && seeds[j + 1] === seeds[j]! + 1) j++;
-    parts.push(j === k ? String(seeds[k]) : `${seeds[k]}-${seeds[j]}`);
-    k = j + 1;
-  }
-  return parts.join(',');
-}
+export { formatSeedList };
 
 export interface CellCommand {
   /** `adasde sample` arguments (after `sample`) writing the cell's images into `images`. */
@@ -175,19 +161,16 @@ export interface CellCommand {
  * `adasde fid calc` on the written PNGs against the same reference and detector.
  */
 export function cellCommand(c: Cell, ctx: { modelFile: string; detectorFile: string; ref: string; seeds: readonly number[]; batch: number; imagesDir: string }): CellCommand | undefined {
-  if (!c.plan) return undefined;
-  const o = c.plan.options;
+  if (!c.plan || !c.choice) return undefined;
+  const choice = c.choice;
   const images = join(ctx.imagesDir, `${c.label.replace(/[^\w.-]+/g, '_')}-nfe${c.nfe}`);
   const args = ['--model', ctx.modelFile];
-  if (c.plan.solver === 'adasde') args.push('--predictor_path', c.predictor!);
+  if (choice.predictor !== undefined) args.push('--predictor_path', choice.predictor);
   else {
-    args.push('--solver', c.plan.solver, '--num_steps', String(c.numSteps), '--schedule_type', c.scheduleType!, '--schedule_rho', String(c.scheduleRho), `--afs=${o.afs ?? false}`);
-    if (o.maxOrder !== undefined) args.push('--max_order', String(o.maxOrder));
-    if (c.plan.solver === 'dpmpp' || c.plan.solver === 'unipc') {
-      args.push(`--lower_order_final=${o.lowerOrderFinal ?? true}`, `--predict_x0=${o.predictX0 ?? true}`, `--thresholding=${o.thresholding ?? false}`);
-      if (c.plan.solver === 'unipc') args.push('--variant', o.variant ?? 'bh2');
-    }
-    if (c.plan.solver === 'deis') args.push('--deis_mode', o.deisMode ?? 'tab');
+    args.push('--solver', choice.solver, '--num_steps', String(choice.numSteps), '--schedule_type', choice.scheduleType!, '--schedule_rho', String(choice.scheduleRho), `--afs=${choice.options.afs ?? false}`);
+    // Every option of the solver, as resolved: nothing left to defaults that might change.
+    const o = choice.options as Record<string, unknown>;
+    for (const [key, spec] of Object.entries(SOLVER_REGISTRY[choice.solver].flags) as [string, SolverFlag][]) args.push(`--${spec.flag}=${String(o[key])}`);
   }
   args.push('--denoise_to_zero=false', '--seeds', formatSeedList(ctx.seeds), '--batch', String(ctx.batch), '--outdir', images);
   return { sample: args, fid: ['--images', images, '--ref', ctx.ref, '--detector', ctx.detectorFile], images };

@@ -17,7 +17,7 @@ import { decodeImage } from '../../src/io/images.js';
 import { readNpy, toFloat64 } from '../../src/io/npy.js';
 import { buildFeatureModel, buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
 import { sampleBatch } from '../../src/sample/pipeline.js';
-import { SOLVER_REGISTRY } from '../../src/solvers/registry.js';
+import { defaultSolverOptions } from '../../src/solvers/registry.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
 import { repoRoot } from '../helpers.js';
 import { DIM, makeModelDir, MIX, SHAPE, denoiseTs } from './sample-fixture.js';
@@ -53,8 +53,7 @@ for (const solver of SOLVERS.filter((s) => s !== 'adasde')) {
       assert.equal(code, 0);
       const got = await npyOf(join(outdir, 'samples.npy'));
       const tSteps = getSchedule({ numSteps: 5, sigmaMin: 0.002, sigmaMax: 80, type: 'polynomial', rho: 7 });
-      const entry = SOLVER_REGISTRY[solver];
-      const options = { afs, denoiseToZero: false, maxOrder: entry.defaultMaxOrder, lowerOrderFinal: true, thresholding: true, variant: 'bh2' as const };
+      const options = { afs, denoiseToZero: false, maxOrder: defaultSolverOptions(solver).maxOrder, lowerOrderFinal: true, thresholding: true, variant: 'bh2' as const };
       const want = await sampleBatch({ solver, options, tSteps, sampleShape: SHAPE, labelDim: 0 }, denoiseTs, { seeds: SEEDS });
       closeTo(got, want, 1e-5);
     });

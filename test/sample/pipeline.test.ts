@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { mixtureDenoiser } from '../../src/solvers/analytic.js';
 import type { Coefficients } from '../../src/solvers/coefficients.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
-import { chunk, runBatches, sampleBatch, type SamplePlan } from '../../src/sample/pipeline.js';
+import { chunk, runBatches, sampleBatch, type SolverPlan } from '../../src/sample/pipeline.js';
 import { elementCount } from '../../src/core/shape.js';
 
 const shape = [2, 3, 3];
@@ -15,7 +15,7 @@ const denoise = mixtureDenoiser({ weights: Float64Array.of(0.5, 0.3, 0.2), means
 const N = 5;
 const tab = (v: number) => Array.from({ length: N - 1 }, () => [v]);
 const coeffs: Coefficients = { r: tab(0.35), scaleDir: tab(1.01), scaleTime: tab(0.97), weight: tab(1), gamma: tab(0.2) };
-const plan: SamplePlan = {
+const plan: SolverPlan = {
   solver: 'adasde',
   options: { afs: true, coeffs },
   tSteps: getSchedule({ numSteps: N, sigmaMin: 0.002, sigmaMax: 80, type: 'time_uniform', rho: 1 }),

@@ -66,7 +66,7 @@ for (const c of fx.cases) {
     });
     const { name, opts } = solverOf(c.kind);
     const x0 = Float64Array.from(fx.latents, (z) => z * t[0]!);
-    const out = await SOLVER_REGISTRY[name].run(x0, { denoise: gaussDenoiser(gauss), tSteps: t, batch: B, dim }, { ...opts, maxOrder: c.max_order, afs: c.afs });
+    const out = await SOLVER_REGISTRY[name].sample(x0, { denoise: gaussDenoiser(gauss), tSteps: t, batch: B, dim }, { ...opts, maxOrder: c.max_order, afs: c.afs });
     // Coefficients agree to ~1e-11 relative; a state error is at most that times sum_j |C_j| |d|,
     // which the large extrapolation weights of a coarse grid's last step make visible.
     const amplification = Math.max(1, ...c.coefficients.map((row) => row.reduce((a, v) => a + Math.abs(v), 0)));
@@ -145,7 +145,7 @@ function slope(ns: number[], errs: number[]): number {
 async function globalError(name: 'ipndm_v' | 'deis', opts: SolverOptions, intervals: number): Promise<number> {
   const t = getSchedule({ numSteps: intervals + 1, sigmaMin: 0.002, sigmaMax: 80, type: 'polynomial', rho: 7 });
   const x0 = z0.map((v) => v * t[0]!);
-  const out = await SOLVER_REGISTRY[name].run(x0, { denoise: gaussDenoiser(orderGauss), tSteps: t, batch: 4, dim: 48 }, opts);
+  const out = await SOLVER_REGISTRY[name].sample(x0, { denoise: gaussDenoiser(orderGauss), tSteps: t, batch: 4, dim: 48 }, opts);
   const exact = gaussOdeSolution(orderGauss, x0, t[0]!, t[intervals]!);
   let e = 0;
   for (let k = 0; k < out.length; k++) e = Math.max(e, Math.abs(out[k]! - exact[k]!));

@@ -41,7 +41,7 @@ for (const name of SOLVERS) {
             const tSteps = getSchedule({ numSteps, sigmaMin: 0.002, sigmaMax: 80, type: 'polynomial', rho: 7 });
             const opts = { afs, denoiseToZero, coeffs: coeffs(numSteps, K, 0.01), thresholding: false };
             const noise = new SeedNoise([0, 1]);
-            await SOLVER_REGISTRY[name].run(seedLatents([0, 1], dim).map((v) => v * 80), { denoise: c.denoise, tSteps, batch, dim, noise: noise.source }, opts);
+            await SOLVER_REGISTRY[name].sample(seedLatents([0, 1], dim).map((v) => v * 80), { denoise: c.denoise, tSteps, batch, dim, noise: noise.source }, opts);
             // The closed forms, written out independently of the registry's nfe():
             const n = numSteps - 1;
             const expected =

@@ -20,7 +20,7 @@ const STEPS = [32, 64, 128, 256];
 async function finalError(name: SolverName, opts: SolverOptions, intervals: number): Promise<number> {
   const t = getSchedule({ numSteps: intervals + 1, sigmaMin: 0.002, sigmaMax: 80, type: 'polynomial', rho: 7 });
   const x0 = z.map((v) => v * t[0]!);
-  const out = await SOLVER_REGISTRY[name].run(x0, { denoise: gaussDenoiser(gauss), tSteps: t, batch, dim }, opts);
+  const out = await SOLVER_REGISTRY[name].sample(x0, { denoise: gaussDenoiser(gauss), tSteps: t, batch, dim }, opts);
   const exact = gaussOdeSolution(gauss, x0, t[0]!, t[intervals]!);
   let e = 0;
   for (let k = 0; k < out.length; k++) e = Math.max(e, Math.abs(out[k]! - exact[k]!));

@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SOLVERS, type SolverName } from '../../src/config/common.js';
-import { sampleBatch, type SamplePlan } from '../../src/sample/pipeline.js';
+import { sampleBatch, type SolverPlan } from '../../src/sample/pipeline.js';
 import { mixtureDenoise } from '../../src/solvers/analytic.js';
 import type { Coefficients } from '../../src/solvers/coefficients.js';
 import { ArrayPool } from '../../src/solvers/pool.js';
-import { SOLVER_REGISTRY, type SolverOptions } from '../../src/solvers/registry.js';
+import { defaultSolverOptions, SOLVER_REGISTRY, type SolverOptions } from '../../src/solvers/registry.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
 import type { Denoiser } from '../../src/core/denoiser.js';
 import { elementCount } from '../../src/core/shape.js';
@@ -60,11 +60,11 @@ const N = 6;
 const tab = (v: number) => Array.from({ length: N - 1 }, () => [v]);
 const coeffs: Coefficients = { r: tab(0.4), scaleDir: tab(1.02), scaleTime: tab(0.98), weight: tab(1), gamma: tab(0.05) };
 
-function planFor(solver: SolverName, variant: 'a' | 'b'): SamplePlan {
+function planFor(solver: SolverName, variant: 'a' | 'b'): SolverPlan {
   const options: SolverOptions =
     solver === 'adasde'
       ? { afs: variant === 'a', coeffs }
-      : { afs: variant === 'a', maxOrder: SOLVER_REGISTRY[solver].defaultMaxOrder, thresholding: variant === 'a', predictX0: variant === 'a', denoiseToZero: variant === 'b' };
+      : { afs: variant === 'a', maxOrder: defaultSolverOptions(solver).maxOrder, thresholding: variant === 'a', predictX0: variant === 'a', denoiseToZero: variant === 'b' };
   return { solver, options, tSteps: getSchedule({ numSteps: N, sigmaMin: 0.002, sigmaMax: 80, type: 'polynomial', rho: 7 }), sampleShape: shape, labelDim: 0 };
 }
 
@@ -103,7 +103,7 @@ test('solvers leave x_0 alone and survive a denoiser that returns x itself', asy
     const copy = x0.slice();
     const pool = new ArrayPool();
     const run = (denoise: Denoiser) =>
-      SOLVER_REGISTRY[solver].run(x0, { denoise, tSteps: plan.tSteps, batch: 2, dim, pool, noise: (_i, batch, d, out = new Float64Array(batch * d)) => out.fill(0.5) }, plan.options);
+      SOLVER_REGISTRY[solver].sample(x0, { denoise, tSteps: plan.tSteps, batch: 2, dim, pool, noise: (_i, batch, d, out = new Float64Array(batch * d)) => out.fill(0.5) }, plan.options);
     const a = await run(identity);
     assert.deepEqual(x0, copy, `${solver} wrote into x_0`);
     // D = x means the ODE direction is 0: without noise every state stays x_0.
