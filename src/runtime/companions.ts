@@ -18,6 +18,7 @@ import { checkDims, commonBatch, findInput, findOutput, fixedDim, floatKind, thr
 import { floatFeed, readFloatOutput, zeroStats, type RunStats } from './model.js';
 import { formatDims, openSession, readModelSignature, type HostTensor, type ModelSignature, type OnnxSession, type SessionOptions, type TensorSignature } from './session.js';
 import { elementCount } from '../core/shape.js';
+import { inRuns, rowsOf } from './rows.js';
 
 export const COMPANION_ROLES = ['decoder', 'text_encoder', 'classifier'] as const;
 export type CompanionRole = (typeof COMPANION_ROLES)[number];
@@ -26,29 +27,6 @@ export type CompanionRole = (typeof COMPANION_ROLES)[number];
 function checkRole(file: string, sig: ModelSignature, role: CompanionRole, report: ProblemSink): void {
   const r = sig.metadata['adasde.role'];
   if (r !== undefined && r !== role) report(`${file}: metadata adasde.role='${r}'; a ${role.replace('_', ' ')} has adasde.role='${role}'`);
-}
-
-/** Splits n rows into runs of at most `cap` rows; a fixed batch pads each run by repeating its first row. */
-async function inRuns(n: number, cap: number, fixedBatch: number | undefined, run: (from: number, rows: number, padded: number) => Promise<void>): Promise<void> {
-  const step = fixedBatch ?? cap;
-  for (let s = 0; s < n; s += step) {
-    const b = Math.min(step, n - s);
-    await run(s, b, fixedBatch ?? b);
-  }
-}
-
-/** Rows [from, from+rows) of `src` (row width `w`), padded to `total` rows with the first row. */
-interface RowArray<T> {
-  set(src: T, offset?: number): void;
-  subarray(begin: number, end: number): T;
-  copyWithin(target: number, start: number, end: number): unknown;
-}
-
-function rowsOf<T extends RowArray<T>>(src: T, from: number, rows: number, total: number, w: number, make: (n: number) => T): T {
-  const out = make(total * w);
-  out.set(src.subarray(from * w, (from + rows) * w), 0);
-  for (let r = rows; r < total; r++) out.copyWithin(r * w, 0, w);
-  return out;
 }
 
 function runFailed(file: string, what: string, e: unknown): Error {

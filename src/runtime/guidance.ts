@@ -30,6 +30,7 @@ import { floatFeed, readFloatOutput } from './model.js';
 import { decodeModel, encodeModel, readModelHeader } from './proto.js';
 import { openSession, readModelSignature, type HostTensor } from './session.js';
 import { elementCount } from '../core/shape.js';
+import { inRuns, rowsOf } from './rows.js';
 
 /** Where the gradient graph of `classifier` is cached: `<dir>/<name>.grad.onnx`. */
 export function gradientCachePath(classifier: string): string {
@@ -108,16 +109,11 @@ export async function loadClassifierGradient(classifier: string, opts: Companion
   async function gradient(x: Float64Array, sigma: Float64Array, labels: Float32Array, n: number): Promise<Float64Array> {
     if (x.length !== n * dim || sigma.length !== n || labels.length !== n * K!) throw new RangeError(`classifier gradient inputs do not match ${n} samples of [${sample.join(',')}] and ${K} classes`);
     const out = new Float64Array(n * dim);
-    for (let s = 0; s < n; s += cap) {
-      const rows = Math.min(cap, n - s);
-      const padded = io.fixedBatch ?? rows;
-      // A fixed-batch classifier gets its rows padded with zero labels (zero gradient).
-      const xs = new Float64Array(padded * dim);
-      xs.set(x.subarray(s * dim, (s + rows) * dim));
-      const ss = new Float64Array(padded).fill(sigma[s]!);
-      ss.set(sigma.subarray(s, s + rows));
-      const ls = new Float32Array(padded * K!);
-      ls.set(labels.subarray(s * K!, (s + rows) * K!));
+    await inRuns(n, cap, io.fixedBatch, async (s, rows, padded) => {
+      // A fixed-batch classifier's padding repeats the first row; its gradient is dropped.
+      const xs = rowsOf(x, s, rows, padded, dim, (k) => new Float64Array(k));
+      const ss = rowsOf(sigma, s, rows, padded, 1, (k) => new Float64Array(k));
+      const ls = rowsOf(labels, s, rows, padded, K!, (k) => new Float32Array(k));
       let res: Record<string, HostTensor>;
       try {
         res = await session.run(
@@ -133,7 +129,7 @@ export async function loadClassifierGradient(classifier: string, opts: Companion
         throw new Error(`${file}: classifier gradient run failed on ${padded} samples: ${msg}`);
       }
       readFloatOutput(res[GRADIENT_IO.grad]!, out, rows * dim, s * dim);
-    }
+    });
     return out;
   }
   return { classifier, path: file, numClasses: K, gradient, dispose: () => session.dispose() };

@@ -12,6 +12,7 @@ import type { Conditioning, Denoiser, DenoiseRequest, SampleShape } from '../cor
 import { fromHalfArray, toHalfArray } from './half.js';
 import { checkDims, commonBatch, findInput, floatKind, throwUsage, type FloatKind, type ProblemSink, type Want } from './contract.js';
 import type { Dim } from './proto.js';
+import { inRuns } from './rows.js';
 import {
   formatDims,
   openSession,
@@ -629,9 +630,7 @@ export async function loadFeatureModel(file: string, opts: FeatureLoadOptions = 
     const rowIn = c * plane;
     const rowOut = 3 * plane;
     const chunks: Float32Array[] = [];
-    for (let s = 0; s < n; s += maxBatch) {
-      const b = Math.min(maxBatch, n - s);
-      const rows = fixedBatch ?? b;
+    await inRuns(n, maxBatch, fixedBatch, async (s, b, rows) => {
       const buf = inputDtype === 'uint8' ? new Uint8Array(rows * rowOut) : new Float32Array(rows * rowOut);
       for (let r = 0; r < rows; r++) {
         const src = (s + (r < b ? r : 0)) * rowIn; // padding repeats the first image
@@ -667,7 +666,7 @@ export async function loadFeatureModel(file: string, opts: FeatureLoadOptions = 
       readFloatOutput(t, tmp, b * D);
       f.set(tmp);
       chunks.push(f);
-    }
+    });
     const total = new Float32Array(n * (featureDim ?? 0));
     let o = 0;
     for (const ch of chunks) {

@@ -99,6 +99,34 @@ test('table: a 3-solver x 2-NFE table in one command; cells equal separate sampl
   }
 });
 
+test('table --dry-run: every cell resolved, stored ones named, nothing written', () => {
+  // table-a holds NFE 3 and 5; NFE 7 is new.
+  const r = runTable(join(dir, 'table-a'), '--nfe', '3,5,7', '--dry-run');
+  assert.equal(r.status, 0, r.stderr);
+  const plan = JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('}') + 1)) as { cells: { label: string; nfe: number; status: string; num_steps: number | null; sample_args: string[] | null }[] };
+  assert.deepEqual(
+    plan.cells.map((c) => `${c.label}/${c.nfe}/${c.status}`),
+    ['ddim/3/stored', 'ddim/5/stored', 'ddim/7/to compute', 'dpmpp/3/stored', 'dpmpp/5/stored', 'dpmpp/7/to compute', 'adasde/3/stored', 'adasde/5/stored', 'adasde/7/to compute'],
+  );
+  // Euler at NFE 7 is 8 points; the dpmpp row's max_order reaches the reproduction command.
+  assert.equal(plan.cells[2]!.num_steps, 8);
+  assert.ok(plan.cells[3]!.sample_args!.includes('--max_order=3'), plan.cells[3]!.sample_args!.join(' '));
+  const fresh = join(dir, 'table-dry');
+  const d = runTable(fresh, '--nfe', '3', '--dry-run');
+  assert.equal(d.status, 0, d.stderr);
+  assert.equal(existsSync(fresh), false, 'the dry run created the output folder');
+  // A row option its solver does not support stops the table naming the row.
+  const bad = spawnSync(process.execPath, [bin, 'table', '--model', model, '--detector', detector, '--ref', ref, '--nfe', '3', '--spec', badSpec(), '--dry-run'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.equal(bad.stderr.trim(), 'adasde: error: rows: unipc: max_order: unipc supports orders 1 to 3, got 4');
+});
+
+function badSpec(): string {
+  const p = join(dir, 'bad-order.yaml');
+  writeFileSync(p, ['rows:', '  - solver: unipc', '    max_order: 4'].join('\n') + '\n');
+  return p;
+}
+
 test('table: an interrupted table resumes without recomputing finished cells; a new column computes only new cells', async () => {
   const outdir = join(dir, 'table-b');
   const child = spawn(process.execPath, [bin, 'table', '--spec', spec, '--outdir', outdir, '--nfe', '3,5', '--quiet'], { stdio: 'ignore' });
