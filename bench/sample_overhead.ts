@@ -1,6 +1,6 @@
 /**
  * The sampler's own overhead (issue: `adasde sample`): with a U-Net-sized convolutional
- * denoiser (src/runtime/graph.ts buildConvDenoiserModel, ~1.2 GFLOP per 32x32 image) at
+ * denoiser (test/support/models.ts buildConvDenoiserModel, ~1.2 GFLOP per 32x32 image) at
  * batch 64 on CPU, overhead = (wall time - NFE x model time) / wall time, where the wall time
  * covers the loop `adasde sample` runs (latents, solver arithmetic, float64 <-> float32
  * conversion, quantisation, PNG compression and atomic writes on the writer thread). Model
@@ -24,7 +24,8 @@ import { performance } from 'node:perf_hooks';
 import { SOLVERS, type SolverName } from '../src/config/common.js';
 import { ImageWriter } from '../src/io/image-writer.js';
 import { imagePath, quantizeBatch } from '../src/io/png.js';
-import { buildConvDenoiserModel, convDenoiserFlops, saveModel } from '../src/runtime/graph.js';
+import { saveModel } from '../src/onnx/builder.js';
+import { buildConvDenoiserModel, convDenoiserFlops } from '../test/support/models.js';
 import { loadDenoiserModel } from '../src/runtime/model.js';
 import { runBatches } from '../src/sample/pipeline.js';
 import { defaultSolverOptions, SOLVER_REGISTRY, type SolverOptions } from '../src/solvers/registry.js';

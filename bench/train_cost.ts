@@ -11,7 +11,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { buildConvDenoiserModel, saveModel } from '../src/runtime/graph.js';
+import { saveModel } from '../src/onnx/builder.js';
+import { buildConvDenoiserModel } from '../test/support/models.js';
 import { loadDenoiserModel, loadFeatureModel } from '../src/runtime/model.js';
 import { initState, trainBatch, type FeatureFn, type TrainSetup } from '../src/train/loop.js';
 

@@ -23,7 +23,8 @@ const { main } = await dist('cli/main.js');
 const bundled = join(root, 'models', 'cifar10-tiny-edm.onnx');
 let model = bundled;
 if (!existsSync(bundled)) {
-  const { buildMixtureModel, saveModel } = await dist('runtime/graph.js');
+  const { buildMixtureModel } = await import(join(root, 'dist', 'test', 'support', 'models.js'));
+  const { saveModel } = await dist('onnx/builder.js');
   const K = 256;
   const dim = 3 * 32 * 32;
   const means = new Float64Array(K * dim);

@@ -16,7 +16,7 @@ import type { AddressInfo } from 'node:net';
 import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RunError, UsageError } from '../core/errors.js';
-import { readModelHeader } from '../runtime/proto.js';
+import { readModelHeader } from '../onnx/proto.js';
 
 /** The metadata key and value `adasde fuse` marks its files with (src/fuse/build.ts). */
 const FUSED_FORMAT_KEY = 'adasde.fused.format';

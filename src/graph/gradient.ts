@@ -33,7 +33,7 @@ import {
   type NodeProto,
   type TensorProto,
   type ValueInfoProto,
-} from '../runtime/proto.js';
+} from '../onnx/proto.js';
 import { elementCount } from '../core/shape.js';
 
 /** Names in the gradient graph's signature. */

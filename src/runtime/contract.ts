@@ -4,7 +4,7 @@
  * loaders throw a UsageError on the first one, inspect collects them all and keeps going.
  */
 import { UsageError } from '../core/errors.js';
-import type { Dim } from './proto.js';
+import type { Dim } from '../onnx/proto.js';
 import { formatDims, type ModelSignature, type TensorSignature } from './session.js';
 
 /** Receives one-line contract problems. */

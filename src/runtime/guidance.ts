@@ -27,7 +27,7 @@ import type { Denoiser, DenoiseRequest } from '../core/denoiser.js';
 import { checkClassifierSignature, type CompanionLoadOptions } from './companions.js';
 import { throwUsage } from './contract.js';
 import { floatFeed, readFloatOutput } from './model.js';
-import { decodeModel, encodeModel, readModelHeader } from './proto.js';
+import { decodeModel, encodeModel, readModelHeader } from '../onnx/proto.js';
 import { openSession, readModelSignature, type HostTensor } from './session.js';
 import { elementCount } from '../core/shape.js';
 import { inRuns, rowsOf } from './rows.js';

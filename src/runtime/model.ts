@@ -11,7 +11,7 @@ import { UsageError } from '../core/errors.js';
 import type { Conditioning, Denoiser, DenoiseRequest, SampleShape } from '../core/denoiser.js';
 import { fromHalfArray, toHalfArray } from './half.js';
 import { checkDims, commonBatch, findInput, floatKind, throwUsage, type FloatKind, type ProblemSink, type Want } from './contract.js';
-import type { Dim } from './proto.js';
+import type { Dim } from '../onnx/proto.js';
 import { inRuns } from './rows.js';
 import {
   formatDims,

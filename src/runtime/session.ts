@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
 import { UsageError } from '../core/errors.js';
-import { ProtoError, dataTypeName, readModelHeader, type Dim, type ModelProto } from './proto.js';
+import { ProtoError, dataTypeName, readModelHeader, type Dim, type ModelProto } from '../onnx/proto.js';
 
 // ---------------------------------------------------------------------------------------
 // Devices

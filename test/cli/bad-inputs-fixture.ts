@@ -11,7 +11,8 @@ import { join, resolve } from 'node:path';
 import { ndarray, writeNpy } from '../../src/io/npy.js';
 import { writeStatsNpz } from '../../src/io/npz.js';
 import { writePng } from '../../src/io/png.js';
-import { buildFeatureModel, buildGaussModel, buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildFeatureModel, buildGaussModel, buildMixtureModel } from '../support/models.js';
 import { repoRoot } from '../helpers.js';
 import { MIX, SHAPE } from './sample-fixture.js';
 

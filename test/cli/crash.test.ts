@@ -15,7 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { writeStatsNpz } from '../../src/io/npz.js';
-import { buildFeatureModel, saveModel } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildFeatureModel } from '../support/models.js';
 import { bin } from './bad-inputs-fixture.js';
 import { makeModelDir } from './sample-fixture.js';
 

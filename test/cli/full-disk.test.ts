@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { decodeImage } from '../../src/io/images.js';
 import { writePng } from '../../src/io/png.js';
-import { buildFeatureModel, saveModel } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildFeatureModel } from '../support/models.js';
 import { bin } from './bad-inputs-fixture.js';
 import { makeModelDir } from './sample-fixture.js';
 

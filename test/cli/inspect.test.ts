@@ -9,8 +9,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { GraphBuilder, buildDecoderModel, buildFeatureModel, buildMixtureModel, contractMetadata, saveModel } from '../../src/runtime/graph.js';
-import { DataType } from '../../src/runtime/proto.js';
+import { GraphBuilder, saveModel } from '../../src/onnx/builder.js';
+import { buildDecoderModel, buildFeatureModel, buildMixtureModel, contractMetadata } from '../support/models.js';
+import { DataType } from '../../src/onnx/proto.js';
 import { DEC_W, DEC_B, MIXTURE, writeTextModel } from '../text/text-model-fixture.js';
 import { repoRoot } from '../helpers.js';
 

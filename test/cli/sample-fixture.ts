@@ -1,13 +1,14 @@
 /**
  * A Gaussian-mixture denoiser written as a real ONNX file by the TypeScript graph builder
- * (src/runtime/graph.ts), and the same mixture as an in-process float64 denoiser: the CLI
+ * (test/support/models.ts), and the same mixture as an in-process float64 denoiser: the CLI
  * tests run the first and compare with the second.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mixtureDenoiser, type MixtureParams } from '../../src/solvers/analytic.js';
-import { buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildMixtureModel } from '../support/models.js';
 
 export const SHAPE = [3, 8, 8] as const;
 export const DIM = 3 * 8 * 8;

@@ -13,7 +13,8 @@ import { test } from 'node:test';
 import { main } from '../../src/cli/main.js';
 import { loadPredictor } from '../../src/config/predictor.js';
 import { latestSnapshot } from '../../src/io/runs.js';
-import { buildFeatureModel, saveModel } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildFeatureModel } from '../support/models.js';
 import { repoRoot } from '../helpers.js';
 import { writeTextModel } from '../text/text-model-fixture.js';
 

@@ -9,7 +9,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { buildGaussModel, buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildGaussModel, buildMixtureModel } from '../support/models.js';
 import { repoRoot } from '../helpers.js';
 import { MIX, SHAPE } from './sample-fixture.js';
 

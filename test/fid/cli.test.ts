@@ -18,7 +18,8 @@ import { frechetDistance } from '../../src/fid/frechet.js';
 import { pickSubset } from '../../src/io/images.js';
 import { readStatsNpz, writeStatsNpz } from '../../src/io/npz.js';
 import { buildZip } from '../../src/io/zip.js';
-import { buildFeatureModel, saveModel, seededUniform } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildFeatureModel, seededUniform } from '../support/models.js';
 import { loadFeatureModel } from '../../src/runtime/model.js';
 import { repoRoot } from '../helpers.js';
 

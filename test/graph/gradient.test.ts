@@ -18,8 +18,9 @@ import ort from 'onnxruntime-node';
 import { UsageError } from '../../src/core/errors.js';
 import { classifierGradientModel } from '../../src/graph/gradient.js';
 import { readNpy, toFloat64 } from '../../src/io/npy.js';
-import { DataType, decodeModel, encodeModel, type ModelProto } from '../../src/runtime/proto.js';
-import { GraphBuilder, seededUniform } from '../../src/runtime/graph.js';
+import { DataType, decodeModel, encodeModel, type ModelProto } from '../../src/onnx/proto.js';
+import { GraphBuilder } from '../../src/onnx/builder.js';
+import { seededUniform } from '../support/models.js';
 import { repoRoot } from '../helpers.js';
 import { elementCount } from '../../src/core/shape.js';
 

@@ -14,7 +14,8 @@ import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { cachePath, fetchToCache } from '../../src/io/download.js';
 import { writeStatsNpz } from '../../src/io/npz.js';
-import { buildFeatureModel, buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildFeatureModel, buildMixtureModel } from '../support/models.js';
 import { MIX, SHAPE } from '../cli/sample-fixture.js';
 import { repoRoot } from '../helpers.js';
 

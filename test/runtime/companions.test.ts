@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { checkDecoderSignature, checkTextEncoderSignature, loadClassifier, loadDecoder, loadTextEncoder } from '../../src/runtime/companions.js';
 import { collector } from '../../src/runtime/contract.js';
-import { GraphBuilder, buildDecoderModel, buildTextEncoderModel, saveModel, seededUniform } from '../../src/runtime/graph.js';
-import { DataType, type Dim } from '../../src/runtime/proto.js';
+import { GraphBuilder, saveModel } from '../../src/onnx/builder.js';
+import { buildDecoderModel, buildTextEncoderModel, seededUniform } from '../support/models.js';
+import { DataType, type Dim } from '../../src/onnx/proto.js';
 import { readModelSignature } from '../../src/runtime/session.js';
 import { normals, rejectsUsage, tempDir } from './helpers.js';
 

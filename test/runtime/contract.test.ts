@@ -3,9 +3,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { UsageError } from '../../src/core/errors.js';
-import { GraphBuilder, buildGaussModel, buildMixtureModel, contractMetadata, saveModel, seededUniform } from '../../src/runtime/graph.js';
+import { GraphBuilder, saveModel } from '../../src/onnx/builder.js';
+import { buildGaussModel, buildMixtureModel, contractMetadata, seededUniform } from '../support/models.js';
 import { loadDenoiserModel } from '../../src/runtime/model.js';
-import { DataType, type Dim } from '../../src/runtime/proto.js';
+import { DataType, type Dim } from '../../src/onnx/proto.js';
 import { cudaProviderPresent, parseDevice } from '../../src/runtime/session.js';
 import { rejectsUsage, tempDir } from './helpers.js';
 

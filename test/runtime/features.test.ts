@@ -1,8 +1,9 @@
 import * as assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { GraphBuilder, buildFeatureModel, modelBytes, saveModel, seededUniform } from '../../src/runtime/graph.js';
+import { GraphBuilder, modelBytes, saveModel } from '../../src/onnx/builder.js';
+import { buildFeatureModel, seededUniform } from '../support/models.js';
 import { loadFeatureModel, type FeatureModel } from '../../src/runtime/model.js';
-import { DataType } from '../../src/runtime/proto.js';
+import { DataType } from '../../src/onnx/proto.js';
 import { rejectsUsage, tempDir } from './helpers.js';
 
 function pixels(n: number, seed: number): Uint8Array {

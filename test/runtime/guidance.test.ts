@@ -21,8 +21,9 @@ import { loadClassifier } from '../../src/runtime/companions.js';
 import { classifierGuided, gradientCachePath, loadClassifierGradient } from '../../src/runtime/guidance.js';
 import { labelsFor } from '../../src/sample/pipeline.js';
 import { repoRoot } from '../helpers.js';
-import { buildGaussModel, GraphBuilder, saveModel, seededUniform } from '../../src/runtime/graph.js';
-import { DataType } from '../../src/runtime/proto.js';
+import { GraphBuilder, saveModel } from '../../src/onnx/builder.js';
+import { buildGaussModel, seededUniform } from '../support/models.js';
+import { DataType } from '../../src/onnx/proto.js';
 import type { DenoiseRequest } from '../../src/core/denoiser.js';
 
 /** The lines an in-process CLI run writes to stderr (captured, not shown). */

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { UsageError } from '../../src/core/errors.js';
-import { seededUniform } from '../../src/runtime/graph.js';
+import { seededUniform } from '../support/models.js';
 
 /** A fresh temporary directory, removed by the returned cleanup function. */
 export function tempDir(): { dir: string; file: (name: string) => string; cleanup: () => void } {

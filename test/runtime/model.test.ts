@@ -1,7 +1,8 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { buildConvDenoiserModel, buildGaussModel, buildMixtureModel, saveModel, type MixtureConditioning } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildConvDenoiserModel, buildGaussModel, buildMixtureModel, type MixtureConditioning } from '../support/models.js';
 import { loadDenoiserModel, type DenoiserModel } from '../../src/runtime/model.js';
 import { empiricalParams, gaussDenoise, mixtureDenoise, type GaussParams, type MixtureParams } from '../../src/solvers/analytic.js';
 import type { DenoiseRequest } from '../../src/core/denoiser.js';

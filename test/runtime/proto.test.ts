@@ -1,6 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildGaussModel, buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildGaussModel, buildMixtureModel } from '../support/models.js';
 import { fromHalfBits, toHalfBits } from '../../src/runtime/half.js';
 import {
   AttributeType,
@@ -19,7 +20,7 @@ import {
   tensorFloats,
   type ByteSource,
   type ModelProto,
-} from '../../src/runtime/proto.js';
+} from '../../src/onnx/proto.js';
 import { readModelSignature } from '../../src/runtime/session.js';
 import { tempDir } from './helpers.js';
 

@@ -7,7 +7,8 @@
  * tests check every stage.
  */
 import { join } from 'node:path';
-import { buildDecoderModel, buildMixtureModel, buildTextEncoderModel, saveModel, seededUniform } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildDecoderModel, buildMixtureModel, buildTextEncoderModel, seededUniform } from '../support/models.js';
 import type { MixtureParams } from '../../src/solvers/analytic.js';
 import { TINY_BOS, TINY_EOS, tinyVocab, writeTinyTokenizer } from './tiny-vocab.js';
 

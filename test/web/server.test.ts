@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { buildMixtureModel, saveModel } from '../../src/runtime/graph.js';
+import { saveModel } from '../../src/onnx/builder.js';
+import { buildMixtureModel } from '../support/models.js';
 import { repoRoot } from '../helpers.js';
 import { startWebProcess } from './server.js';
 

@@ -20,7 +20,7 @@ if (!existsSync(lib)) {
   process.exit(2);
 }
 const { classifierGradientModel } = await import(pathToFileURL(lib).href);
-const { decodeModel, encodeModel } = await import(pathToFileURL(join(ROOT, 'dist', 'src', 'runtime', 'proto.js')).href);
+const { decodeModel, encodeModel } = await import(pathToFileURL(join(ROOT, 'dist', 'src', 'onnx', 'proto.js')).href);
 
 /** float32/float64 little-endian C-order .npy (what selftest.py writes). */
 function readNpy(path) {

@@ -1,6 +1,7 @@
 /**
  * A minimal protobuf wire-format writer and reader for the subset of `onnx.proto` the
- * runtime needs. Written by hand (no protobufjs) because we only need a dozen messages and
+ * project needs: the runtime reads model contracts, src/graph/gradient.ts and the graph builder
+ * (./builder.ts) write models. Written by hand (no protobufjs) because we only need a dozen messages and
  * because reading must work on multi-gigabyte files without loading them: the reader works
  * on a random-access `ByteSource` and can skip initializer payloads and node lists, so
  * reading the contract (metadata and input/output signatures) touches a few kilobytes.
