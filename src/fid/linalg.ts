@@ -127,7 +127,7 @@ export function pivotedCholesky(K: Kernels, s: Scratch, a: number, n: number, ld
       for (let i = j; i < n; i++) {
         if (j > k) {
           const v = f[prev + i]!;
-          work[i] += v * v;
+          work[i] = work[i]! + v * v;
         }
         const di = diag[i]! - work[i]!;
         if (di > ajj) {

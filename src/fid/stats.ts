@@ -84,7 +84,7 @@ export class FeatureStats {
       const s = new Float64Array(dim);
       for (let k = 0; k < count; k++) {
         const row = k * dim;
-        for (let i = 0; i < dim; i++) s[i] += features[row + i]!;
+        for (let i = 0; i < dim; i++) s[i] = s[i]! + features[row + i]!;
       }
       for (let i = 0; i < dim; i++) s[i] = s[i]! / count;
       this.shift = s;
@@ -130,10 +130,10 @@ export class FeatureStats {
           a2 += g2;
           a3 += g3;
         }
-        sum[i0] += a0;
-        sum[i0 + 1] += a1;
-        sum[i0 + 2] += a2;
-        sum[i0 + 3] += a3;
+        sum[i0] = sum[i0]! + a0;
+        sum[i0 + 1] = sum[i0 + 1]! + a1;
+        sum[i0 + 2] = sum[i0 + 2]! + a2;
+        sum[i0 + 3] = sum[i0 + 3]! + a3;
       } else {
         for (let k = 0; k < kb; k++, d += MR) {
           const src = (k0 + k) * dim;
@@ -142,7 +142,7 @@ export class FeatureStats {
             if (i < dim) {
               const g = features[src + i]! - shift[i]!;
               f[d + r] = g;
-              sum[i] += g;
+              sum[i] = sum[i]! + g;
             } else {
               f[d + r] = 0;
             }

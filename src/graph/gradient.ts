@@ -147,9 +147,9 @@ function inferDims(g: GraphProto, consts: Map<string, TensorProto>): Map<string,
     return t ? tensorInts(t) : undefined;
   };
   for (const n of g.node) {
-    const d = (k: number): Dims | undefined => (n.input[k] ? dims.get(n.input[k]!) : undefined);
+    const d = (k: number): Dims | undefined => (n.input[k] ? dims.get(n.input[k]) : undefined);
     const set = (k: number, v: Dims | undefined) => {
-      if (v !== undefined && n.output[k]) dims.set(n.output[k]!, v);
+      if (v !== undefined && n.output[k]) dims.set(n.output[k], v);
     };
     const x = d(0);
     const r = x?.length;

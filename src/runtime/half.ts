@@ -39,7 +39,7 @@ export function toHalfBits(v: number): number {
   let roundUp = rest > half || (rest === half && (halfMant & 1) === 1);
   if (rest === half) {
     // Possible double-rounding tie: decide with the exact float64 value.
-    const err = Math.abs(v) - Math.abs(f32[0]!);
+    const err = Math.abs(v) - Math.abs(f32[0]);
     if (err > 0) roundUp = true;
     else if (err < 0) roundUp = false;
   }

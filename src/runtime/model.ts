@@ -429,7 +429,7 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
     const cs = conditionShape(c, B);
     const cfg = w !== undefined && c?.uncondition !== undefined;
     if (cfg && !io.condition && !io.labels) throw new UsageError(`${file}: classifier-free guidance needs a conditional model (no 'condition' or 'class_labels' input)`);
-    if (cfg && !io.condition && c!.uncondition!.length !== B * L) throw new RangeError(`uncondition has ${c!.uncondition!.length} values; unconditional labels need batch ${B} x ${L}`);
+    if (cfg && !io.condition && c.uncondition!.length !== B * L) throw new RangeError(`uncondition has ${c.uncondition!.length} values; unconditional labels need batch ${B} x ${L}`);
     stats.calls++;
     stats.samples += B;
     // The solvers hand in a recycled array for the result (src/solvers/pool.ts).
@@ -442,8 +442,8 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
       const b = Math.min(chunk, B - s);
       const part = (src: Rows) => ({ src, from: s, rows: b });
       // Unconditional rows: `uncondition` replaces the condition (text models) or the labels.
-      const uncondLabels = cfg && !io.condition ? c!.uncondition! : c?.classLabels;
-      const uncondCond = cfg && io.condition ? c!.uncondition! : c?.condition;
+      const uncondLabels = cfg && !io.condition ? c.uncondition! : c?.classLabels;
+      const uncondCond = cfg && io.condition ? c.uncondition! : c?.condition;
       if (!cfg && io.fixedBatch === undefined) {
         // The common path: feed views of the caller's rows and read the output in place.
         // Every large temporary avoided matters: fresh multi-megabyte buffers cost page
@@ -478,8 +478,8 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
           2 * b,
           gatherRows([part(req.x), part(req.x)], dim, n),
           gatherRows([part(req.sigma), part(req.sigma)], 1, n),
-          io.labels ? gatherRows([part(c!.classLabels!), part(uncondLabels!)], L, n) : undefined,
-          cs ? { data: gatherRows([part(c!.condition!), part(uncondCond!)], condW, n), ...cs } : undefined,
+          io.labels ? gatherRows([part(c.classLabels!), part(uncondLabels!)], L, n) : undefined,
+          cs ? { data: gatherRows([part(c.condition!), part(uncondCond!)], condW, n), ...cs } : undefined,
         );
         dc = res.subarray(0, b * dim);
         du = res.subarray(b * dim);
@@ -494,11 +494,11 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
             io.labels ? gatherRows([part(labels!)], L, n) : undefined,
             cs ? { data: gatherRows([part(cond!)], condW, n), ...cs } : undefined,
           );
-        dc = await one(c!.classLabels, c!.condition);
+        dc = await one(c.classLabels, c.condition);
         du = await one(uncondLabels, uncondCond);
       }
       const o = s * dim;
-      for (let j = 0; j < b * dim; j++) out[o + j] = du[j]! + w! * (dc[j]! - du[j]!);
+      for (let j = 0; j < b * dim; j++) out[o + j] = du[j]! + w * (dc[j]! - du[j]!);
     }
     return out;
   };
@@ -648,7 +648,7 @@ export async function loadFeatureModel(file: string, opts: FeatureLoadOptions = 
       const t0 = performance.now();
       let res: Record<string, HostTensor>;
       try {
-        res = await session.run({ images: feed }, [os!.name]);
+        res = await session.run({ images: feed }, [os.name]);
       } catch (e) {
         const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
         throw new Error(`${file}: model run failed on ${rows} images of ${h}x${wd}: ${msg}`);
@@ -657,10 +657,10 @@ export async function loadFeatureModel(file: string, opts: FeatureLoadOptions = 
       stats.runs++;
       stats.rows += b;
       stats.paddedRows += rows - b;
-      const t = res[os!.name]!;
+      const t = res[os.name]!;
       const D = t.dims.length === 2 ? t.dims[1]! : t.data.length / rows;
       if (featureDim === undefined) featureDim = D;
-      else if (D !== featureDim) throw new Error(`${file}: output '${os!.name}' has ${D} features per image; ${featureDim} expected`);
+      else if (D !== featureDim) throw new Error(`${file}: output '${os.name}' has ${D} features per image; ${featureDim} expected`);
       const f = new Float32Array(b * D);
       const tmp = new Float64Array(b * D);
       readFloatOutput(t, tmp, b * D);

@@ -77,7 +77,7 @@ test('train: a short run beats the untrained predictor, dpm and heun at the same
   // Baselines at the same NFE (5): dpm and heun with AFS on 4 points, on the student's schedule and on EDM's.
   const baselines: Record<string, number> = {};
   for (const solver of ['dpm', 'heun']) {
-    for (const [type, rho] of [['time_uniform', '1'], ['polynomial', '7']]) {
+    for (const [type, rho] of [['time_uniform', '1'], ['polynomial', '7']] as const) {
       baselines[`${solver}/${type}`] = rms(await cliSamples('--solver', solver, '--num_steps', '4', '--afs', '--schedule_type', type, '--schedule_rho', rho), y);
     }
   }

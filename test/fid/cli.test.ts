@@ -151,13 +151,13 @@ async function naiveStats(folder: string, names?: readonly string[]): Promise<{ 
   await model.dispose();
   const dim = f.length / n;
   const mu = new Float64Array(dim);
-  for (let k = 0; k < n; k++) for (let i = 0; i < dim; i++) mu[i] += f[k * dim + i]!;
+  for (let k = 0; k < n; k++) for (let i = 0; i < dim; i++) mu[i] = mu[i]! + f[k * dim + i]!;
   for (let i = 0; i < dim; i++) mu[i] = mu[i]! / n;
   const sigma = new Float64Array(dim * dim);
   for (let k = 0; k < n; k++) {
     for (let i = 0; i < dim; i++) {
       const di = f[k * dim + i]! - mu[i]!;
-      for (let j = 0; j < dim; j++) sigma[i * dim + j] += di * (f[k * dim + j]! - mu[j]!);
+      for (let j = 0; j < dim; j++) sigma[i * dim + j] = sigma[i * dim + j]! + di * (f[k * dim + j]! - mu[j]!);
     }
   }
   for (let q = 0; q < sigma.length; q++) sigma[q] = sigma[q]! / (n - 1);

@@ -77,7 +77,7 @@ test('a writer killed mid-write leaves no file under the final name; stale temps
     await writeFile(mine, 'x');
     await writeFile(join(dir, 'keep.tmp-notours'), 'x');
     const removed = await removeStaleTempFiles(dir);
-    assert.ok(removed.some((p) => p.endsWith(tmp!)) || !existsSync(join(dir, tmp)));
+    assert.ok(removed.some((p) => p.endsWith(tmp)) || !existsSync(join(dir, tmp)));
     const left = await readdir(dir);
     assert.ok(!left.includes(tmp));
     assert.ok(left.includes('keep.tmp-notours'));
