@@ -32,7 +32,7 @@ import { classifierFor, needsDecoder, openDecoder, preflightCompanions, PromptEn
 import { runBatches, type SolverPlan } from '../sample/pipeline.js';
 import type { Coefficients } from '../solvers/coefficients.js';
 import { SOLVER_REGISTRY, SOLVERS, solverOptions, type SolverName, type SolverOptions } from '../solvers/registry.js';
-import type { ScheduleType } from '../config/common.js';
+import type { ScheduleType } from '../solvers/schedule.js';
 import { discreteTime, getSchedule, userSchedule } from '../solvers/schedule.js';
 import type { StepCallback } from '../solvers/types.js';
 import { checkPromptSeeds, promptOf, promptSource, type PromptSource } from '../text/prompts.js';

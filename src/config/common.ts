@@ -2,12 +2,11 @@
 import { z } from 'zod';
 import { boolFlag, intFlag, numFlag, optStr, posNumFlag, type OptionSpec } from './options.js';
 import { solverFlags, SOLVERS, type SolverName } from '../solvers/registry.js';
+import { SCHEDULE_TYPES } from '../solvers/schedule.js';
 
 /** The FID detector `fid`, `table` and `train` use when --detector is not given (tools/export_inception.py writes it). */
 export const DEFAULT_DETECTOR = 'models/inception-2015-12-05.onnx';
 
-export const SCHEDULE_TYPES = ['polynomial', 'logsnr', 'time_uniform', 'discrete'] as const;
-export type ScheduleType = (typeof SCHEDULE_TYPES)[number];
 export const scheduleType = z.enum(SCHEDULE_TYPES);
 
 export { SOLVERS, type SolverName };

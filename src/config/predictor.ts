@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UsageError } from '../core/errors.js';
 import { effectiveCoefficients, type Coefficients, type RawParams } from '../solvers/coefficients.js';
-import { GUIDANCE_TYPES, SCHEDULE_TYPES } from './common.js';
+import { GUIDANCE_TYPES } from './common.js';
+import { SCHEDULE_TYPES } from '../solvers/schedule.js';
 
 export const PREDICTOR_FORMAT = 'adasde-predictor';
 export const PREDICTOR_VERSION = 1;

@@ -3,7 +3,8 @@
  * everything; flags given on the command line override its top-level fields.
  */
 import { z } from 'zod';
-import { boolFlag, DEFAULT_DETECTOR, device, intFlag, optStr, SCHEDULE_TYPES, solverRowFields, SOLVERS } from './common.js';
+import { boolFlag, DEFAULT_DETECTOR, device, intFlag, optStr, solverRowFields, SOLVERS } from './common.js';
+import { SCHEDULE_TYPES } from '../solvers/schedule.js';
 import { defineOptions, type OptionsOf } from './options.js';
 
 /** One row of the table: a solver with its options (reference spelling). */

@@ -2,7 +2,9 @@
  * Time schedules of ALGORITHM.md section 2, in float64. Each returns N values
  * t_0 = sigma_max > ... > t_{N-1} = sigma_min with u = i / (N - 1).
  */
-import type { ScheduleType } from '../config/common.js';
+/** The schedule names of ALGORITHM.md section 2 (the option schemas in src/config/ enumerate these). */
+export const SCHEDULE_TYPES = ['polynomial', 'logsnr', 'time_uniform', 'discrete'] as const;
+export type ScheduleType = (typeof SCHEDULE_TYPES)[number];
 
 /** sigma(tau) and its inverse of a discrete-time model (ALGORITHM.md section 8). */
 export interface DiscreteTime {

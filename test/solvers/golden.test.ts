@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { test } from 'node:test';
-import type { ScheduleType } from '../../src/config/common.js';
+import type { ScheduleType } from '../../src/solvers/schedule.js';
 import { gaussDenoiser } from '../../src/solvers/analytic.js';
 import { sampleAdasde } from '../../src/solvers/adasde.js';
 import type { Coefficients } from '../../src/solvers/coefficients.js';
