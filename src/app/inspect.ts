@@ -42,7 +42,7 @@ import { companionRef, loadCompanionTokenizer, missingCompanion, PromptEncoder, 
 import { discreteTime } from '../solvers/schedule.js';
 import type { Conditioning } from '../core/denoiser.js';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.js';
-import { UsageError } from '../core/errors.js';
+import { firstLine, UsageError } from '../core/errors.js';
 import { elementCount } from '../core/shape.js';
 
 /** What `inspect` found: report lines (stdout) and problems (one line each, stderr). */
@@ -77,10 +77,6 @@ function rangeText(name: string, a: ArrayLike<number>): { text: string; finite: 
     return { text: `${name}: ${bad} of ${a.length} values are not finite`, finite: false };
   }
   return { text: `${name} in [${fmt(r.lo)}, ${fmt(r.hi)}], finite`, finite: true };
-}
-
-function errorLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '';
 }
 
 const CONTRACTS_HELP =
@@ -125,7 +121,7 @@ function inspectTokenizer(dir: string, o: InspectOptions): InspectResult {
     res.lines.push(`contract    tokenizer (${tokenizerSummary(t)})`);
     res.lines.push(promptLine(t, o.prompt));
   } catch (e) {
-    res.problems.push(errorLine(e));
+    res.problems.push(firstLine(e));
   }
   return res;
 }
@@ -198,7 +194,7 @@ function checkCompanions(file: string, meta: PartialDenoiserMetadata, sig: Model
     try {
       fn(r);
     } catch (e) {
-      r(errorLine(e));
+      r(firstLine(e));
     }
     return n;
   };
@@ -245,7 +241,7 @@ function checkCompanions(file: string, meta: PartialDenoiserMetadata, sig: Model
       st.tokenizer = t;
       lines.push(`${label('tokenizer')}: ok (${tokenizerSummary(t)})`);
     } catch (e) {
-      report(errorLine(e));
+      report(firstLine(e));
       lines.push(`${label('tokenizer')}: 1 problem`);
     }
   }
@@ -318,7 +314,7 @@ async function denoiserForward(file: string, o: InspectOptions, st: CompanionSta
     if (st.decoderOk) await decoderForward(st.decoderOk, model.sampleShape, o, res);
     if (st.classifierOk) await classifierForward(st.classifierOk, model.sampleShape, meta.sigmaMin, meta.sigmaMax, meta.labelDim, o, res);
   } catch (e) {
-    res.problems.push(errorLine(e));
+    res.problems.push(firstLine(e));
   } finally {
     await prompts?.dispose();
     await model?.dispose();
@@ -416,7 +412,7 @@ async function guard(res: InspectResult, fn: () => Promise<void>): Promise<void>
   try {
     await fn();
   } catch (e) {
-    res.problems.push(errorLine(e));
+    res.problems.push(firstLine(e));
   }
 }
 

@@ -26,3 +26,13 @@ export class RunError extends Error {
     super(message);
   }
 }
+
+/**
+ * The first line of an error's message (or of the thrown value as text), without ANSI colour
+ * codes: the part of a library's multi-line message (onnxruntime appends native log lines) that
+ * fits the one-line error the CLI prints.
+ */
+export function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return (msg.split('\n')[0] ?? '').replace(/\x1b\[[0-9;]*m/g, '').trim();
+}

@@ -11,7 +11,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp, { type OutputInfo } from 'sharp';
-import { UsageError } from '../core/errors.js';
+import { firstLine, UsageError } from '../core/errors.js';
 import { ZipReader } from './zip.js';
 
 /** File extensions read as images (compared case-insensitively). */
@@ -93,7 +93,7 @@ function parseLabels(text: string, where: string): Array<[string, number]> | und
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new UsageError(`${where}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+    throw new UsageError(`${where}: not valid JSON (${firstLine(e)})`);
   }
   if (typeof doc !== 'object' || doc === null || !('labels' in doc)) return undefined;
   const labels = (doc as { labels: unknown }).labels;
@@ -119,10 +119,6 @@ function alignLabels(pairs: Array<[string, number]>, names: readonly string[], w
     out[i] = c;
   });
   return out;
-}
-
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
 }
 
 /** Decode image bytes to CHW RGB uint8. `label` names the image in errors. */

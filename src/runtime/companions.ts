@@ -13,7 +13,7 @@
  *
  * `adasde.role` (when present) names the contract the file is meant for.
  */
-import { UsageError } from '../core/errors.js';
+import { firstLine, UsageError } from '../core/errors.js';
 import { checkDims, commonBatch, findInput, findOutput, fixedDim, floatKind, throwUsage, type FloatKind, type ProblemSink } from './contract.js';
 import { floatFeed, readFloatOutput, zeroStats, type RunStats } from './model.js';
 import { formatDims, openSession, readModelSignature, type HostTensor, type ModelSignature, type OnnxSession, type SessionOptions, type TensorSignature } from './session.js';
@@ -30,7 +30,7 @@ function checkRole(file: string, sig: ModelSignature, role: CompanionRole, repor
 }
 
 function runFailed(file: string, what: string, e: unknown): Error {
-  const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+  const msg = firstLine(e);
   return new Error(`${file}: model run failed on ${what}: ${msg}`);
 }
 

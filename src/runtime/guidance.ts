@@ -20,7 +20,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { UsageError } from '../core/errors.js';
+import { firstLine, UsageError } from '../core/errors.js';
 import { classifierGradientModel, GRADIENT_IO, GRADIENT_TRANSFORM_VERSION } from '../graph/gradient.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import type { Denoiser, DenoiseRequest } from '../core/denoiser.js';
@@ -125,7 +125,7 @@ export async function loadClassifierGradient(classifier: string, opts: Companion
           [GRADIENT_IO.grad],
         );
       } catch (e) {
-        const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+        const msg = firstLine(e);
         throw new Error(`${file}: classifier gradient run failed on ${padded} samples: ${msg}`);
       }
       readFloatOutput(res[GRADIENT_IO.grad]!, out, rows * dim, s * dim);

@@ -7,7 +7,7 @@
  * fixed-batch padding, classifier-free guidance in one run and run counters.
  */
 import * as path from 'node:path';
-import { UsageError } from '../core/errors.js';
+import { firstLine, UsageError } from '../core/errors.js';
 import type { Conditioning, Denoiser, DenoiseRequest, SampleShape } from '../core/denoiser.js';
 import { fromHalfArray, toHalfArray } from './half.js';
 import { checkDims, commonBatch, findInput, floatKind, throwUsage, type FloatKind, type ProblemSink, type Want } from './contract.js';
@@ -380,7 +380,7 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
       res = await session.run(feeds, ['denoised'], outBuf ? { denoised: { type: 'float32', data: outBuf, dims: [n, C, R, R] } } : undefined);
     } catch (e) {
       if (outBuf) giveBuffer(outBuf);
-      const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+      const msg = firstLine(e);
       throw new Error(`${file}: model run failed on ${n} rows: ${msg}`);
     } finally {
       if (xFeed) giveBuffer(xFeed);
@@ -650,7 +650,7 @@ export async function loadFeatureModel(file: string, opts: FeatureLoadOptions = 
       try {
         res = await session.run({ images: feed }, [os.name]);
       } catch (e) {
-        const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+        const msg = firstLine(e);
         throw new Error(`${file}: model run failed on ${rows} images of ${h}x${wd}: ${msg}`);
       }
       stats.runMs += performance.now() - t0;

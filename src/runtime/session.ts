@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
-import { UsageError } from '../core/errors.js';
+import { firstLine, UsageError } from '../core/errors.js';
 import { ProtoError, dataTypeName, readModelHeader, type Dim, type ModelProto } from '../onnx/proto.js';
 
 // ---------------------------------------------------------------------------------------
@@ -105,8 +105,7 @@ export function readModelSignature(file: string): ModelSignature {
     m = readModelHeader(file);
   } catch (e) {
     if (e instanceof ProtoError || e instanceof RangeError) throw new UsageError(`${file}: not an ONNX model (protobuf parse failed: ${e.message})`);
-    const msg = e instanceof Error ? e.message : String(e);
-    throw new UsageError(`${file}: cannot read (${msg.split('\n')[0]})`);
+    throw new UsageError(`${file}: cannot read (${firstLine(e)})`);
   }
   const g = m.graph;
   if (!g || m.irVersion <= 0 || g.output.length === 0) throw new UsageError(`${file}: not an ONNX model (no ir_version, graph or graph outputs)`);
@@ -206,12 +205,6 @@ function fromOrt(name: string, t: ort.Tensor): HostTensor {
     default:
   }
   throw new Error(`output '${name}' has unsupported type ${t.type}`);
-}
-
-function firstLine(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  // onnxruntime messages may carry ANSI colour codes and native log lines.
-  return (msg.split('\n')[0] ?? '').replace(/\x1b\[[0-9;]*m/g, '').trim();
 }
 
 /**

@@ -26,7 +26,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { UsageError } from '../core/errors.js';
+import { firstLine, UsageError } from '../core/errors.js';
 
 export const BOS_TOKEN = '<|startoftext|>';
 export const EOS_TOKEN = '<|endoftext|>';
@@ -84,12 +84,12 @@ function readJson(file: string): Json {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new UsageError(`${file}: cannot read (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`);
+    throw new UsageError(`${file}: cannot read (${firstLine(e)})`);
   }
   try {
     return JSON.parse(text) as Json;
   } catch (e) {
-    throw new UsageError(`${file}: not valid JSON (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`);
+    throw new UsageError(`${file}: not valid JSON (${firstLine(e)})`);
   }
 }
 
@@ -203,7 +203,7 @@ export function loadTokenizer(dir: string, opts: TokenizerLoadOptions = {}): Tex
   try {
     tok = new Tokenizer(json, config);
   } catch (e) {
-    throw new UsageError(`${dir}: cannot build the tokenizer: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+    throw new UsageError(`${dir}: cannot build the tokenizer: ${firstLine(e)}`);
   }
   const vocab = tok.get_vocab(true);
   const idOf = (name: string | undefined): number | undefined => (name === undefined ? undefined : vocab.get(name));
