@@ -15,7 +15,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { writeTrainChart } from '../charts/train.js';
-import { parseOptions, toFlagRecord } from '../config/options.js';
+import { commanderKey, parseOptions, toFlagRecord } from '../config/options.js';
 import { loadPredictor, PREDICTOR_FORMAT, PREDICTOR_VERSION, rawParamsOf, type PredictorFile } from '../config/predictor.js';
 import { trainTable, type TrainOptions } from '../config/train.js';
 import { DEFAULT_DETECTOR } from '../config/common.js';
@@ -35,7 +35,7 @@ import type { Denoiser } from '../core/denoiser.js';
 import { readPromptFile } from '../text/prompts.js';
 import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
 import { fileSha256, TeacherCache } from '../train/teacher-cache.js';
-import { RunError, UsageError } from '../core/errors.js';
+import { firstLine, RunError, UsageError } from '../core/errors.js';
 
 const STATE_FILE = 'training-state.json';
 
@@ -119,7 +119,7 @@ export function resolveResume(cli: TrainOptions, given: ReadonlySet<string>): { 
   const resumeDir = resolveRunDir(cli.resume, cli.outdir);
   const resumed = loadResumeState(resumeDir);
   // The run continues with its own options; only how it runs may change.
-  const stored = parseOptions(trainTable, Object.fromEntries(Object.entries(trainTable).map(([, spec]) => [spec.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), resumed.options[spec.flag] ?? undefined])));
+  const stored = parseOptions(trainTable, Object.fromEntries(Object.entries(trainTable).map(([, spec]) => [commanderKey(spec.flag), resumed.options[spec.flag] ?? undefined])));
   // A flag that would change the run is refused, not silently dropped.
   for (const key of given) {
     if (RESUME_FLAGS.has(key)) continue;
@@ -528,7 +528,7 @@ export async function runTrain(plan: TrainPlan, model: DenoiserModel, sinks: Tra
     try {
       await writeTrainChart(runDir, `adasde train: ${basename(runDir)}`);
     } catch (e) {
-      if (!chartWarned) sinks.notice(`warning: loss chart not written (${(e as Error).message.split('\n')[0]})`);
+      if (!chartWarned) sinks.notice(`warning: loss chart not written (${firstLine(e)})`);
       chartWarned = true;
     }
   };
