@@ -8,7 +8,7 @@
  *   npm run build && node dist/bench/jvp_bundled.js [--batch 4] [--model models/cifar10-tiny-edm.onnx]
  */
 import { loadDenoiserModel } from '../src/runtime/model.js';
-import { NormalStream } from '../src/rng/streams.js';
+import { SeedStream } from '../src/rng/streams.js';
 import type { CoefficientBounds } from '../src/solvers/coefficients.js';
 import { getSchedule } from '../src/solvers/schedule.js';
 import type { JvpScheme } from '../src/train/jvp.js';
@@ -28,7 +28,7 @@ const tSteps = getSchedule({ numSteps: N, sigmaMin: model.meta.sigmaMin, sigmaMa
 const seeds = Array.from({ length: B }, (_, k) => 1000 + k);
 // Fixed targets: the student's own states shifted by a random offset, so every interval's
 // loss has a non-trivial gradient.
-const g = new NormalStream(5, 'init');
+const g = new SeedStream(5, 'init');
 
 const gradients = (scheme: JvpScheme, relStep: number, targets?: Float64Array[]) =>
   studentLossGradients({ denoise: (req) => model.denoise(req), dim, tSteps, bounds, seeds, scheme, relStep, targets });

@@ -14,13 +14,14 @@ import { checkBatchLength } from '../core/shape.js';
 export type StreamPurpose = 'latent' | 'label' | 'sde' | 'subset' | 'init' | 'train';
 
 /**
- * One named stream. Seeding goes through seedrandom's Alea (its Mash hash of the seed
+ * One named stream of one seed, handing out uniforms (`uniform`: class labels, subsets) and
+ * standard normals (`normal`, `fillNormal`). Seeding goes through seedrandom's Alea (its Mash hash of the seed
  * string); the stepping is Alea's recurrence written out here on the state seedrandom hands
  * over, because the 200,000 normals of a CIFAR-10 batch of 64 are a visible part of a
  * sampling run and the call through seedrandom's closures costs about a quarter of it.
  * test/rng/streams.test.ts checks the values against seedrandom's own `double()`.
  */
-export class NormalStream {
+export class SeedStream {
   private s0: number;
   private s1: number;
   private s2: number;
@@ -111,7 +112,7 @@ export class NormalStream {
 
 /** Standard normal latents for a list of seeds, [seeds.length, dim] row-major (into `out` when given). */
 export function seedLatents(seeds: readonly number[], dim: number, out: Float64Array = new Float64Array(seeds.length * dim)): Float64Array {
-  seeds.forEach((s, b) => new NormalStream(s, 'latent').fillNormal(out, b * dim, dim));
+  seeds.forEach((s, b) => new SeedStream(s, 'latent').fillNormal(out, b * dim, dim));
   return out;
 }
 
@@ -120,7 +121,7 @@ export function seedLatents(seeds: readonly number[], dim: number, out: Float64A
  * seed is an image seed (sample) or a trajectory's stream key (`train<seed>/<g>`, training).
  */
 export function seedClassIndices(seeds: readonly (number | string)[], labelDim: number): number[] {
-  return seeds.map((s) => Math.floor(new NormalStream(s, 'label').uniform() * labelDim));
+  return seeds.map((s) => Math.floor(new SeedStream(s, 'label').uniform() * labelDim));
 }
 
 /** One-hot labels [seeds.length, labelDim] as float32 (the ONNX boundary type). */
@@ -137,9 +138,9 @@ export function oneHot(indices: readonly number[], labelDim: number): Float32Arr
  * sample is the same whatever batch it is in. Intervals must be requested in order.
  */
 export class SeedNoise {
-  private readonly streams: NormalStream[];
+  private readonly streams: SeedStream[];
   constructor(seeds: readonly number[]) {
-    this.streams = seeds.map((s) => new NormalStream(s, 'sde'));
+    this.streams = seeds.map((s) => new SeedStream(s, 'sde'));
   }
 
   readonly source = (_i: number, batch: number, dim: number, out: Float64Array = new Float64Array(batch * dim)): Float64Array => {

@@ -13,7 +13,7 @@ import { teacherSchedule, teacherTargets, type TeacherKind } from '../solvers/te
 import type { Conditioning, Denoiser } from '../core/denoiser.js';
 import { performance } from 'node:perf_hooks';
 import { shard } from '../parallel/launcher.js';
-import { NormalStream, oneHot, seedClassIndices } from '../rng/streams.js';
+import { SeedStream, oneHot, seedClassIndices } from '../rng/streams.js';
 import { adamInit, adamStep, cosineLr, sanitizeGrad, type AdamTensorState } from './adam.js';
 import { finiteDifferenceJvp, type JvpScheme } from './jvp.js';
 import type { TeacherStore } from './teacher-cache.js';
@@ -99,7 +99,7 @@ export const totalBatches = (totalKimg: number, batch: number): number => Math.c
 
 export function initState(seed: number, numSteps: number, K: number): TrainState {
   // Every raw parameter ~ N(0, 1) from the training seed (ALGORITHM.md 4.1), table by table.
-  const g = new NormalStream(seed, 'init');
+  const g = new SeedStream(seed, 'init');
   const tab = () => Array.from({ length: numSteps - 1 }, () => Array.from({ length: K }, () => g.normal()));
   return stateFromRaw({ r: tab(), scaleDir: tab(), scaleTime: tab(), weight: tab(), gamma: tab() });
 }
@@ -232,7 +232,7 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
   }
 
   const x0 = new Float64Array(n * dim);
-  globalIdx.forEach((g, k) => new NormalStream(streamKey(seed, g), 'latent').fillNormal(x0, k * dim, dim));
+  globalIdx.forEach((g, k) => new SeedStream(streamKey(seed, g), 'latent').fillNormal(x0, k * dim, dim));
 
   // 1. Teacher targets (no gradients).
   let teacherRows = 0;
@@ -269,7 +269,7 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
   };
   const jvp = finiteDifferenceJvp(countingStudent, { relStep: setup.jvpRelStep, scheme });
   for (let pass = 0; pass < passes; pass++) {
-    const noiseStreams = globalIdx.map((g) => new NormalStream(pass === 0 ? streamKey(seed, g) : `${streamKey(seed, g)}/pass${pass}`, 'sde'));
+    const noiseStreams = globalIdx.map((g) => new SeedStream(pass === 0 ? streamKey(seed, g) : `${streamKey(seed, g)}/pass${pass}`, 'sde'));
     let x: Float64Array = x0.map((v) => v * tStudent[0]!);
     let tangents: Tangent[] = [];
     losses = [];

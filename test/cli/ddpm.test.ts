@@ -21,7 +21,7 @@ import { imagePath, quantize } from '../../src/io/png.js';
 import { saveModel } from '../../src/onnx/builder.js';
 import { buildFeatureModel } from '../support/models.js';
 import { loadDenoiserModel } from '../../src/runtime/model.js';
-import { NormalStream, seedLatents } from '../../src/rng/streams.js';
+import { SeedStream, seedLatents } from '../../src/rng/streams.js';
 import { parseChartSvg } from '../charts/svg.js';
 import { repoRoot } from '../helpers.js';
 
@@ -46,7 +46,7 @@ for (const name of ['gauss28.onnx', 'gauss-rgb12.onnx']) {
       assert.deepEqual([...m.sampleShape], g.shape);
       const dim = g.mu.length;
       const n = 16;
-      const rng = new NormalStream(7_000_001, 'latent');
+      const rng = new SeedStream(7_000_001, 'latent');
       const sigma = Float64Array.from({ length: n }, (_, b) => m.meta.sigmaMin * (m.meta.sigmaMax / m.meta.sigmaMin) ** (b / (n - 1)));
       const x = new Float64Array(n * dim);
       for (let b = 0; b < n; b++) for (let q = 0; q < dim; q++) x[b * dim + q] = g.mu[q]! + g.s * rng.normal() + sigma[b]! * rng.normal();

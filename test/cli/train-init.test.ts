@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { main } from '../../src/cli/main.js';
 import { loadPredictor, type PredictorFile } from '../../src/config/predictor.js';
 import { latestSnapshot } from '../../src/io/runs.js';
-import { NormalStream } from '../../src/rng/streams.js';
+import { SeedStream } from '../../src/rng/streams.js';
 import { NEUTRAL_RAW_GAMMA } from '../../src/train/loop.js';
 import { repoRoot } from '../helpers.js';
 import { makeModelDir } from './sample-fixture.js';
@@ -35,7 +35,7 @@ function close(a: number[][], b: number[][], tol: number, what: string) {
 
 /** A predictor file with distinct, recognisable raw values. */
 function writePredictor(numSteps: number, file: string): PredictorFile {
-  const g = new NormalStream(99, 'init');
+  const g = new SeedStream(99, 'init');
   const tab = () => Array.from({ length: numSteps - 1 }, () => [0.5 + g.normal()]);
   const p: PredictorFile = {
     format: 'adasde-predictor',

@@ -5,14 +5,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import seedrandom from 'seedrandom';
-import { NormalStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
+import { SeedStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
 
 const SEEDS = [3, 17, 4];
 const DIM = 10;
 
 /** The k-th draw of every seed, straight from fresh streams. */
 function expected(draws: number): Float64Array[] {
-  const streams = SEEDS.map((s) => new NormalStream(s, 'sde'));
+  const streams = SEEDS.map((s) => new SeedStream(s, 'sde'));
   return Array.from({ length: draws }, () => {
     const out = new Float64Array(SEEDS.length * DIM);
     streams.forEach((st, b) => st.fillNormal(out, b * DIM, DIM));
@@ -60,10 +60,10 @@ test('seed latents are standard normal per seed, independent of the batch', () =
   assert.ok(Math.abs(mean) < 0.05 && Math.abs(varc - 1) < 0.05, `mean ${mean}, variance ${varc}`);
 });
 
-test('NormalStream steps Alea exactly as seedrandom does, and fillNormal equals normal() for any split', () => {
+test('SeedStream steps Alea exactly as seedrandom does, and fillNormal equals normal() for any split', () => {
   // Uniforms: seedrandom's own double() on the same seed string is the reference.
   const ref = seedrandom.alea('adasde/latent/12345');
-  const st = new NormalStream(12345, 'latent');
+  const st = new SeedStream(12345, 'latent');
   for (let k = 0; k < 5000; k++) assert.equal(st.uniform(), ref.double(), `uniform ${k}`);
   // Normals: Box-Muller on seedrandom's doubles, both values of a pair in order.
   const r2 = seedrandom.alea('adasde/sde/7');
@@ -75,7 +75,7 @@ test('NormalStream steps Alea exactly as seedrandom does, and fillNormal equals 
     want.push(rad * Math.cos(2 * Math.PI * u2), rad * Math.sin(2 * Math.PI * u2));
   }
   // Odd and even pieces, and single normal() calls in between, so a spare is carried over.
-  const s = new NormalStream(7, 'sde');
+  const s = new SeedStream(7, 'sde');
   const got: number[] = [];
   for (const piece of [3, 1, 0, 2, 7, 250, 1, 1, 500, 235]) {
     if (piece === 1) got.push(s.normal());

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { resolve } from 'node:path';
 import { loadDenoiserModel } from '../../src/runtime/model.js';
-import { NormalStream } from '../../src/rng/streams.js';
+import { SeedStream } from '../../src/rng/streams.js';
 import type { CoefficientBounds } from '../../src/solvers/coefficients.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
 import type { JvpScheme } from '../../src/train/jvp.js';
@@ -28,7 +28,7 @@ test('bundled U-Net: forward-difference loss gradients agree with central differ
     const seeds = [1000, 1001];
     const run = (scheme: JvpScheme, targets?: Float64Array[]) => studentLossGradients({ denoise: (req) => model.denoise(req), dim, tSteps, bounds, seeds, scheme, relStep: 1e-3, targets });
     // Targets near the student's own states, so each interval's loss has a gradient of ordinary size.
-    const g = new NormalStream(5, 'init');
+    const g = new SeedStream(5, 'init');
     const targets = (await run('forward')).xs.map((x) => x.map((v) => v + 0.05 * g.normal()));
     const central = await run('central', targets);
     const forward = await run('forward', targets);

@@ -13,7 +13,7 @@ import { adamInit, adamStep, cosineLr, sanitizeGrad } from '../../src/train/adam
 import type { JvpFn } from '../../src/train/jvp.js';
 import { featureLoss, initState, trainBatch, type FeatureFn, type TrainSetup } from '../../src/train/loop.js';
 import { studentStepJvp, type Tangent } from '../../src/train/student.js';
-import { NormalStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
+import { SeedStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
 
 const shape = [3, 4, 4];
 const dim = 48;
@@ -30,7 +30,7 @@ const exactJvp: JvpFn = async (x, sigma, rows, tangents) => {
 /** A smooth stand-in detector: features = tanh(W img / 255 - 0.5), W fixed and random. */
 const FD = 7;
 const Wf = (() => {
-  const g = new NormalStream(3, 'init');
+  const g = new SeedStream(3, 'init');
   return Float64Array.from({ length: FD * dim }, () => g.normal() / Math.sqrt(dim));
 })();
 const features: FeatureFn = async (images, n) => {

@@ -11,7 +11,7 @@ import { effectiveCoefficients, type CoefficientBounds, type RawParams } from '.
 import { getSchedule } from '../../src/solvers/schedule.js';
 import { finiteDifferenceJvp, type JvpFn } from '../../src/train/jvp.js';
 import { studentStepJvp, type Tangent } from '../../src/train/student.js';
-import { NormalStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
+import { SeedStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
 
 const dim = 6;
 const batch = 3;
@@ -33,7 +33,7 @@ const tSteps = getSchedule({ numSteps: N, sigmaMin: 0.002, sigmaMax: 80, type: '
 const seeds = [3, 14, 15];
 
 function randomRaw(): RawParams {
-  const g = new NormalStream(7, 'init');
+  const g = new SeedStream(7, 'init');
   const tab = () => Array.from({ length: N - 1 }, () => Array.from({ length: K }, () => g.normal()));
   return { r: tab(), scaleDir: tab(), scaleTime: tab(), weight: tab(), gamma: tab() };
 }
