@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Builds the browser page (web/) into dist/web/: web/page.ts bundled by esbuild with the
- * project's own modules it imports (src/rng, src/config, src/runtime/proto.ts) and their
+ * project's own modules it imports (src/rng, src/config, src/onnx/proto.ts) and their
  * npm dependencies (seedrandom is CommonJS, hence a bundler), plus index.html and page.css.
  * onnxruntime-web is left out of the bundle: the page's import map loads it from ort/,
  * where `adasde web` serves node_modules/onnxruntime-web/dist (it must sit beside its wasm

@@ -4,7 +4,7 @@
  * feeds of a list of seeds drawn from the project's own per-seed streams (src/rng), so the
  * page's images are those of `adasde sample` for the same seeds.
  */
-import { decodeModelHeader, MemorySource } from '../src/runtime/proto.js';
+import { decodeModelHeader, MemorySource } from '../src/onnx/proto.js';
 import { oneHot, SeedNoise, seedClassIndices, seedLatents } from '../src/rng/streams.js';
 
 const PREFIX = 'adasde.fused.';
