@@ -12,7 +12,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { SampleOptions, SolverFlagValues } from '../config/sample.js';
 import { coefficientsOf, loadPredictor, type PredictorFile } from '../config/predictor.js';
 import { resolvePredictorPath } from '../io/runs.js';
-import { RunError, UsageError } from '../core/errors.js';
+import { firstLine, RunError, UsageError } from '../core/errors.js';
 import { elementCount } from '../core/shape.js';
 import type { Conditioning, Denoiser } from '../core/denoiser.js';
 import { noteLine, resolveModelFile } from './models.js';
@@ -377,7 +377,7 @@ export async function recordSampleOptions(plan: SamplePlan): Promise<void> {
     try {
       stored = JSON.parse(readFileSync(path, 'utf8')) as SampleRecord;
     } catch (e) {
-      throw new UsageError(`--outdir ${plan.outdir}: ${SAMPLE_OPTIONS_FILE} is not valid JSON (${(e as Error).message.split('\n')[0]}); remove it or pass --resume=False`);
+      throw new UsageError(`--outdir ${plan.outdir}: ${SAMPLE_OPTIONS_FILE} is not valid JSON (${firstLine(e)}); remove it or pass --resume=False`);
     }
     const d = firstDifference(stored.pixels ?? {}, pixels);
     if (d) throw new UsageError(`--outdir ${plan.outdir} holds images made with ${d.key}=${d.stored} (${SAMPLE_OPTIONS_FILE}), this run has ${d.key}=${d.now}; use another --outdir, or --resume=False to replace them`);

@@ -1,7 +1,7 @@
 /**
  * `adasde table` as an application: `tableInputs` reads the flags and the spec file,
  * `resolveTable` plans every cell through `adasde sample`'s resolution (src/app/sample.ts
- * resolveSolver, by way of src/table/plan.ts planCell) and says which are stored already,
+ * resolveSolver, by way of src/app/table-plan.ts planCell) and says which are stored already,
  * `runTable` computes the missing cells and writes table.md/.csv/.json and the chart. Every
  * cell (row x NFE) samples its seeds and streams the images into feature statistics;
  * finished cells are stored under <outdir>/cells/ by fingerprint, so an interrupted table
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { writeTableChart } from '../charts/table.js';
-import { RunError, UsageError } from '../core/errors.js';
+import { firstLine, RunError, UsageError } from '../core/errors.js';
 import { checkCovariance, checkedDistance } from './fid.js';
 import { checkSeedList, DEFAULT_DETECTOR } from '../config/common.js';
 import { tableSpecSchema, type TableOptions, type TableRow, type TableSpec } from '../config/table.js';
@@ -27,7 +27,7 @@ import { prepareOutdir } from '../io/outdir.js';
 import { runWorkers, type DistEnv } from '../parallel/launcher.js';
 import { loadFeatureModel, type DenoiserModel } from '../runtime/model.js';
 import { cellFile, loadStats, rankFile, runCell, saveStats } from '../table/cell.js';
-import { cellCommand, planCell, type Cell, type CellCommand } from '../table/plan.js';
+import { cellCommand, planCell, type Cell, type CellCommand } from './table-plan.js';
 import { noteLine, resolveModelFile } from './models.js';
 import type { SampleModelInfo } from './sample.js';
 
@@ -47,7 +47,7 @@ function loadSpec(path: string): TableSpec {
   try {
     data = ['.yaml', '.yml'].includes(extname(path).toLowerCase()) ? parseYaml(text) : JSON.parse(text);
   } catch (e) {
-    throw new UsageError(`--spec: ${path} is not valid ${extname(path).toLowerCase().startsWith('.y') ? 'YAML' : 'JSON'} (${(e as Error).message.split('\n')[0]})`);
+    throw new UsageError(`--spec: ${path} is not valid ${extname(path).toLowerCase().startsWith('.y') ? 'YAML' : 'JSON'} (${firstLine(e)})`);
   }
   const r = tableSpecSchema.safeParse(data);
   if (!r.success) {

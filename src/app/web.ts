@@ -15,7 +15,7 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RunError, UsageError } from '../core/errors.js';
+import { firstLine, RunError, UsageError } from '../core/errors.js';
 import { readModelHeader } from '../onnx/proto.js';
 
 /** The metadata key and value `adasde fuse` marks its files with (src/fuse/build.ts). */
@@ -74,7 +74,7 @@ export function checkSampler(file: string): void {
   try {
     format = readModelHeader(file).metadataProps.find((e) => e.key === FUSED_FORMAT_KEY)?.value;
   } catch (e) {
-    throw new UsageError(`--sampler ${file}: not an ONNX file (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`);
+    throw new UsageError(`--sampler ${file}: not an ONNX file (${firstLine(e)})`);
   }
   if (format !== FUSED_FORMAT) throw new UsageError(`--sampler ${file}: not a fused sampler (no ${FUSED_FORMAT_KEY}=${FUSED_FORMAT}; write one with adasde fuse)`);
 }

@@ -45,7 +45,7 @@ export function solverFlagOptions(): Record<string, OptionSpec> {
 
 /**
  * The solvers' own options as fields of a table row (`max_order: 3`): the kind of value only,
- * each solver's range applies when the row's solver is known (src/table/plan.ts).
+ * each solver's range applies when the row's solver is known (src/app/table-plan.ts).
  */
 export function solverRowFields(): Record<string, z.ZodType> {
   const out: Record<string, z.ZodType> = {};

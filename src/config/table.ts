@@ -25,7 +25,7 @@ const rowFields = {
 /** The row fields above plus every solver's own options under their flag names (max_order, deis_mode, ...). */
 export const rowSchema = z.object({ ...rowFields, ...solverRowFields() }).strict();
 
-/** A row: the fixed fields typed, the solvers' option fields by flag name (checked per solver in src/table/plan.ts). */
+/** A row: the fixed fields typed, the solvers' option fields by flag name (checked per solver in src/app/table-plan.ts). */
 export type TableRow = z.infer<z.ZodObject<typeof rowFields>> & { readonly [flag: string]: unknown };
 
 

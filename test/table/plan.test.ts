@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseSeedList } from '../../src/config/common.js';
-import { formatSeedList } from '../../src/table/plan.js';
+import { formatSeedList } from '../../src/app/sample.js';
 
 test('formatSeedList folds runs into ranges and parses back to the same seeds in order', () => {
   assert.equal(formatSeedList([0, 1, 2, 3]), '0-3');

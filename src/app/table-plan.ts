@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { formatSeedList, resolveSolver, type SolverChoice } from '../app/sample.js';
+import { formatSeedList, resolveSolver, type SolverChoice } from './sample.js';
 import { UsageError } from '../core/errors.js';
 import { coefficientsOf, loadPredictor, type PredictorFile } from '../config/predictor.js';
 import { latestSnapshot, listRuns, resolvePredictorPath } from '../io/runs.js';
@@ -145,7 +145,6 @@ export function planCell(row: TableRow, nfe: number, ctx: PlanContext): Cell {
   return { label, nfe, plan, choice, numSteps: choice.numSteps, afs: choice.options.afs ?? false, predictor: choice.predictor, scheduleType: choice.scheduleType, scheduleRho: choice.scheduleRho, fingerprint: h.digest('hex') };
 }
 
-export { formatSeedList };
 
 export interface CellCommand {
   /** `adasde sample` arguments (after `sample`) writing the cell's images into `images`. */
