@@ -14,11 +14,18 @@ import { rankBatches } from '../parallel/launcher.js';
 import type { FeatureModel } from '../runtime/model.js';
 import { sampleBatch } from '../sample/pipeline.js';
 import type { Denoiser } from '../core/denoiser.js';
-import type { Cell } from './plan.js';
+import type { SolverPlan } from '../sample/pipeline.js';
 import { elementCount } from '../core/shape.js';
 
+/** What running a cell needs of it (src/app/table-plan.ts's Cell has these and more). */
+export interface CellToRun {
+  label: string;
+  nfe: number;
+  plan?: SolverPlan;
+}
+
 export interface CellRun {
-  cell: Cell;
+  cell: CellToRun;
   denoise: Denoiser;
   features: FeatureModel;
   seeds: readonly number[];
@@ -63,7 +70,7 @@ export async function runCell(r: CellRun): Promise<FeatureStats | undefined> {
   return stats;
 }
 
-export const cellFile = (dir: string, c: Cell): string => join(dir, 'cells', `${c.label.replace(/[^\w.-]+/g, '_')}-nfe${c.nfe}-${c.fingerprint!.slice(0, 16)}.npz`);
+export const cellFile = (dir: string, c: CellToRun & { fingerprint?: string }): string => join(dir, 'cells', `${c.label.replace(/[^\w.-]+/g, '_')}-nfe${c.nfe}-${c.fingerprint!.slice(0, 16)}.npz`);
 export const rankFile = (cellPath: string, rank: number, world: number): string => `${cellPath}.rank${rank}of${world}.npz`;
 
 /** Store an accumulator (possibly empty) atomically with its fingerprint. */
