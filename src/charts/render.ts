@@ -3,8 +3,9 @@
  * SVG renderer (no canvas package, so nothing native to build or download) and turned into a
  * PNG by sharp. Both files are written atomically beside each other.
  *
- * vega and vega-lite are imported on first use: they add ~0.2 s of start-up that the
- * commands which never draw (sample, fid, inspect) should not pay.
+ * vega and vega-lite are imported on first use: loading them is a noticeable start-up cost
+ * (bench/RESULTS.md, section "Command start-up") that the commands which never draw
+ * (sample, fid, inspect) should not pay.
  */
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';

@@ -2,8 +2,8 @@
  * Decoding image batches for the detector, off the main thread.
  *
  * onnxruntime-node runs a session synchronously on the main thread, so anything decoded
- * there (zip reads, sharp's pipeline set-up, the HWC -> CHW copy) stalls while the model
- * runs: measured with a slow detector, the decode time simply added to the model time.
+ * there (zip reads, sharp's pipeline set-up, the HWC -> CHW copy) waits while the model
+ * runs, so the decode time adds to the model time.
  * `DecodePool` runs the decoding in worker threads instead, each with its own image set
  * and event loop and a few images in flight (sharp and zlib use libuv's thread pool), so
  * batch k+1 decodes while the detector works on batch k. `threads: 0` decodes on the main

@@ -4,10 +4,9 @@
  *   FID = |mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr (S1 S2)^(1/2)
  *
  * The reference takes the real part of the trace of `scipy.linalg.sqrtm(S1 @ S2)`: a
- * complex Schur decomposition and triangular square root of a non-symmetric matrix,
- * 10-30 s for n = 2048 on this 2-core machine. Only the trace is needed, and for positive
- * semidefinite S1, S2 the eigenvalues of S1 S2 are those of the symmetric semidefinite
- * M = L^T S2 L for any factor S1 = L L^T, so
+ * complex Schur decomposition and triangular square root of a non-symmetric matrix. Only
+ * the trace is needed, and for positive semidefinite S1, S2 the eigenvalues of S1 S2 are
+ * those of the symmetric semidefinite M = L^T S2 L for any factor S1 = L L^T, so
  *
  *   tr (S1 S2)^(1/2) = sum_i sqrt(max(lambda_i(M), 0)).
  *
@@ -26,39 +25,22 @@
  *  4. Eigenvalues of the tridiagonal matrix by implicit QL (O(r^2)); sum of square roots.
  *  If M has eigenvalues at rounding level (|lambda| <= r eps max|lambda|), S2 is singular
  *  on the range of S1 and those eigenvalues are noise: the square roots of the ones that
- *  come out positive (~1e-8 relative each) pollute the sum (1.7e-9 relative error on the
- *  committed full-rank vs 100-sample 2048-d pair). Then S2 is factorised too and, if its
- *  rank is lower, steps 2-4 are redone with its factor outside (M = L2^T S1 L2 is then
- *  r2 x r2 and exactly of that rank; 1e-15 on that pair). The common full-rank case pays
- *  for one factorisation only.
+ *  come out positive (~1e-8 relative each) would pollute the sum. Then S2 is factorised
+ *  too and, if its rank is lower, steps 2-4 are redone with its factor outside
+ *  (M = L2^T S1 L2 is then r2 x r2 and exactly of that rank). The common full-rank case
+ *  pays for one factorisation only.
  *
- * ~2.7 n^3 flops = 23 GFLOP for n = 2048, all O(n^3) work in the WebAssembly SIMD kernels
- * of kernels.ts (packed 4x4 register-blocked products at 15-20 GFLOP/s; the symmetric
- * matrix-vector product at 10-15 GFLOP/s, memory bound). Measured: ~1.5-2.5 s single-
- * threaded for n = 2048 on the shared 2-core AMD EPYC this was developed on, against
- * 10-30 s for scipy's sqrtm and ~4 s for NumPy/OpenBLAS computing the same eigenvalues;
- * bench/RESULTS.md (## Frechet distance) has the numbers and the commands.
+ * ~2.7 n^3 flops in all, every O(n^3) part in the WebAssembly SIMD kernels of kernels.ts;
+ * single-threaded, so the API is synchronous. Memory: two (n + 4)^2 float64 buffers and
+ * ~2.5 n x 256 doubles of panels (77 MB at n = 2048), kept between calls because fresh
+ * pages are expensive on first touch (releaseFrechetWorkspace drops them).
  *
- * Alternatives considered: a symmetric square root of S1 needs its eigenvectors (~9 n^3,
- * harder to block); Newton-Schulz / Denman-Beavers iterations need 10+ matrix products and
- * converge badly for singular inputs; the singular values of L1^T L2 (their sum is the
- * trace) need a bidiagonal reduction, twice the cost of the tridiagonal one; a two-stage
- * (band) tridiagonal reduction would turn the memory-bound half into matrix products but
- * adds a bulge-chasing stage of similar cost at this size; plain JavaScript loops (~2.5
- * GFLOP/s for the products) take ~10 s. worker_threads could split the products and the
- * symmetric matrix-vector products over both cores, but the per-column synchronisation of
- * the tridiagonal reduction needs cores that are really idle, and this machine is shared;
- * the single-threaded result already meets the 3 s target, so the API stays synchronous.
+ * For singular covariances scipy's sqrtm is itself off by ~1e-7 relative (square roots of
+ * noise eigenvalues), so the committed fixtures also carry an exact value (the nuclear norm
+ * of the sample-level cross product), which is what this implementation is checked against.
  *
- * Memory: two (n + 4)^2 float64 buffers and ~2.5 n x 256 doubles of panels (77 MB at
- * n = 2048), kept between calls (releaseFrechetWorkspace drops them): in this VM the first
- * touch of a fresh 4 KiB page costs tens of microseconds, ~0.5 s for 77 MB.
- *
- * Agreement with the reference: for full-rank and nearly singular covariances both
- * methods are backward stable and agree to ~1e-12 relative or better (committed fixtures).
- * For singular covariances sqrtm itself is off by ~1e-7 relative (square roots of noise
- * eigenvalues); the fixtures carry an exact value (nuclear norm of the sample-level cross
- * product) that this implementation matches to ~1e-15.
+ * Measured (times, kernel rates, accuracy per fixture, alternatives considered and why they
+ * were not taken): bench/RESULTS.md, section "Frechet distance".
  */
 import { Kernels } from './kernels.js';
 import {
@@ -140,10 +122,10 @@ function loadSymmetric(f: Float64Array, dst: number, ld: number, s: Float64Array
 
 /**
  * The working memory of the last call, kept for the next one. Why: the first touch of a
- * fresh page is slow here (tens of microseconds per 4 KiB page in this VM, ~0.5 s for the
- * 77 MB a 2048-d distance needs, a quarter of the whole computation), and callers that
- * compute several distances (tests, benchmarks, periodic evaluation during training) would
- * pay it every time. Reused when large enough; releaseFrechetWorkspace() drops it.
+ * fresh page is slow (for the 77 MB a 2048-d distance needs, a sizeable part of the whole
+ * computation; bench/RESULTS.md, section "Frechet distance"), and callers that compute
+ * several distances (tests, benchmarks, periodic evaluation during training) would pay it
+ * every time. Reused when large enough; releaseFrechetWorkspace() drops it.
  */
 let cachedWorkspace: Kernels | undefined;
 
@@ -316,7 +298,7 @@ export function frechetDetails(
 /**
  * Frechet distance between N(mu1, sigma1) and N(mu2, sigma2): means of length dim,
  * covariances row-major dim x dim (symmetric positive semidefinite, as from FeatureStats
- * or a reference .npz). Synchronous, single-threaded; ~1 s for dim = 2048.
+ * or a reference .npz). Synchronous, single-threaded (timings: bench/RESULTS.md, "Frechet distance").
  * Throws RangeError on mismatched sizes or non-finite input.
  */
 export function frechetDistance(

@@ -213,8 +213,8 @@ export function pivotedCholesky(K: Kernels, s: Scratch, a: number, n: number, ld
  * over k >= max(i, j): 2 r^3/3 flops) replaces X block column by block column (a block
  * column of Y needs only the same block column of X), each through the scratch panel
  * `s.tmp`. Total n^3 at full rank, against 4/3 n^3 for W = S L followed by the lower half
- * of L^T W, and no third n x n buffer: fresh memory is expensive on this machine (first
- * touch of a page costs tens of microseconds in the VM).
+ * of L^T W, and no third n x n buffer: fresh memory is expensive on first touch of each
+ * page (bench/RESULTS.md, section "Frechet distance").
  */
 export function congruence(K: Kernels, s: Scratch, t: number, l: number, n: number, r: number, ld: number): void {
   const f = K.f;

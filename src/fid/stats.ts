@@ -13,11 +13,10 @@
  * (normwise) on the committed fixture.
  *
  * The O(n^2) per sample accumulation sum g g^T runs on the packed 4x4 WebAssembly kernel
- * (kernels.ts) over blocks of up to 256 samples, lower triangle only (symmetry): a batch
- * of 64 x 2048 features takes ~15 ms (up to ~60 ms on the loaded shared machine), against
- * 30-60 ms per image for Inception itself. Pass batches: each `add` call pays one sweep
- * over the n x n accumulator, so one sample at a time costs ~1.3 ms per sample instead
- * of ~0.25 ms.
+ * (kernels.ts) over blocks of up to 256 samples, lower triangle only (symmetry). Pass
+ * batches: each `add` call pays one sweep over the n x n accumulator, so one sample at a
+ * time costs several times more per sample (measured: bench/RESULTS.md, section "Frechet
+ * distance").
  */
 import { Kernels, MR } from './kernels.js';
 import { lowerUpdate, paddedLd } from './linalg.js';
@@ -221,7 +220,7 @@ export class FeatureStats {
   /**
    * The accumulator's lower triangle mapped through fn, as a full row-major symmetric
    * matrix. Written in 64 x 64 blocks: writing the transpose element by element strides
-   * through 2048 rows per column, and TLB misses make that ~10x slower here.
+   * through 2048 rows per column, and TLB misses make that several times slower.
    */
   private symmetricOut(fn: (i: number, j: number, v: number) => number): Float64Array {
     const dim = this.dim;

@@ -5,10 +5,10 @@
  * Why emit bytes from TypeScript instead of shipping a .wasm file or depending on a wasm
  * BLAS package: the kernels are ~300 lines of folded instructions, the source stays the
  * single truth (no generated blob to keep in sync, no build tool such as wabt), and the
- * module is compiled once per process in well under a millisecond. Plain JavaScript
- * typed-array loops top out around 2-3 GFLOP/s for matrix products on this class of CPU;
- * the same 4x4 micro-kernel in WebAssembly SIMD (f64x2) runs at 15-20 GFLOP/s, which is
- * what makes a 2048-d Frechet distance take about a second instead of ten.
+ * module is compiled once per process. The same 4x4 micro-kernel in WebAssembly SIMD (f64x2)
+ * runs several times faster than plain typed-array loops, the difference between seconds and
+ * tens of seconds for a 2048-d Frechet distance (measured: bench/RESULTS.md, section
+ * "Frechet distance").
  *
  * Instructions are built in folded form: every builder takes its operands' code and
  * returns the operands followed by its own opcode, so `i32.add(get(a), i32c(4))` reads

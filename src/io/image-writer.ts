@@ -1,8 +1,8 @@
 /**
  * Writes batches of PNG images on a thread of their own. A sampler writes tens of thousands
  * of small files; per file, Node's asynchronous fs and zlib calls each hop to libuv's thread
- * pool and back, which measured 85 ms of CPU per batch of 64 CIFAR-10 images against 17 ms for
- * the same work done synchronously (bench/RESULTS.md, "Sampler overhead"). Here one message
+ * pool and back, which costs several times the CPU of the same work done synchronously
+ * (measured: bench/RESULTS.md, section "Sampler overhead", item 4). Here one message
  * per batch goes to a worker thread that compresses and writes every image synchronously, so
  * the main thread only quantises, and the writing overlaps the model run of the next batch.
  *

@@ -11,10 +11,10 @@ const deflateAsync = promisify(deflate);
 
 /**
  * Images up to this many raw bytes are compressed on the calling thread. Handing a small
- * image to libuv's thread pool costs far more than compressing it: for a batch of 64 CIFAR-10
- * images, 53 ms of CPU asynchronously against 7 ms synchronously (a zlib stream object and a
- * cross-thread wake-up per image), and on a CPU-bound machine that CPU comes out of the
- * model's threads (bench/RESULTS.md, "Sampler overhead"). Larger images (ImageNet 256x256 and
+ * image to libuv's thread pool costs far more than compressing it (a zlib stream object and
+ * a cross-thread wake-up per image), and on a CPU-bound machine that CPU comes out of the
+ * model's threads (measured: bench/RESULTS.md, section "Sampler overhead", item 4). Larger
+ * images (ImageNet 256x256 and
  * up, grids) go to the pool, where their compression overlaps the next model run.
  */
 const SYNC_DEFLATE_MAX_BYTES = 64 * 1024;
@@ -79,8 +79,9 @@ function pngChunk(type: string, data: Uint8Array): Buffer {
  * Encode a CHW uint8 image (C = 3: RGB, C = 1: greyscale) as PNG bytes: 8-bit truecolour or
  * greyscale, no interlace, filter 0, one zlib stream. Written directly over node:zlib rather
  * than through sharp: for the small images a sampler writes by the thousand, sharp's per-call
- * pipeline costs ~1.4 ms of CPU per 32x32 image against ~0.2 ms here, which on a busy CPU
- * is several percent of the sampling time (bench/sample_overhead.ts). Decoding stays with sharp.
+ * pipeline costs several times the CPU of this encoder, several percent of the sampling time
+ * on a busy CPU (measured: bench/RESULTS.md, section "Sampler overhead", item 4). Decoding
+ * stays with sharp.
  */
 export async function encodePng(chw: Uint8Array, C: number, H: number, W: number): Promise<Buffer> {
   const raw = pngRows(chw, C, H, W);

@@ -70,7 +70,8 @@ export class SeedStream {
     let k = 0;
     if (count > 0 && this.spare !== undefined) out[offset + k++] = this.normal();
     // Whole Box-Muller pairs with the generator state in locals (same arithmetic as above).
-    // The four steps are written out: a loop over them measured 1 ms slower per batch of 64.
+    // The four steps are written out: a loop over them is slower (bench/RESULTS.md, section
+    // "Sampler overhead", item 6).
     let { s0, s1, s2, c } = this;
     for (; k + 1 < count; k += 2) {
       let t = 2091639 * s0 + c * 2.3283064365386963e-10;

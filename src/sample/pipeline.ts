@@ -87,8 +87,9 @@ export interface BatchLoop {
  * started, so its image work (PNG compression and file writes on the image-writer thread,
  * src/io/image-writer.ts) proceeds while the model evaluates the next batch. onnxruntime-node runs the model synchronously on
  * this thread, so the JavaScript parts (latents, quantisation, solver arithmetic) cannot
- * overlap it; moving the latents to a worker thread was measured to cost more than it saved
- * on a 2-core CPU (bench/RESULTS.md, "Sampler overhead"). Results do not depend on the order:
+ * overlap it; moving the latents to a worker thread costs more than it saves (measured:
+ * bench/RESULTS.md, section "Sampler overhead", "Tried and dropped"). Results do not depend
+ * on the order:
  * every batch sees exactly its seeds' streams.
  */
 export async function runBatches(plan: SolverPlan, denoise: Denoiser, batches: readonly (readonly number[])[], loop: BatchLoop): Promise<void> {

@@ -1,8 +1,8 @@
 /**
  * Recycled float64 state arrays. A sampling run at batch 64 works on arrays of B x C x H x W
  * values (1.5 MB for CIFAR-10, far more for larger images); a fresh one is zero-filled memory
- * the kernel has to map page by page on first touch, which measured ~1.7 ms per 1.5 MB array
- * here against ~0.2 ms for a pass over a reused one (bench/RESULTS.md, "Sampler overhead").
+ * the kernel has to map page by page on first touch, several times the cost of a pass over a
+ * reused one (measured: bench/RESULTS.md, section "Sampler overhead", item 1).
  * Solvers therefore take their temporaries from a pool and give them back once nothing reads
  * them; a pool kept across batches (src/sample/pipeline.ts) makes a long run allocate its
  * working set once.

@@ -2,6 +2,7 @@
  * Time schedules of ALGORITHM.md section 2, in float64. Each returns N values
  * t_0 = sigma_max > ... > t_{N-1} = sigma_min with u = i / (N - 1).
  */
+
 /** The schedule names of ALGORITHM.md section 2 (the option schemas in src/config/ enumerate these). */
 export const SCHEDULE_TYPES = ['polynomial', 'logsnr', 'time_uniform', 'discrete'] as const;
 export type ScheduleType = (typeof SCHEDULE_TYPES)[number];
