@@ -4,6 +4,13 @@
  * learned intermediate times whose directions are combined with learned weights and scales.
  * With K = 1 and AFS, num_steps = 3, 4, 5, 6 gives NFE 3, 5, 7, 9.
  *
+ * Paper: Wang, Zhu, Li, Yuan & Zhang 2025 ("Adaptive Stochastic Coefficients for Accelerating
+ * Diffusion Sampling", NeurIPS 2025, arXiv 2510.23285), its sampling step with the learned
+ * per-step stochastic coefficient gamma_i. The injection is the churn of Karras et al. 2022,
+ * Algorithm 2 (t_hat = t_i + gamma_i t_i, x_hat = x_i + sqrt(t_hat^2 - t_i^2) eps) with gamma_i
+ * learned instead of fixed; the first interval's direction is AFS (ops.ts). The formulas
+ * follow ALGORITHM.md 4, which is written from the paper and its reference implementation.
+ *
  * The step is written once, against the array operations of ops.ts: `sampleAdasde` runs it
  * on Float64Array states, training (src/train/student.ts) on states that carry their
  * derivatives with respect to the raw coefficients, and the fused sampler emits it as graph.

@@ -1,5 +1,6 @@
 /**
- * DEIS (Zhang & Chen 2023) as diff-sampler runs it on EDM's sigma = t parametrisation
+ * DEIS (Zhang & Chen 2023, "Fast Sampling of Diffusion Models with Exponential Integrator":
+ * its tAB-DEIS and rhoAB-DEIS) as diff-sampler runs it on EDM's sigma = t parametrisation
  * (README "Notes on the solvers"). Both modes are multistep exponential integrators whose
  * weights integrate a Lagrange polynomial through the last k directions d = dx/dsigma:
  *

@@ -1,6 +1,12 @@
 /**
- * DPM-Solver-2 (Lu et al. 2022) in the EDM form, ALGORITHM.md 3: one evaluation at the
- * geometric intermediate time t_m = t_{i+1}^r t_i^(1-r), r = 0.5. NFE 2(N-1), one fewer with AFS.
+ * DPM-Solver-2 in the EDM form, ALGORITHM.md 3: one evaluation at the geometric
+ * intermediate time t_m = t_{i+1}^r t_i^(1-r), r = 0.5. NFE 2(N-1), one fewer with AFS.
+ *
+ * Paper: Lu et al. 2022 ("DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model
+ * Sampling in Around 10 Steps"), Algorithm 1 (DPM-Solver-2). With alpha = 1, sigma = t its
+ * exponential-integrator weights reduce to the step h and lambda = -ln t, so the midpoint in
+ * lambda is the geometric mean of t_i and t_{i+1} and the update is x_i + h d_m; for r != 0.5
+ * the update is the general-r form d_i + (d_m - d_i) / (2r) of the reference implementation.
  */
 import type { BaseSolverOptions } from './common.js';
 import { EagerOps, odeDirection, stepwise, type SolverOps } from './ops.js';

@@ -1,8 +1,13 @@
 /**
- * DPM-Solver++ multistep (Lu et al. 2022b), data prediction, orders 1-3, ALGORITHM.md 3.
- * lambda = -ln t; the stored D are dynamically thresholded when `thresholding` is on. NFE N-1.
- * With `predictX0: false` it is the noise-prediction multistep DPM-Solver (Lu et al. 2022a),
- * whose model output is eps = (x - D)/t, the ODE direction in the EDM parameterisation.
+ * DPM-Solver++ multistep, data prediction, orders 1-3, ALGORITHM.md 3. lambda = -ln t; the
+ * stored D are dynamically thresholded when `thresholding` is on. NFE N-1.
+ *
+ * Paper: Lu et al. 2022b ("DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
+ * Probabilistic Models"), Algorithm 2 (DPM-Solver++(2M)) at order 2; order 3 (3M) is the
+ * third-order multistep update of the authors' implementation, which ALGORITHM.md 3 writes
+ * out. With `predictX0: false` it is the noise-prediction multistep DPM-Solver (Lu et al.
+ * 2022a), whose model output is eps = (x - D)/t, the ODE direction in the EDM
+ * parameterisation.
  */
 import type { BaseSolverOptions } from './common.js';
 import { afsDenoised, afsDirection, EagerOps, finalDenoise, type SolverOps } from './ops.js';

@@ -1,4 +1,12 @@
-/** Euler (DDIM in the EDM parameterisation), ALGORITHM.md 3: x_{i+1} = x_i + h d_i. NFE N-1. */
+/**
+ * Euler's method on the probability-flow ODE, ALGORITHM.md 3: x_{i+1} = x_i + h d_i. NFE N-1.
+ *
+ * Paper: DDIM (Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models"): its
+ * deterministic sampler (eta = 0) is this Euler step in the EDM parameterisation sigma = t,
+ * as Karras et al. 2022 ("Elucidating the Design Space of Diffusion-Based Generative Models",
+ * EDM) point out; it is their Algorithm 1 (deterministic sampling) without the second-order
+ * correction.
+ */
 import type { BaseSolverOptions } from './common.js';
 import { EagerOps, stepwise, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';

@@ -1,6 +1,11 @@
 /**
- * Heun's second-order method (EDM, Karras et al. 2022, Algorithm 1 without churn),
- * ALGORITHM.md 3. NFE 2(N-1), one fewer with AFS.
+ * Heun's second-order method, ALGORITHM.md 3. NFE 2(N-1), one fewer with AFS.
+ *
+ * Paper: Karras et al. 2022 ("Elucidating the Design Space of Diffusion-Based Generative
+ * Models", EDM), Algorithm 1 (deterministic sampling with Heun's 2nd order method) for
+ * sigma(t) = t, s(t) = 1; the grid ends at sigma_min > 0, so every step takes the correction.
+ * Their Algorithm 2 (the stochastic sampler) adds "churn" noise before each step; that noise
+ * injection, with a learned gamma_i, is how an AdaSDE step begins (adasde.ts).
  */
 import type { BaseSolverOptions } from './common.js';
 import { EagerOps, odeDirection, stepwise, type SolverOps } from './ops.js';

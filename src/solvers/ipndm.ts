@@ -1,6 +1,12 @@
 /**
- * Improved PNDM (Zhang & Chen 2023): Adams-Bashforth multistep on the ODE direction with
- * fixed weights, order min(max_order, i+1), ALGORITHM.md 3. NFE N-1.
+ * Improved PNDM: Adams-Bashforth multistep on the ODE direction with fixed weights, order
+ * min(max_order, i+1), ALGORITHM.md 3. NFE N-1.
+ *
+ * Paper: Zhang & Chen 2023 ("Fast Sampling of Diffusion Models with Exponential Integrator",
+ * the DEIS paper), its improved PNDM (iPNDM): the pseudo linear multistep method of PNDM
+ * (Liu et al. 2022, "Pseudo Numerical Methods for Diffusion Models on Manifolds") with the
+ * lower-order Adams-Bashforth steps for the warm-up instead of Runge-Kutta ones, so every
+ * step costs one evaluation.
  */
 import { adamsLoop } from './adams.js';
 import type { BaseSolverOptions } from './common.js';

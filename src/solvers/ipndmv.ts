@@ -1,5 +1,6 @@
 /**
- * iPNDM with variable steps (`ipndm_v`, diff-sampler): Adams-Bashforth on the ODE direction
+ * iPNDM (Zhang & Chen 2023, the DEIS paper's improved PNDM; see ipndm.ts) with variable
+ * steps (`ipndm_v`, diff-sampler): Adams-Bashforth on the ODE direction
  * whose weights follow the actual step sizes h_i = t_{i+1} - t_i instead of iPNDM's fixed
  * uniform-step weights (README "Notes on the solvers"). NFE N-1.
  *

@@ -236,7 +236,9 @@ export async function odeDirection<A, S>(o: ArrayOps<A, S>, x: A, t: S): Promise
 
 /**
  * AFS (analytic first step, ALGORITHM.md 3): at sigma = t the ODE direction of N(0, I) data
- * is x / sqrt(1 + t^2), which replaces the first denoiser call.
+ * is x / sqrt(1 + t^2), which replaces the first denoiser call. Paper: Zhou et al. 2024 ("Fast
+ * ODE-based Sampling for Diffusion Models in Around 5 Steps", the AMED-Solver paper), its
+ * analytical first step.
  */
 export function afsDirection<A, S>(o: ArrayOps<A, S>, x: A, t: S): A {
   const s = o.scalar;

@@ -1,7 +1,11 @@
 /**
- * UniPC (Zhao et al. 2023), data prediction, variants bh1/bh2, ALGORITHM.md 3. The
- * corrector's model output at the new point is reused as the next step's D, so the
- * corrector costs no extra evaluation except where it is switched off (the last interval).
+ * UniPC, data prediction, variants bh1/bh2, ALGORITHM.md 3. The corrector's model output at
+ * the new point is reused as the next step's D, so the corrector costs no extra evaluation
+ * except where it is switched off (the last interval).
+ *
+ * Paper: Zhao et al. 2023 ("UniPC: A Unified Predictor-Corrector Framework for Fast Sampling
+ * of Diffusion Models"): the multistep predictor UniP-p followed by the corrector UniC-p, with
+ * B(h) = e^h - 1 (`bh2`, the default here; the paper's B_2) or B(h) = h (`bh1`, B_1).
  */
 import type { BaseSolverOptions } from './common.js';
 import { afsDenoised, afsDirection, EagerOps, finalDenoise, type SolverOps } from './ops.js';
