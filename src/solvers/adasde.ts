@@ -17,9 +17,8 @@
  */
 import type { BaseSolverOptions } from './common.js';
 import { intervalCoefficients, type Coefficients, type IntervalCoefficients } from './coefficients.js';
-import { afsDirection, EagerOps, finalDenoise, odeDirection, type ArrayOps, type ScalarOps } from './ops.js';
-import type { SolverContext } from './types.js';
-import { defineSolver } from './descriptor.js';
+import { afsDirection, type ArrayOps, finalDenoise, odeDirection, type ScalarOps } from './ops.js';
+import { defineSolver, eagerSampler } from './descriptor.js';
 
 export interface AdasdeOptions extends BaseSolverOptions {
   coeffs: Coefficients;
@@ -105,9 +104,8 @@ export async function solveAdasde<A>(o: ArrayOps<A>, x0: A, t: Float64Array, opt
   return finalDenoise(o, x, t[n]!, opts.denoiseToZero);
 }
 
-export function sampleAdasde(x0: Float64Array, ctx: SolverContext, opts: AdasdeOptions): Promise<Float64Array> {
-  return solveAdasde(new EagerOps(ctx), x0, ctx.tSteps, opts);
-}
+/** `solveAdasde` on Float64Array states (the eager array operations). */
+export const sampleAdasde = eagerSampler(solveAdasde);
 
 /** `--solver adasde`: the coefficients come from a predictor file, which also fixes the grid. */
 export const adasdeSolver = defineSolver<Partial<AdasdeOptions>, 'adasde'>({

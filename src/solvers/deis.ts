@@ -14,10 +14,9 @@
  * Order min(max_order, i + 1), the first step being Euler. NFE N-1.
  */
 import { adamsLoop, checkMaxOrder, lagrangeIntegrals, type AdamsOptions } from './adams.js';
-import { EagerOps, type SolverOps } from './ops.js';
-import type { SolverContext } from './types.js';
+import type { SolverOps } from './ops.js';
 import { z } from 'zod';
-import { defineSolver, endpointNfe, maxOrderFlag } from './descriptor.js';
+import { defineSolver, eagerSampler, maxOrderFlag, perIntervalNfe } from './descriptor.js';
 
 export type DeisMode = 'tab' | 'rhoab';
 
@@ -112,9 +111,8 @@ export function solveDeis<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: Deis
   return adamsLoop(o, x0, t, maxOrder, opts.afs, opts.denoiseToZero, (i) => ({ scale: 1, w: table[i]! }));
 }
 
-export function sampleDeis(x0: Float64Array, ctx: SolverContext, opts: DeisOptions = {}): Promise<Float64Array> {
-  return solveDeis(new EagerOps(ctx), x0, ctx.tSteps, opts);
-}
+/** `solveDeis` on Float64Array states (the eager array operations). */
+export const sampleDeis = eagerSampler(solveDeis);
 
 /** `--solver deis`. */
 export const deisSolver = defineSolver<DeisOptions, 'deis'>({
@@ -124,6 +122,6 @@ export const deisSolver = defineSolver<DeisOptions, 'deis'>({
     maxOrder: maxOrderFlag(4),
     deisMode: { flag: 'deis_mode', schema: z.enum(['tab', 'rhoab']).default('tab'), help: 'Lagrange polynomial in VP time (tab) or in sigma (rhoab)', expect: 'tab or rhoab' },
   },
-  nfe: (N, o) => N - 1 + endpointNfe(o),
+  nfe: perIntervalNfe(1),
   sample: sampleDeis,
 });

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import type { BaseSolverOptions } from './common.js';
+import { EagerOps, type SolverOps } from './ops.js';
 import type { SolverContext } from './types.js';
 
 /** One option of a solver, as a flag of `adasde sample` and a field of a table row. */
@@ -61,6 +62,22 @@ export function defineSolver<O extends BaseSolverOptions, const N extends string
 
 /** Evaluations added to a solver's own count by AFS (one fewer) and denoise_to_zero (one more). */
 export const endpointNfe = (o: BaseSolverOptions): number => (o.afs ? -1 : 0) + (o.denoiseToZero ? 1 : 0);
+
+/** The NFE formula of a solver with `perInterval` evaluations on each of the N - 1 intervals. */
+export const perIntervalNfe =
+  (perInterval: number) =>
+  (numSteps: number, o: BaseSolverOptions): number =>
+    perInterval * (numSteps - 1) + endpointNfe(o);
+
+/**
+ * A descriptor's `sample` from the solver's one definition over the array operations: `solve`
+ * run eagerly, on Float64Array states with the context's denoiser, pool and callback.
+ */
+export function eagerSampler<P extends unknown[]>(
+  solve: (o: SolverOps<Float64Array>, x0: Float64Array, t: Float64Array, ...opts: P) => Promise<Float64Array>,
+): (x0: Float64Array, ctx: SolverContext, ...opts: P) => Promise<Float64Array> {
+  return (x0, ctx, ...opts) => solve(new EagerOps(ctx), x0, ctx.tSteps, ...opts);
+}
 
 // Flags several solvers share, spelled once (the reference's sample.py names).
 

@@ -9,9 +9,8 @@
  * the update is the general-r form d_i + (d_m - d_i) / (2r) of the reference implementation.
  */
 import type { BaseSolverOptions } from './common.js';
-import { EagerOps, odeDirection, stepwise, type SolverOps } from './ops.js';
-import type { SolverContext } from './types.js';
-import { defineSolver, endpointNfe } from './descriptor.js';
+import { odeDirection, type SolverOps, stepwise } from './ops.js';
+import { defineSolver, eagerSampler, perIntervalNfe } from './descriptor.js';
 
 export interface DpmOptions extends BaseSolverOptions {
   /** Position of the intermediate time in log space (0.5: midpoint). */
@@ -34,15 +33,14 @@ export function solveDpm<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: DpmOp
   return stepwise(o, x0, t, opts, (o, x, tCur, tNext, dCur) => dpmStep(o, x, tCur, tNext, dCur, opts.r));
 }
 
-export function sampleDpm(x0: Float64Array, ctx: SolverContext, opts: DpmOptions = {}): Promise<Float64Array> {
-  return solveDpm(new EagerOps(ctx), x0, ctx.tSteps, opts);
-}
+/** `solveDpm` on Float64Array states (the eager array operations). */
+export const sampleDpm = eagerSampler(solveDpm);
 
 /** `--solver dpm`. */
 export const dpmSolver = defineSolver<DpmOptions, 'dpm'>({
   name: 'dpm',
   summary: 'DPM-Solver-2, second order',
   flags: {},
-  nfe: (N, o) => 2 * (N - 1) + endpointNfe(o),
+  nfe: perIntervalNfe(2),
   sample: sampleDpm,
 });

@@ -10,9 +10,8 @@
  * parameterisation.
  */
 import type { BaseSolverOptions } from './common.js';
-import { afsDenoised, afsDirection, EagerOps, finalDenoise, type SolverOps } from './ops.js';
-import type { SolverContext } from './types.js';
-import { defineSolver, endpointNfe, lowerOrderFinalFlag, maxOrderFlag, predictX0Flag, thresholdingFlag } from './descriptor.js';
+import { afsDenoised, afsDirection, finalDenoise, type SolverOps } from './ops.js';
+import { defineSolver, eagerSampler, lowerOrderFinalFlag, maxOrderFlag, perIntervalNfe, predictX0Flag, thresholdingFlag } from './descriptor.js';
 
 export interface DpmppOptions extends BaseSolverOptions {
   /** 1..3, default 3. */
@@ -135,9 +134,8 @@ export async function solveDpmpp<A>(o: SolverOps<A>, x0: A, t: Float64Array, opt
   return finalDenoise(o, x, t[n]!, opts.denoiseToZero);
 }
 
-export function sampleDpmpp(x0: Float64Array, ctx: SolverContext, opts: DpmppOptions = {}): Promise<Float64Array> {
-  return solveDpmpp(new EagerOps(ctx), x0, ctx.tSteps, opts);
-}
+/** `solveDpmpp` on Float64Array states (the eager array operations). */
+export const sampleDpmpp = eagerSampler(solveDpmpp);
 
 /** `--solver dpmpp`. */
 export const dpmppSolver = defineSolver<DpmppOptions, 'dpmpp'>({
@@ -146,6 +144,6 @@ export const dpmppSolver = defineSolver<DpmppOptions, 'dpmpp'>({
   flags: { maxOrder: maxOrderFlag(3), lowerOrderFinal: lowerOrderFinalFlag, predictX0: predictX0Flag, thresholding: thresholdingFlag },
   // The reference thresholds pixel-space data predictions only.
   modelDefaults: (m) => ({ thresholding: !m.latent }),
-  nfe: (N, o) => N - 1 + endpointNfe(o),
+  nfe: perIntervalNfe(1),
   sample: sampleDpmpp,
 });

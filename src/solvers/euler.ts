@@ -8,9 +8,8 @@
  * correction.
  */
 import type { BaseSolverOptions } from './common.js';
-import { EagerOps, stepwise, type SolverOps } from './ops.js';
-import type { SolverContext } from './types.js';
-import { defineSolver, endpointNfe } from './descriptor.js';
+import { type SolverOps, stepwise } from './ops.js';
+import { defineSolver, eagerSampler, perIntervalNfe } from './descriptor.js';
 
 /** The whole Euler sampler over any implementation of the array operations. */
 export function solveEuler<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: BaseSolverOptions = {}): Promise<A> {
@@ -18,15 +17,14 @@ export function solveEuler<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: Bas
   return stepwise(o, x0, t, opts, async (o, x, tCur, tNext, dCur) => o.axpy(x, tNext - tCur, dCur, dCur));
 }
 
-export function sampleEuler(x0: Float64Array, ctx: SolverContext, opts: BaseSolverOptions = {}): Promise<Float64Array> {
-  return solveEuler(new EagerOps(ctx), x0, ctx.tSteps, opts);
-}
+/** `solveEuler` on Float64Array states (the eager array operations). */
+export const sampleEuler = eagerSampler(solveEuler);
 
 /** `--solver euler`. */
 export const eulerSolver = defineSolver({
   name: 'euler',
   summary: 'Euler (DDIM), first order',
   flags: {},
-  nfe: (N, o) => N - 1 + endpointNfe(o),
+  nfe: perIntervalNfe(1),
   sample: sampleEuler,
 });

@@ -8,9 +8,8 @@
  * injection, with a learned gamma_i, is how an AdaSDE step begins (adasde.ts).
  */
 import type { BaseSolverOptions } from './common.js';
-import { EagerOps, odeDirection, stepwise, type SolverOps } from './ops.js';
-import type { SolverContext } from './types.js';
-import { defineSolver, endpointNfe } from './descriptor.js';
+import { odeDirection, type SolverOps, stepwise } from './ops.js';
+import { defineSolver, eagerSampler, perIntervalNfe } from './descriptor.js';
 
 /** One Heun step from (x, tCur) to tNext given the direction at x. */
 export async function heunStep<A>(o: SolverOps<A>, x: A, tCur: number, tNext: number, dCur: A): Promise<A> {
@@ -29,15 +28,14 @@ export function solveHeun<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: Base
   return stepwise(o, x0, t, opts, heunStep);
 }
 
-export function sampleHeun(x0: Float64Array, ctx: SolverContext, opts: BaseSolverOptions = {}): Promise<Float64Array> {
-  return solveHeun(new EagerOps(ctx), x0, ctx.tSteps, opts);
-}
+/** `solveHeun` on Float64Array states (the eager array operations). */
+export const sampleHeun = eagerSampler(solveHeun);
 
 /** `--solver heun`. */
 export const heunSolver = defineSolver({
   name: 'heun',
   summary: "Heun's second-order method (EDM)",
   flags: {},
-  nfe: (N, o) => 2 * (N - 1) + endpointNfe(o),
+  nfe: perIntervalNfe(2),
   sample: sampleHeun,
 });

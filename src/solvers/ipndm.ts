@@ -8,11 +8,10 @@
  * lower-order Adams-Bashforth steps for the warm-up instead of Runge-Kutta ones, so every
  * step costs one evaluation.
  */
-import { adamsLoop } from './adams.js';
+import { adamsLoop, checkMaxOrder } from './adams.js';
 import type { BaseSolverOptions } from './common.js';
-import { EagerOps, type SolverOps } from './ops.js';
-import type { SolverContext } from './types.js';
-import { defineSolver, endpointNfe, maxOrderFlag } from './descriptor.js';
+import type { SolverOps } from './ops.js';
+import { defineSolver, eagerSampler, maxOrderFlag, perIntervalNfe } from './descriptor.js';
 
 export interface IpndmOptions extends BaseSolverOptions {
   /** 1..4, default 4. */
@@ -30,20 +29,19 @@ const AB_WEIGHTS: readonly (readonly number[])[] = [
 /** The whole iPNDM sampler over any implementation of the array operations. */
 export function solveIpndm<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: IpndmOptions = {}): Promise<A> {
   const maxOrder = opts.maxOrder ?? 4;
-  if (!(maxOrder >= 1 && maxOrder <= 4)) throw new RangeError(`ipndm max_order must be 1..4, got ${maxOrder}`);
+  checkMaxOrder('ipndm', maxOrder);
   // Fixed weights on the step h = t_{i+1} - t_i: the shared multistep loop of src/solvers/adams.ts.
   return adamsLoop(o, x0, t, maxOrder, opts.afs, opts.denoiseToZero, (i, order) => ({ scale: t[i + 1]! - t[i]!, w: AB_WEIGHTS[order - 1]! }));
 }
 
-export function sampleIpndm(x0: Float64Array, ctx: SolverContext, opts: IpndmOptions = {}): Promise<Float64Array> {
-  return solveIpndm(new EagerOps(ctx), x0, ctx.tSteps, opts);
-}
+/** `solveIpndm` on Float64Array states (the eager array operations). */
+export const sampleIpndm = eagerSampler(solveIpndm);
 
 /** `--solver ipndm`. */
 export const ipndmSolver = defineSolver<IpndmOptions, 'ipndm'>({
   name: 'ipndm',
   summary: 'improved PNDM, fixed Adams-Bashforth weights',
   flags: { maxOrder: maxOrderFlag(4) },
-  nfe: (N, o) => N - 1 + endpointNfe(o),
+  nfe: perIntervalNfe(1),
   sample: sampleIpndm,
 });

@@ -11,9 +11,8 @@
  * over [t_i, t_{i+1}] of the Lagrange polynomials through the last k times (adams.ts).
  */
 import { adamsLoop, checkMaxOrder, lagrangeIntegrals, type AdamsOptions } from './adams.js';
-import { EagerOps, type SolverOps } from './ops.js';
-import type { SolverContext } from './types.js';
-import { defineSolver, endpointNfe, maxOrderFlag } from './descriptor.js';
+import type { SolverOps } from './ops.js';
+import { defineSolver, eagerSampler, maxOrderFlag, perIntervalNfe } from './descriptor.js';
 
 export interface IpndmVOptions extends AdamsOptions {
   /** Exact variable-step Adams-Bashforth weights instead of the reference's expressions. */
@@ -56,15 +55,14 @@ export function solveIpndmV<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: Ip
   return adamsLoop(o, x0, t, maxOrder, opts.afs, opts.denoiseToZero, (i, order) => ({ scale: t[i + 1]! - t[i]!, w: ipndmVWeights(t, i, order, opts.exact) }));
 }
 
-export function sampleIpndmV(x0: Float64Array, ctx: SolverContext, opts: IpndmVOptions = {}): Promise<Float64Array> {
-  return solveIpndmV(new EagerOps(ctx), x0, ctx.tSteps, opts);
-}
+/** `solveIpndmV` on Float64Array states (the eager array operations). */
+export const sampleIpndmV = eagerSampler(solveIpndmV);
 
 /** `--solver ipndm_v`. */
 export const ipndmVSolver = defineSolver<IpndmVOptions, 'ipndm_v'>({
   name: 'ipndm_v',
   summary: 'iPNDM with variable-step weights',
   flags: { maxOrder: maxOrderFlag(4) },
-  nfe: (N, o) => N - 1 + endpointNfe(o),
+  nfe: perIntervalNfe(1),
   sample: sampleIpndmV,
 });

@@ -34,8 +34,7 @@
  */
 import { axmby, axpy, axpyCombine, diffOver, repeatConditioning, scale, threshold, type BaseSolverOptions } from './common.js';
 import { ArrayPool } from './pool.js';
-import type { Conditioning, Denoiser } from '../core/denoiser.js';
-import type { NoiseSource, StepCallback } from './types.js';
+import type { SolverContext } from './types.js';
 
 /** Arithmetic on a step's scalars (t_hat, std, t_mid, sigma, f, ...). */
 export interface ScalarOps<S> {
@@ -118,16 +117,7 @@ export interface SolverOps<A> extends ArrayOps<A, number> {
 }
 
 /** What the eager implementation needs: a SolverContext without the time grid. */
-export interface EagerSetup {
-  denoise: Denoiser;
-  batch: number;
-  /** Values per sample (C*H*W). */
-  dim: number;
-  cond?: Conditioning;
-  noise?: NoiseSource;
-  callback?: StepCallback;
-  pool?: ArrayPool;
-}
+export type EagerSetup = Omit<SolverContext, 'tSteps'>;
 
 /**
  * Float64Array states with the kernels of common.ts (bit for bit the arithmetic the solvers

@@ -8,11 +8,10 @@
  * B(h) = e^h - 1 (`bh2`, the default here; the paper's B_2) or B(h) = h (`bh1`, B_1).
  */
 import type { BaseSolverOptions } from './common.js';
-import { afsDenoised, afsDirection, EagerOps, finalDenoise, type SolverOps } from './ops.js';
+import { afsDenoised, afsDirection, finalDenoise, type SolverOps } from './ops.js';
 import { solveSmall } from './linalg.js';
-import type { SolverContext } from './types.js';
 import { z } from 'zod';
-import { defineSolver, endpointNfe, lowerOrderFinalFlag, maxOrderFlag, predictX0Flag, thresholdingFlag } from './descriptor.js';
+import { defineSolver, eagerSampler, lowerOrderFinalFlag, maxOrderFlag, perIntervalNfe, predictX0Flag, thresholdingFlag } from './descriptor.js';
 
 export interface UnipcOptions extends BaseSolverOptions {
   /** 1..3, default 3. */
@@ -137,9 +136,8 @@ export async function solveUnipc<A>(o: SolverOps<A>, x0: A, t: Float64Array, opt
   return finalDenoise(o, x, t[n]!, opts.denoiseToZero);
 }
 
-export function sampleUnipc(x0: Float64Array, ctx: SolverContext, opts: UnipcOptions = {}): Promise<Float64Array> {
-  return solveUnipc(new EagerOps(ctx), x0, ctx.tSteps, opts);
-}
+/** `solveUnipc` on Float64Array states (the eager array operations). */
+export const sampleUnipc = eagerSampler(solveUnipc);
 
 /** `--solver unipc`. */
 export const unipcSolver = defineSolver<UnipcOptions, 'unipc'>({
@@ -153,6 +151,6 @@ export const unipcSolver = defineSolver<UnipcOptions, 'unipc'>({
     variant: { flag: 'variant', schema: z.enum(['bh1', 'bh2']).default('bh2'), help: 'UniPC variant', expect: 'bh1 or bh2' },
   },
   modelDefaults: (m) => ({ thresholding: !m.latent }),
-  nfe: (N, o) => N - 1 + endpointNfe(o),
+  nfe: perIntervalNfe(1),
   sample: sampleUnipc,
 });
