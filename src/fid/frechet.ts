@@ -46,6 +46,7 @@ import { Kernels } from './kernels.js';
 import {
   allocScratch,
   congruence,
+  forLowerTiles,
   paddedLd,
   pivotedCholesky,
   scratchDoubles,
@@ -105,19 +106,12 @@ function checkInputs(mu1: Float64Array, s1: Float64Array, mu2: Float64Array, s2:
  * exactly. Blocked so both the row and the column access stay in cache.
  */
 function loadSymmetric(f: Float64Array, dst: number, ld: number, s: Float64Array, n: number): void {
-  const B = 64;
-  for (let jb = 0; jb < n; jb += B) {
-    const je = Math.min(n, jb + B);
-    for (let ib = jb; ib < n; ib += B) {
-      const ie = Math.min(n, ib + B);
-      for (let j = jb; j < je; j++) {
-        const rowJ = j * n;
-        for (let i = Math.max(ib, j); i < ie; i++) {
-          f[dst + i + j * ld] = 0.5 * (s[i * n + j]! + s[rowJ + i]!);
-        }
-      }
+  forLowerTiles(n, (j0, j1, i0, i1) => {
+    for (let j = j0; j < j1; j++) {
+      const rowJ = j * n;
+      for (let i = Math.max(i0, j); i < i1; i++) f[dst + i + j * ld] = 0.5 * (s[i * n + j]! + s[rowJ + i]!);
     }
-  }
+  });
 }
 
 /**

@@ -257,16 +257,29 @@ export function congruence(K: Kernels, s: Scratch, t: number, l: number, n: numb
     }
     for (let j = j0; j < j0 + nb; j++) f.set(f.subarray(C + (j - j0) * rp, C + (j - j0) * rp + r), T + j * ld);
   }
-  // M = Y + Y^T, lower triangle in place (blocked: Y(j, i) is a strided read).
-  const B = 64;
-  for (let jb = 0; jb < r; jb += B) {
-    const je = Math.min(r, jb + B);
-    for (let ib = jb; ib < r; ib += B) {
-      const ie = Math.min(r, ib + B);
-      for (let j = jb; j < je; j++) {
-        for (let i = Math.max(ib, j); i < ie; i++) f[T + i + j * ld] = f[T + i + j * ld]! + f[T + j + i * ld]!;
-      }
+  // M = Y + Y^T, lower triangle in place (tiled: Y(j, i) is a strided read).
+  forLowerTiles(r, (j0, j1, i0, i1) => {
+    for (let j = j0; j < j1; j++) {
+      for (let i = Math.max(i0, j); i < i1; i++) f[T + i + j * ld] = f[T + i + j * ld]! + f[T + j + i * ld]!;
     }
+  });
+}
+
+/** Edge of the square tiles of `forLowerTiles`. */
+const TILE = 64;
+
+/**
+ * Visits the lower triangle of an n x n matrix in 64 x 64 tiles: `tile(j0, j1, i0, i1)` for
+ * column blocks left to right and, in each, row blocks from the diagonal down; the caller
+ * covers j in [j0, j1), i in [max(i0, j), i1) (a diagonal tile is cut to its lower half). Why
+ * tiles: loops that read or write element (i, j) and its transpose (j, i) together stride
+ * through a whole column per element otherwise, and the cache and TLB misses cost several times
+ * the arithmetic at n = 2048.
+ */
+export function forLowerTiles(n: number, tile: (j0: number, j1: number, i0: number, i1: number) => void): void {
+  for (let j0 = 0; j0 < n; j0 += TILE) {
+    const j1 = Math.min(n, j0 + TILE);
+    for (let i0 = j0; i0 < n; i0 += TILE) tile(j0, j1, i0, Math.min(n, i0 + TILE));
   }
 }
 

@@ -19,7 +19,7 @@
  * distance").
  */
 import { Kernels, MR } from './kernels.js';
-import { lowerUpdate, paddedLd } from './linalg.js';
+import { forLowerTiles, lowerUpdate, paddedLd } from './linalg.js';
 
 /** Samples packed per kernel sweep. */
 const BLOCK = 256;
@@ -219,8 +219,7 @@ export class FeatureStats {
 
   /**
    * The accumulator's lower triangle mapped through fn, as a full row-major symmetric
-   * matrix. Written in 64 x 64 blocks: writing the transpose element by element strides
-   * through 2048 rows per column, and TLB misses make that several times slower.
+   * matrix, written tile by tile (forLowerTiles: the transpose is written too).
    */
   private symmetricOut(fn: (i: number, j: number, v: number) => number): Float64Array {
     const dim = this.dim;
@@ -228,21 +227,16 @@ export class FeatureStats {
     const O = this.outer / 8;
     const ld = this.ld;
     const out = new Float64Array(dim * dim);
-    const B = 64;
-    for (let jb = 0; jb < dim; jb += B) {
-      const je = Math.min(dim, jb + B);
-      for (let ib = jb; ib < dim; ib += B) {
-        const ie = Math.min(dim, ib + B);
-        for (let j = jb; j < je; j++) {
-          const col = O + j * ld;
-          for (let i = Math.max(ib, j); i < ie; i++) {
-            const v = fn(i, j, f[col + i]!);
-            out[i * dim + j] = v;
-            out[j * dim + i] = v;
-          }
+    forLowerTiles(dim, (j0, j1, i0, i1) => {
+      for (let j = j0; j < j1; j++) {
+        const col = O + j * ld;
+        for (let i = Math.max(i0, j); i < i1; i++) {
+          const v = fn(i, j, f[col + i]!);
+          out[i * dim + j] = v;
+          out[j * dim + i] = v;
         }
       }
-    }
+    });
     return out;
   }
 
