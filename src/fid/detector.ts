@@ -11,6 +11,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { UsageError } from '../core/errors.js';
 import { readModelSignature, type ModelSignature } from '../runtime/session.js';
+import { recognise } from '../runtime/recognise.js';
 
 export const exportCommand = (out: string): string =>
   `python3 tools/export_inception.py --pkl inception-2015-12-05.pkl --out ${out}`;
@@ -65,16 +66,14 @@ export function inspectDetector(file: string): DetectorInfo {
   }
   if (statSync(file).isDirectory()) throw new UsageError(`--detector ${file}: is a folder, not an ONNX file`);
   const signature = readModelSignature(file);
-  // Name the contract a wrong file satisfies (as `adasde inspect` does) rather than complain
-  // about its output's dimension later.
-  const ins = new Set(signature.inputs.map((t) => t.name));
-  const outs = new Set(signature.outputs.map((t) => t.name));
-  const role = signature.metadata['adasde.role'];
-  if (ins.has('sigma') || outs.has('denoised')) {
+  // Name the contract a wrong file satisfies (the recognition `adasde inspect` uses) rather
+  // than complain about its output's dimension later.
+  const contract = recognise(signature);
+  if (contract === 'denoiser') {
     throw new UsageError(`--detector ${file}: is a denoiser (x, sigma -> denoised), not a feature extractor (images -> features)`);
   }
-  if (role === 'decoder' || role === 'text_encoder' || role === 'classifier') {
-    throw new UsageError(`--detector ${file}: is a ${role.replace('_', ' ')} companion, not a feature extractor (images -> features)`);
+  if (contract === 'decoder' || contract === 'text_encoder' || contract === 'classifier') {
+    throw new UsageError(`--detector ${file}: is a ${contract.replace('_', ' ')} companion, not a feature extractor (images -> features)`);
   }
   const out = signature.outputs.find((s) => s.name === 'features') ?? (signature.outputs.length === 1 ? signature.outputs[0] : undefined);
   const d = out?.dims?.[1];
