@@ -6,7 +6,7 @@
  * summary; `adasde table` and `adasde fuse` resolve through the same function.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SampleOptions, SolverFlagValues } from '../config/sample.js';
@@ -21,6 +21,7 @@ import { decodeImage, GRID_NAME, type DecodedImage } from '../io/images.js';
 import { ImageWriter } from '../io/image-writer.js';
 import { ndarray, readNpy, toFloat64, writeNpy } from '../io/npy.js';
 import { prepareOutdir } from '../io/outdir.js';
+import { fileSha256 } from '../io/sha256.js';
 import { encodePng, imagePath, makeGrid, quantizeBatch } from '../io/png.js';
 import { rankBatches, runWorkers, type DistEnv } from '../parallel/launcher.js';
 import { seedLatents } from '../rng/streams.js';
@@ -280,12 +281,6 @@ export function coefficientsHash(c: Coefficients): string {
   return h.digest('hex');
 }
 
-/** Streamed sha256 of a file (a Stable Diffusion UNet is several GB). */
-export async function fileSha256(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 /** The solver options as recorded and printed: flag spellings, coefficients by hash. */
 function solverOptionRecord(options: SolverOptions): Record<string, unknown> {

@@ -34,7 +34,8 @@ import { discreteTime } from '../solvers/schedule.js';
 import type { Denoiser } from '../core/denoiser.js';
 import { readPromptFile } from '../text/prompts.js';
 import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
-import { fileSha256, TeacherCache } from '../train/teacher-cache.js';
+import { fileSha256 } from '../io/sha256.js';
+import { TeacherCache } from '../train/teacher-cache.js';
 import { firstLine, RunError, UsageError } from '../core/errors.js';
 
 const STATE_FILE = 'training-state.json';

@@ -15,7 +15,7 @@
  *    is within 90% of its byte bound; a reader that loses an entry to eviction recomputes.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { processAlive, writeFileAtomic } from '../io/atomic.js';
@@ -39,12 +39,6 @@ export interface TeacherCacheOptions {
   pollMs?: number;
 }
 
-/** sha256 of a file's bytes, streamed (models can be gigabytes). */
-export async function fileSha256(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 /** Stable JSON (sorted keys), so equal keys hash equally whatever their construction order. */
 function canonical(v: unknown): string {
