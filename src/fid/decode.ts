@@ -11,7 +11,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { UsageError } from '../core/errors.js';
-import type { DecodedImage, ImageSet } from '../io/images.js';
+import type { ImageSet } from '../io/images.js';
 
 /** What the worker threads are started with. */
 export interface DecodeWorkerData {
@@ -22,6 +22,30 @@ export interface DecodeWorkerData {
   firstName: string;
   /** Images in flight per thread. */
   concurrency: number;
+}
+
+/**
+ * The images `indices` of `set` as one CHW uint8 buffer [n, 3, H, W], `cfg.concurrency` reads in
+ * flight; every image must have the first image's size. Runs on the main thread (the first
+ * batch, `threads: 0`) and in each worker thread (decode-worker.ts).
+ */
+export async function decodeBatch(set: ImageSet, indices: readonly number[], cfg: DecodeWorkerData): Promise<Uint8Array> {
+  const { width, height, firstName, concurrency } = cfg;
+  const plane = width * height;
+  const out = new Uint8Array(indices.length * 3 * plane);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < indices.length) {
+      const k = next++;
+      const img = await set.read(indices[k]!);
+      if (img.width !== width || img.height !== height) {
+        throw new UsageError(`${cfg.path}: images differ in size: '${firstName}' is ${width}x${height}, '${img.name}' is ${img.width}x${img.height}`);
+      }
+      out.set(img.data, k * 3 * plane);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, indices.length)) }, lane));
+  return out;
 }
 
 export type DecodeRequest = { type: 'batch'; id: number; indices: number[] } | { type: 'close' };
@@ -48,14 +72,12 @@ export class DecodePool {
   private readonly load: number[] = [];
   private nextId = 0;
   private failure: Error | undefined;
-  private readonly plane: number;
 
   constructor(
     private readonly set: ImageSet,
     private readonly cfg: DecodeWorkerData,
     threads: number,
   ) {
-    this.plane = cfg.width * cfg.height;
     for (let t = 0; t < threads; t++) {
       const w = new Worker(new URL('./decode-worker.js', import.meta.url), { workerData: cfg });
       w.on('message', (msg: DecodeReply) => this.onReply(t, msg));
@@ -112,25 +134,8 @@ export class DecodePool {
     });
   }
 
-  private async decodeHere(indices: readonly number[]): Promise<Uint8Array> {
-    const { width, height, firstName, concurrency } = this.cfg;
-    const out = new Uint8Array(indices.length * 3 * this.plane);
-    const check = (img: DecodedImage): void => {
-      if (img.width !== width || img.height !== height) {
-        throw new UsageError(`${this.set.path}: images differ in size: '${firstName}' is ${width}x${height}, '${img.name}' is ${img.width}x${img.height}`);
-      }
-    };
-    let next = 0;
-    const lane = async (): Promise<void> => {
-      while (next < indices.length) {
-        const k = next++;
-        const img = await this.set.read(indices[k]!);
-        check(img);
-        out.set(img.data, k * 3 * this.plane);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, indices.length)) }, lane));
-    return out;
+  private decodeHere(indices: readonly number[]): Promise<Uint8Array> {
+    return decodeBatch(this.set, indices, this.cfg);
   }
 
   /** Stop the threads: each closes its image set and exits (pending batches are rejected). */
