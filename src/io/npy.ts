@@ -14,6 +14,7 @@
 import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { UsageError } from '../core/errors.js';
+import { elementCount } from '../core/shape.js';
 import { writeFileAtomic } from './atomic.js';
 
 // All typed-array views below assume the host is little-endian like the .npy data we accept.
@@ -90,12 +91,6 @@ export function itemSize(dtype: DType): number {
   return DTYPE_INFO[dtype].size;
 }
 
-/** Number of elements of a shape (1 for `[]`). */
-export function shapeSize(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
 
 /** Python's repr of a shape tuple: `()`, `(3,)`, `(2, 3)`. */
 export function formatShape(shape: readonly number[]): string {
@@ -104,14 +99,14 @@ export function formatShape(shape: readonly number[]): string {
 }
 
 /**
- * Build an NdArray, checking that `data` has exactly `shapeSize(shape)` elements
+ * Build an NdArray, checking that `data` has exactly `elementCount(shape)` elements
  * (a programming error otherwise, hence a plain Error).
  */
 export function ndarray<D extends DType>(dtype: D, shape: readonly number[], data: DataOf[D]): NdArrayOf<D> {
   for (const d of shape) {
     if (!Number.isSafeInteger(d) || d < 0) throw new Error(`ndarray: bad dimension ${d} in shape ${formatShape(shape)}`);
   }
-  const n = shapeSize(shape);
+  const n = elementCount(shape);
   if (data.length !== n) throw new Error(`ndarray: shape ${formatShape(shape)} needs ${n} elements, got ${data.length}`);
   return { dtype, shape: [...shape], data };
 }
@@ -405,7 +400,7 @@ function parseHeaderText(
 
   // The product is computed in floating point: it may be inexact or even Infinity for a
   // hostile shape, but it is only trusted after being compared with the bytes present.
-  const count = shapeSize(shape);
+  const count = elementCount(shape);
   const shown = formatShape(shape);
   if (count * size > available) {
     throw new UsageError(`${label} is truncated: shape ${shown} of '${descr}' needs ${count * size} data bytes, only ${available} present`);
@@ -585,7 +580,7 @@ function dataBytesOf(a: NdArray): Uint8Array {
 
 /** Header and data as two chunks (no copy of the data). */
 export function encodeNpyParts(a: NdArray): [Uint8Array, Uint8Array] {
-  const n = shapeSize(a.shape);
+  const n = elementCount(a.shape);
   if (a.data.length !== n) throw new Error(`encodeNpy: shape ${formatShape(a.shape)} needs ${n} elements, got ${a.data.length}`);
   return [encodeNpyHeader(a.dtype, a.shape), dataBytesOf(a)];
 }

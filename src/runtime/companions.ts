@@ -15,7 +15,7 @@
  */
 import { firstLine, UsageError } from '../core/errors.js';
 import { checkDims, commonBatch, findInput, findOutput, fixedDim, floatKind, throwUsage, type FloatKind, type ProblemSink } from './contract.js';
-import { floatFeed, readFloatOutput, zeroStats, type RunStats } from './model.js';
+import { countRun, floatFeed, readFloatOutput, zeroStats, type RunStats } from './model.js';
 import { formatDims, openSession, readModelSignature, type HostTensor, type ModelSignature, type OnnxSession, type SessionOptions, type TensorSignature } from './session.js';
 import { elementCount } from '../core/shape.js';
 import { inRuns, rowsOf } from './rows.js';
@@ -125,10 +125,7 @@ export async function loadTextEncoder(file: string, opts: CompanionLoadOptions =
       } catch (e) {
         throw runFailed(file, `${padded} token rows of ${L}`, e);
       }
-      stats.runMs += performance.now() - t0;
-      stats.runs++;
-      stats.rows += rows;
-      stats.paddedRows += padded - rows;
+      countRun(stats, t0, rows, padded);
       const t = res[io.output.name]!;
       if (t.dims.length !== 3 || t.dims[0] !== padded) throw new Error(`${file}: output '${io.output.name}' has shape [${t.dims.join(',')}]; [${padded},L,E] expected`);
       Lo = t.dims[1]!;
@@ -246,10 +243,7 @@ export async function loadDecoder(file: string, opts: CompanionLoadOptions & { l
       } catch (e) {
         throw runFailed(file, `${padded} latents of [${latentShape.join(',')}]`, e);
       }
-      stats.runMs += performance.now() - t0;
-      stats.runs++;
-      stats.rows += rows;
-      stats.paddedRows += padded - rows;
+      countRun(stats, t0, rows, padded);
       const t = res[io.output.name]!;
       if (t.dims.length !== 4 || t.dims[0] !== padded) throw new Error(`${file}: output '${io.output.name}' has shape [${t.dims.join(',')}]; [${padded},3,H,W] expected`);
       const s: [number, number, number] = [t.dims[1]!, t.dims[2]!, t.dims[3]!];

@@ -284,6 +284,14 @@ export function zeroStats(): RunStats {
   return { calls: 0, samples: 0, runs: 0, rows: 0, paddedRows: 0, runMs: 0 };
 }
 
+/** Counts one session.run that started at `t0` (performance.now()) and fed `rows` real rows padded to `fed`. */
+export function countRun(stats: RunStats, t0: number, rows: number, fed: number): void {
+  stats.runMs += performance.now() - t0;
+  stats.runs++;
+  stats.rows += rows;
+  stats.paddedRows += fed - rows;
+}
+
 export interface DenoiserModel {
   readonly path: string;
   readonly meta: DenoiserMetadata;
@@ -385,10 +393,7 @@ export async function loadDenoiserModel(file: string, opts: DenoiserLoadOptions 
     } finally {
       if (xFeed) giveBuffer(xFeed);
     }
-    stats.runMs += performance.now() - t0;
-    stats.runs++;
-    stats.rows += rows;
-    stats.paddedRows += n - rows;
+    countRun(stats, t0, rows, n);
     try {
       if (into) {
         readFloatOutput(res['denoised']!, into.out, rows * dim, into.offset);
@@ -653,10 +658,7 @@ export async function loadFeatureModel(file: string, opts: FeatureLoadOptions = 
         const msg = firstLine(e);
         throw new Error(`${file}: model run failed on ${rows} images of ${h}x${wd}: ${msg}`);
       }
-      stats.runMs += performance.now() - t0;
-      stats.runs++;
-      stats.rows += b;
-      stats.paddedRows += rows - b;
+      countRun(stats, t0, b, rows);
       const t = res[os.name]!;
       const D = t.dims.length === 2 ? t.dims[1]! : t.data.length / rows;
       if (featureDim === undefined) featureDim = D;
