@@ -736,8 +736,8 @@ export function classifierGradientModel(model: ModelProto, opts: GradientModelOp
         // rows a strided window never reached, added as zeros); the input's gradient is
         // that span less the padding.
         let full = e.op('ConvTranspose', [G, b], [intsAttr('strides', strides), intsAttr('dilations', dil), intAttr('group', group)]);
-        const extra = strides.map((s, j) => Math.max(0, s - 1 - pads[k + j]!));
-        if (extra.some((v) => v > 0)) full = e.op('Pad', [full, e.i64([...new Array<number>(k + 2).fill(0), 0, 0, ...extra])], [strAttr('mode', 'constant')]);
+        const trailingZeros = strides.map((s, j) => Math.max(0, s - 1 - pads[k + j]!));
+        if (trailingZeros.some((v) => v > 0)) full = e.op('Pad', [full, e.i64([...new Array<number>(k + 2).fill(0), 0, 0, ...trailingZeros])], [strAttr('mode', 'constant')]);
         const begin = pads.slice(0, k);
         const spatial = e.op('Slice', [e.shape(a), e.i64([2]), e.i64([INT64_MAX])]);
         const ends = e.op('Add', [spatial, e.i64(begin)]);
@@ -768,8 +768,8 @@ export function classifierGradientModel(model: ModelProto, opts: GradientModelOp
         const ones = e.fresh('pool_w');
         e.inits.push(floatTensor(ones, [1, 1, ...ks!], new Float32Array(area).fill(1)));
         let full = e.op('ConvTranspose', [g1, ones], [intsAttr('strides', strides)]);
-        const extra = strides.map((s, j) => Math.max(0, s - 1 - pads[k + j]!));
-        if (extra.some((v) => v > 0)) full = e.op('Pad', [full, e.i64([...new Array<number>(k + 2).fill(0), 0, 0, ...extra])], [strAttr('mode', 'constant')]);
+        const trailingZeros = strides.map((s, j) => Math.max(0, s - 1 - pads[k + j]!));
+        if (trailingZeros.some((v) => v > 0)) full = e.op('Pad', [full, e.i64([...new Array<number>(k + 2).fill(0), 0, 0, ...trailingZeros])], [strAttr('mode', 'constant')]);
         const begin = pads.slice(0, k);
         const spatial = e.op('Slice', [e.shape(a), e.i64([2]), e.i64([INT64_MAX])]);
         const cut = e.op('Slice', [full, e.i64(begin), e.op('Add', [spatial, e.i64(begin)]), e.i64(Array.from({ length: k }, (_, j) => j + 2))]);

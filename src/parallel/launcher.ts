@@ -70,11 +70,11 @@ export function rankBatches(seeds: readonly number[], batch: number, rank: numbe
   // torch.tensor_split: the first (n % k) parts get one extra element.
   const n = seeds.length;
   const base = Math.floor(n / numBatches);
-  const extra = n % numBatches;
+  const longer = n % numBatches;
   const all: number[][] = [];
   let off = 0;
   for (let b = 0; b < numBatches; b++) {
-    const size = base + (b < extra ? 1 : 0);
+    const size = base + (b < longer ? 1 : 0);
     all.push(seeds.slice(off, off + size));
     off += size;
   }

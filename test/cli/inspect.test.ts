@@ -72,7 +72,7 @@ test('discrete-time schedule summary, class labels, and the sigma range of the s
       datasetName: 'tiny-ldm',
       sigmaMin: 0.5,
       sigmaMax: 30,
-      extra: { 'adasde.alphas_cumprod': JSON.stringify(ALPHAS), 'adasde.decoder': 'ldm.decoder.onnx' },
+      metadata: { 'adasde.alphas_cumprod': JSON.stringify(ALPHAS), 'adasde.decoder': 'ldm.decoder.onnx' },
     }),
     f,
   );
@@ -136,7 +136,7 @@ test('companions, feature extractors and tokenizer folders on their own', () => 
 
 test('every metadata and signature problem is its own stderr line, exit code 2', () => {
   const f = join(dir, 'badmeta.onnx');
-  saveModel(buildMixtureModel(MIXTURE, [4, 4, 4], { omit: ['adasde.sigma_min', 'adasde.dataset_name'], extra: { 'adasde.family': 'vae', 'adasde.img_channels': '3' } }), f);
+  saveModel(buildMixtureModel(MIXTURE, [4, 4, 4], { omit: ['adasde.sigma_min', 'adasde.dataset_name'], metadata: { 'adasde.family': 'vae', 'adasde.img_channels': '3' } }), f);
   const r = inspect(f);
   assert.equal(r.code, 2);
   assert.deepEqual(r.errLines, [
@@ -150,7 +150,7 @@ test('every metadata and signature problem is its own stderr line, exit code 2',
 });
 
 test('companion problems: missing file, wrong state width, broken tokenizer, missing keys', () => {
-  const g = writeTextModel(join(dir, 'badcomp'), { extra: { 'adasde.decoder': 'gone.onnx' } });
+  const g = writeTextModel(join(dir, 'badcomp'), { metadata: { 'adasde.decoder': 'gone.onnx' } });
   // A text encoder of width 5 for a denoiser taking width 4, and a tokenizer without merges.
   const b = new GraphBuilder('enc');
   const ids = b.input('input_ids', DataType.INT64, ['N', 77]);
@@ -203,7 +203,7 @@ test('a non-finite forward pass, a non-decreasing schedule, unrecognised and unr
 
   const ac = join(dir, 'ac.onnx');
   const bad = [...ALPHAS.slice(0, 10), ALPHAS[5]!, ...ALPHAS.slice(11)];
-  saveModel(buildMixtureModel(MIXTURE, [4, 4, 4], { family: 'ldm', extra: { 'adasde.alphas_cumprod': JSON.stringify(bad) } }), ac);
+  saveModel(buildMixtureModel(MIXTURE, [4, 4, 4], { family: 'ldm', metadata: { 'adasde.alphas_cumprod': JSON.stringify(bad) } }), ac);
   const a = inspect(ac, '--forward', 'False');
   assert.equal(a.code, 2);
   assert.equal(a.errLines.length, 1);

@@ -31,11 +31,11 @@ const LAT = [4, 4, 4] as const;
 const LAT_MIX = { weights: Float64Array.of(1, 2), means: Float64Array.from({ length: 128 }, (_, q) => 0.5 * Math.sin(q)), stds: Float64Array.of(0.2, 0.3) };
 saveModel(buildDecoderModel({ latent: LAT, weight: Float32Array.from({ length: 12 }, (_, k) => 0.3 * Math.cos(k)), bias: Float32Array.of(0, 0.1, -0.1) }), join(cwd, 'models', 'lsun_bedroom_ldm.decoder.onnx'));
 saveModel(
-  buildMixtureModel(LAT_MIX, LAT, { datasetName: 'lsun_bedroom_ldm', sigmaMin: 0.03, sigmaMax: 14, extra: { 'adasde.family': 'ldm', 'adasde.alphas_cumprod': ALPHAS, 'adasde.decoder': 'lsun_bedroom_ldm.decoder.onnx' } }),
+  buildMixtureModel(LAT_MIX, LAT, { datasetName: 'lsun_bedroom_ldm', sigmaMin: 0.03, sigmaMax: 14, metadata: { 'adasde.family': 'ldm', 'adasde.alphas_cumprod': ALPHAS, 'adasde.decoder': 'lsun_bedroom_ldm.decoder.onnx' } }),
   join(cwd, 'models', 'lsun_bedroom_ldm.onnx'),
 );
 // ms_coco: the text-conditional latent test model (tiny CLIP tokenizer and encoder, decoder).
-writeTextModel(join(cwd, 'models'), { name: 'ms_coco', extra: { 'adasde.family': 'sd', 'adasde.dataset_name': 'ms_coco', 'adasde.alphas_cumprod': ALPHAS } });
+writeTextModel(join(cwd, 'models'), { name: 'ms_coco', metadata: { 'adasde.family': 'sd', 'adasde.dataset_name': 'ms_coco', 'adasde.alphas_cumprod': ALPHAS } });
 // The reference fetches its 30k MS-COCO captions itself; here they are a file (substitution).
 writeFileSync(join(cwd, 'captions.csv'), 'id,text\n' + Array.from({ length: 8 }, (_, k) => `${k},"a ${k % 2 ? 'cat' : 'dog'} on a horse"`).join('\n') + '\n');
 saveModel(buildFeatureModel({ dim: 16, size: 8, seed: 3 }), join(cwd, 'features.onnx'));

@@ -128,11 +128,11 @@ test('sample: --grid tiles every image in --seeds order', async () => {
 });
 
 test('sample: bad input is one line and exit code 2', () => {
-  const bad = (name: string, extra: Record<string, string>, omit: string[] = []) => {
+  const bad = (name: string, metadata: Record<string, string>, omit: string[] = []) => {
     const p = join(dir, `${name}.onnx`);
     const shape = name === 'channels' ? [1, 8, 8] : SHAPE;
     const means = name === 'channels' ? MIX.means.slice(0, 5 * 64) : MIX.means;
-    saveModel(buildMixtureModel({ ...MIX, means }, shape, { datasetName: 'gmm', extra, omit }), p);
+    saveModel(buildMixtureModel({ ...MIX, means }, shape, { datasetName: 'gmm', metadata, omit }), p);
     return p;
   };
   writeFileSync(join(dir, 'garbage.onnx'), 'not a model');

@@ -45,7 +45,7 @@ describe('denoiser contract violations', () => {
 
   test('wrong channel count', async () => {
     const f = t.file('channels.onnx');
-    saveModel(buildGaussModel({ mu: new Float64Array(16), s: 0.5 }, [1, 4, 4], { extra: { 'adasde.img_channels': '3' } }), f);
+    saveModel(buildGaussModel({ mu: new Float64Array(16), s: 0.5 }, [1, 4, 4], { metadata: { 'adasde.img_channels': '3' } }), f);
     const msg = await rejectsUsage(loadDenoiserModel(f), /input 'x'/);
     assert.equal(msg, `${f}: input 'x' has shape [N,1,4,4]; expected [N,3,4,4] (adasde.img_channels=3, adasde.img_resolution=4)`);
   });
@@ -64,7 +64,7 @@ describe('denoiser contract violations', () => {
 
   test('bad metadata values', async () => {
     const f = t.file('badmeta.onnx');
-    saveModel(buildGaussModel(gauss, SHAPE, { extra: { 'adasde.sigma_max': 'lots' } }), f);
+    saveModel(buildGaussModel(gauss, SHAPE, { metadata: { 'adasde.sigma_max': 'lots' } }), f);
     await rejectsUsage(loadDenoiserModel(f), /adasde\.sigma_max='lots' is not a number above sigma_min=0\.002/);
     saveModel(buildGaussModel(gauss, SHAPE, { family: 'vae' }), f);
     await rejectsUsage(loadDenoiserModel(f), /adasde\.family='vae' is not one of edm, cm, adm, ldm, sd, ddpm, analytic/);
@@ -118,11 +118,11 @@ describe('denoiser contract violations', () => {
     const logits = new Float64Array(2 * 2);
     const params = { weights: Float64Array.from([1, 1]), means: new Float64Array(96), stds: Float64Array.from([0.1, 0.1]) };
     const f = t.file('labels.onnx');
-    saveModel(buildMixtureModel(params, SHAPE, { conditioning: { input: 'class_labels', labelDim: 2, logits }, extra: { 'adasde.label_dim': '0' } }), f);
+    saveModel(buildMixtureModel(params, SHAPE, { conditioning: { input: 'class_labels', labelDim: 2, logits }, metadata: { 'adasde.label_dim': '0' } }), f);
     await rejectsUsage(loadDenoiserModel(f), /input 'class_labels' \[N,2\] but adasde\.label_dim=0/);
-    saveModel(buildMixtureModel(params, SHAPE, { conditioning: { input: 'class_labels', labelDim: 2, logits }, extra: { 'adasde.label_dim': '10' } }), f);
+    saveModel(buildMixtureModel(params, SHAPE, { conditioning: { input: 'class_labels', labelDim: 2, logits }, metadata: { 'adasde.label_dim': '10' } }), f);
     await rejectsUsage(loadDenoiserModel(f), /input 'class_labels' has shape \[N,2\]; expected \[N,10\] \(adasde\.label_dim=10\)/);
-    saveModel(buildGaussModel(gauss, SHAPE, { extra: { 'adasde.label_dim': '10' } }), f);
+    saveModel(buildGaussModel(gauss, SHAPE, { metadata: { 'adasde.label_dim': '10' } }), f);
     await rejectsUsage(loadDenoiserModel(f), /adasde\.label_dim=10 but the model has no input 'class_labels'/);
     // A valid class-conditional model refuses to run without labels.
     saveModel(buildMixtureModel(params, SHAPE, { conditioning: { input: 'class_labels', labelDim: 2, logits } }), f);

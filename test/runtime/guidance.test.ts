@@ -64,7 +64,7 @@ function saveClassifier(file: string, op: 'Gemm' | 'MaxPool' = 'Gemm'): void {
 
 const denoiserFile = join(dir, 'gauss.onnx');
 const classifierFile = join(dir, 'gauss.classifier.onnx');
-saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE, { extra: { 'adasde.classifier': 'gauss.classifier.onnx' } }), denoiserFile);
+saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE, { metadata: { 'adasde.classifier': 'gauss.classifier.onnx' } }), denoiserFile);
 saveClassifier(classifierFile);
 const plainFile = join(dir, 'plain.onnx');
 saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE), plainFile);
@@ -173,7 +173,7 @@ describe('adasde sample --guidance_type cg', () => {
   test('bad input: one line, exit 2', async () => {
     const unsupported = join(dir, 'maxpool.onnx');
     const unsupportedClf = join(dir, 'maxpool.classifier.onnx');
-    saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE, { extra: { 'adasde.classifier': 'maxpool.classifier.onnx' } }), unsupported);
+    saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE, { metadata: { 'adasde.classifier': 'maxpool.classifier.onnx' } }), unsupported);
     saveClassifier(unsupportedClf, 'MaxPool');
     const run = (...a: string[]) => main(['node', 'adasde', 'sample', '--solver', 'euler', '--seeds', '0-1', '--output_format', 'npy', '--outdir', join(dir, 'bad'), '--quiet', ...a]);
     const out = await stderrLines(async () => {

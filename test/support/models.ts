@@ -57,8 +57,8 @@ export interface DenoiserBuildMeta {
   sigmaMax?: number;
   datasetName?: string;
   family?: string;
-  /** Extra or replacement metadata entries (applied after the contract keys). */
-  extra?: Record<string, string>;
+  /** Metadata entries added to or replacing the contract keys (applied after them). */
+  metadata?: Record<string, string>;
   /** Metadata keys to leave out (to build contract-violating test models). */
   omit?: string[];
   /** Element type of inputs and output; float16 graphs cast to float32 inside. */
@@ -68,7 +68,7 @@ export interface DenoiserBuildMeta {
 }
 
 function finishMetadata(base: ContractMetadata, meta: DenoiserBuildMeta): Record<string, string> {
-  const md = { ...contractMetadata(base), ...(meta.extra ?? {}) };
+  const md = { ...contractMetadata(base), ...(meta.metadata ?? {}) };
   for (const k of meta.omit ?? []) delete md[k];
   return md;
 }

@@ -175,11 +175,11 @@ test('two worker processes write the same images as one', () => {
 test('setup mistakes: one line, exit code 2', () => {
   const broken = (name: string, opts: Parameters<typeof writeTextModel>[1]) => writeTextModel(join(dir, name), { name, ...opts }).model;
   const noTok = broken('notok', { omit: ['adasde.tokenizer'] });
-  const missingEnc = broken('noenc', { extra: { 'adasde.text_encoder': 'nowhere.onnx' } });
+  const missingEnc = broken('noenc', { metadata: { 'adasde.text_encoder': 'nowhere.onnx' } });
   const wide = broken('wide', {});
   const widePos = new Float32Array(SEQ * 5);
   saveModel(buildTextEncoderModel({ vocabSize: VOCAB, embedDim: 5, seqLen: SEQ, embedding: new Float32Array(VOCAB * 5).fill(0.1), position: widePos }), join(dir, 'wide', 'wide.text_encoder.onnx'));
-  const latentNoDecoder = broken('nodec', { omit: ['adasde.decoder'], extra: { 'adasde.family': 'sd', 'adasde.alphas_cumprod': JSON.stringify(Array.from({ length: 10 }, (_, k) => 0.99 - 0.09 * k)) } });
+  const latentNoDecoder = broken('nodec', { omit: ['adasde.decoder'], metadata: { 'adasde.family': 'sd', 'adasde.alphas_cumprod': JSON.stringify(Array.from({ length: 10 }, (_, k) => 0.99 - 0.09 * k)) } });
   const plain = join(dir, 'plain.onnx');
   saveModel(buildMixtureModel(MIXTURE, LATENT, { datasetName: 'plain' }), plain);
   const short = join(dir, 'short.txt');

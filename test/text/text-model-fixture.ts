@@ -76,8 +76,8 @@ export interface TextModelFiles {
   tokenizer: string;
 }
 
-/** Writes the denoiser and its companions into `dir`; `extra` edits the denoiser's metadata. */
-export function writeTextModel(dir: string, opts: { extra?: Record<string, string>; omit?: string[]; name?: string } = {}): TextModelFiles {
+/** Writes the denoiser and its companions into `dir`; `metadata` adds to or replaces the denoiser's metadata entries. */
+export function writeTextModel(dir: string, opts: { metadata?: Record<string, string>; omit?: string[]; name?: string } = {}): TextModelFiles {
   const name = opts.name ?? 'txt';
   const files = {
     dir,
@@ -95,11 +95,11 @@ export function writeTextModel(dir: string, opts: { extra?: Record<string, strin
       sigmaMin: 0.01,
       sigmaMax: 20,
       conditioning: { input: 'condition', seqLen: SEQ, embedDim: EMB, logits: COND_LOGITS },
-      extra: {
+      metadata: {
         'adasde.text_encoder': `${name}.text_encoder.onnx`,
         'adasde.tokenizer': `${name}.tokenizer`,
         'adasde.decoder': `${name}.decoder.onnx`,
-        ...(opts.extra ?? {}),
+        ...(opts.metadata ?? {}),
       },
       omit: opts.omit ?? [],
     }),
