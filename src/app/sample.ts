@@ -50,9 +50,12 @@ export interface PredictorRef {
   file: PredictorFile;
 }
 
+/** The flags that find the model and the predictor (shared by `sample` and `fuse`). */
+export type ModelFlags = Pick<SampleOptions, 'model' | 'modelPath' | 'datasetName' | 'modelDir' | 'predictorPath' | 'expDir' | 'guidanceType' | 'guidanceRate' | 'quiet'>;
+
 /** Flags with the predictor applied, and the model file they name: all `resolveSample` needs besides the model. */
-export interface SampleInputs {
-  flags: SampleOptions;
+export interface SampleInputs<F extends ModelFlags = SampleOptions> {
+  flags: F;
   modelFile: string;
   predictor?: PredictorRef;
 }
@@ -62,7 +65,7 @@ export interface SampleInputs {
  * --model_path), else --dataset_name, else, as the reference's sample.py does, the dataset
  * the predictor was trained for. The predictor's CFG guidance applies unless flags set guidance.
  */
-export function sampleInputs(flags: SampleOptions): SampleInputs {
+export function sampleInputs<F extends ModelFlags>(flags: F): SampleInputs<F> {
   const predictor = flags.predictorPath !== undefined ? predictorRef(flags.predictorPath, flags.expDir) : undefined;
   const o = withPredictorGuidance(flags, predictor?.file);
   if (o.model !== undefined && o.modelPath !== undefined && o.model !== o.modelPath) throw new UsageError(`--model_path ${o.modelPath} disagrees with --model ${o.model} (one flag, two spellings)`);
@@ -81,7 +84,7 @@ export function predictorRef(given: string, expDir: string): PredictorRef {
  * coefficients were distilled under it); flags given explicitly still win. Only CFG is taken
  * over (the reference's ms_coco case); classifier guidance stays an explicit choice.
  */
-function withPredictorGuidance(o: SampleOptions, predictor: PredictorFile | undefined): SampleOptions {
+function withPredictorGuidance<F extends ModelFlags>(o: F, predictor: PredictorFile | undefined): F {
   if (!predictor || o.guidanceType !== undefined || o.guidanceRate !== undefined) return o;
   const g = predictor.options.guidance_type;
   return g === 'cfg' ? { ...o, guidanceType: g, guidanceRate: predictor.options.guidance_rate } : o;
@@ -283,7 +286,7 @@ export function coefficientsHash(c: Coefficients): string {
 
 
 /** The solver options as recorded and printed: flag spellings, coefficients by hash. */
-function solverOptionRecord(options: SolverOptions): Record<string, unknown> {
+export function solverOptionRecord(options: SolverOptions): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) {
     if (k === 'coeffs' || v === undefined) continue;
@@ -344,7 +347,7 @@ export function formatSeedList(seeds: readonly number[]): string {
 const shown = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v));
 
 /** The first key whose value differs between two records, as `key=a` vs `key=b`. */
-function firstDifference(stored: Record<string, unknown>, now: Record<string, unknown>): { key: string; stored: string; now: string } | undefined {
+export function firstDifference(stored: Record<string, unknown>, now: Record<string, unknown>): { key: string; stored: string; now: string } | undefined {
   for (const key of new Set([...Object.keys(now), ...Object.keys(stored)])) {
     const a = stored[key];
     const b = now[key];
@@ -384,7 +387,7 @@ export async function recordSampleOptions(plan: SamplePlan): Promise<void> {
   await writeFileAtomic(path, JSON.stringify(record, null, 2) + '\n');
 }
 
-function parseSeeds(s: string): number[] {
+export function parseSeeds(s: string): number[] {
   const out: number[] = [];
   for (const part of s.split(',')) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
@@ -626,7 +629,7 @@ async function mergeNpy(plan: SamplePlan, world: number, shape: readonly number[
 }
 
 /** grid.png of every seed's image, read back from the written PNGs (in --seeds order). */
-async function writeGrid(plan: SamplePlan): Promise<void> {
+export async function writeGrid(plan: Pick<SamplePlan, 'seeds' | 'outdir' | 'subdirs'>): Promise<void> {
   const imgs: DecodedImage[] = [];
   for (const s of plan.seeds) {
     const path = imagePath(plan.outdir, s, plan.subdirs);

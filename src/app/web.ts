@@ -17,10 +17,8 @@ import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { firstLine, RunError, UsageError } from '../core/errors.js';
 import { readModelHeader } from '../onnx/proto.js';
+import { FUSED_FORMAT, FUSED_FORMAT_KEY } from '../fuse/format.js';
 
-/** The metadata key and value `adasde fuse` marks its files with (src/fuse/build.ts). */
-const FUSED_FORMAT_KEY = 'adasde.fused.format';
-const FUSED_FORMAT = 'adasde-fused-sampler';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { describeFsError } from '../io/outdir.js';
 import { isUsageError, RunError, USAGE_EXIT } from '../core/errors.js';
 import { registerFid } from './fid.js';
+import { registerFuse } from './fuse.js';
 import { registerInspect } from './inspect.js';
 import { registerSample } from './sample.js';
 import { registerTable } from './table.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerFid(program);
   registerInspect(program);
   registerTable(program);
+  registerFuse(program);
   registerWeb(program);
   return program;
 }

@@ -5,6 +5,8 @@
  */
 import type { Command } from 'commander';
 import { resolveSample, runSample, sampleInputs, describeSamplePlan, cfgRate } from '../app/sample.js';
+import { describeFusedSamplePlan, resolveFusedSample, runFusedSample } from '../app/fused-sample.js';
+import { solverFlagOptions } from '../config/common.js';
 import { sampleOptionTable, type SampleOptions } from '../config/sample.js';
 import type { OptionsOf } from '../config/options.js';
 import { distEnv } from '../parallel/launcher.js';
@@ -13,7 +15,30 @@ import { defineCommand } from './command.js';
 import { onInterrupt } from './interrupt.js';
 import { Progress } from './progress.js';
 
-async function sampleCommand(flags: SampleOptions): Promise<void> {
+/** `--fused FILE`: the sampler file replaces the model and the solver (src/app/fused-sample.ts). */
+async function fusedCommand(flags: SampleOptions, given: ReadonlySet<string>): Promise<void> {
+  const plan = resolveFusedSample(flags, given, Object.keys(solverFlagOptions()));
+  if (flags.dryRun) {
+    process.stdout.write(JSON.stringify(describeFusedSamplePlan(plan), null, 2) + '\n');
+    process.stdout.write('Dry run; nothing written.\n');
+    return;
+  }
+  const started = Date.now();
+  const release = onInterrupt();
+  try {
+    const res = await runFusedSample(plan, { progress: (total) => new Progress(total, flags.quiet, 'images') });
+    if (flags.quiet) return;
+    const secs = (Date.now() - started) / 1000;
+    process.stdout.write(
+      `sampled ${res.images} images${res.skipped ? ` (${res.skipped} already present, skipped)` : ''} with the fused ${plan.info.solver} sampler at ${plan.info.nfe} NFE in ${secs.toFixed(1)} s -> ${res.dest}\n`,
+    );
+  } finally {
+    release();
+  }
+}
+
+async function sampleCommand(flags: SampleOptions, given: ReadonlySet<string>): Promise<void> {
+  if (flags.fused !== undefined) return fusedCommand(flags, given);
   const outer = distEnv();
   const inputs = sampleInputs(flags);
   const o = inputs.flags;
@@ -49,5 +74,5 @@ async function sampleCommand(flags: SampleOptions): Promise<void> {
 
 export function registerSample(program: Command): void {
   // The table's solver flags are typed by the solvers' own options (SampleOptions).
-  defineCommand(program, 'sample', 'write images for a seed range with AdaSDE or a baseline solver', sampleOptionTable, sampleCommand as (o: OptionsOf<typeof sampleOptionTable>) => Promise<void>);
+  defineCommand(program, 'sample', 'write images for a seed range with AdaSDE or a baseline solver', sampleOptionTable, sampleCommand as (o: OptionsOf<typeof sampleOptionTable>, given: ReadonlySet<string>) => Promise<void>);
 }

@@ -8,19 +8,11 @@ import { resolve } from 'node:path';
 import { describeSampler, resolveWeb, startWeb } from '../app/web.js';
 import { webTable, type WebOptions } from '../config/web.js';
 import { defineCommand } from './command.js';
-import { UsageError } from '../core/errors.js';
-
-/**
- * Without --sampler the page is to get the bundled model's fused AdaSDE 5-NFE sampler, built
- * on first use by `adasde fuse`'s bundledFusedSampler; until that command is part of the
- * program, --sampler is required.
- */
-function defaultSampler(): never {
-  throw new UsageError('--sampler is required (a fused sampler ONNX file)');
-}
+import { bundledFusedSampler } from '../app/fuse.js';
 
 async function web(flags: WebOptions): Promise<void> {
-  const sampler = flags.sampler !== undefined ? resolve(flags.sampler) : defaultSampler();
+  // Without --sampler: the bundled model's fused AdaSDE 5-NFE sampler, built on first use.
+  const sampler = flags.sampler !== undefined ? resolve(flags.sampler) : await bundledFusedSampler((line) => flags.quiet || process.stderr.write(line + '\n'));
   const plan = resolveWeb({ sampler, host: flags.host, port: flags.port });
   const srv = await startWeb(plan);
   process.stdout.write(`adasde web: ${srv.url} (sampler ${describeSampler(plan.sampler)}; Ctrl-C stops)\n`);

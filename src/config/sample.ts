@@ -5,11 +5,12 @@ import type { BaseSolverOptions } from '../solvers/common.js';
 import type { SolverOptions } from '../solvers/registry.js';
 import { defineOptions, type OptionsOf } from './options.js';
 
-const sampleBase = defineOptions({
+export const sampleBase = defineOptions({
   model: { flag: 'model', schema: optStr, help: 'denoiser ONNX file (the adasde model contract)', expect: 'a path to an .onnx file' },
   modelPath: { flag: 'model_path', schema: optStr, help: 'the reference\'s spelling of --model', expect: 'a path to an .onnx file' },
   datasetName: { flag: 'dataset_name', schema: optStr, help: 'reference dataset name, resolved to a model file inside --model_dir', expect: 'a dataset name such as cifar10' },
   modelDir: { flag: 'model_dir', schema: z.string(), default: './models', help: 'where --dataset_name models live', expect: 'a folder' },
+  fused: { flag: 'fused', schema: optStr, help: 'sample with a fused sampler ONNX file (adasde fuse) instead of a model and a solver', expect: 'a path to a fused sampler .onnx file' },
   predictorPath: { flag: 'predictor_path', schema: optStr, help: 'AdaSDE predictor: an experiment number under --exp_dir, a run folder or a predictor .json', expect: 'an experiment number or a path' },
   expDir: { flag: 'exp_dir', schema: z.string(), default: './exp', help: 'where numbered experiments live', expect: 'a folder' },
   solver: { flag: 'solver', schema: solverName.optional(), help: `${SOLVERS.join('|')} (default adasde with --predictor_path)`, expect: `one of ${SOLVERS.join(', ')}` },

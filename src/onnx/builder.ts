@@ -18,6 +18,7 @@ import {
   type GraphProto,
   type ModelProto,
   type NodeProto,
+  type OperatorSetId,
   type TensorProto,
   type ValueInfoProto,
 } from './proto.js';
@@ -81,6 +82,17 @@ export class GraphBuilder {
     this.outputs.push({ name, type: { elemType, shape: [...shape] } });
   }
 
+  /** An initializer as it is (a model's weights carried over under their own name). */
+  initializer(t: TensorProto): string {
+    this.inits.push({ ...t, name: this.claim(t.name) });
+    return t.name;
+  }
+
+  /** A node as it is (a model's node carried over, its values already renamed by the caller). */
+  node(n: NodeProto): void {
+    this.nodes.push(n);
+  }
+
   /** float32 initializer. */
   constant(data: ArrayLike<number>, dims: number[], hint = 'const'): string {
     const n = this.fresh(hint);
@@ -142,10 +154,14 @@ export class GraphBuilder {
     return { name: this.name, node: [...this.nodes], initializer: [...this.inits], input: [...this.inputs], output: [...this.outputs], valueInfo: [] };
   }
 
-  model(metadata: Record<string, string> = {}, opts: { opset?: number; irVersion?: number } = {}): ModelProto {
+  /**
+   * The ModelProto; `opsetImport` replaces the default opset list (a graph that carries
+   * another model's nodes keeps that model's opsets, custom domains included).
+   */
+  model(metadata: Record<string, string> = {}, opts: { opset?: number; irVersion?: number; opsetImport?: OperatorSetId[] } = {}): ModelProto {
     return {
       irVersion: opts.irVersion ?? IR_VERSION,
-      opsetImport: [{ domain: '', version: opts.opset ?? OPSET }],
+      opsetImport: opts.opsetImport ? opts.opsetImport.map((o) => ({ ...o })) : [{ domain: '', version: opts.opset ?? OPSET }],
       producerName: PRODUCER,
       producerVersion: '',
       graph: this.graph(),

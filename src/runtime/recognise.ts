@@ -9,7 +9,7 @@
 import { REQUIRED_KEYS } from './model.js';
 import type { ModelSignature } from './session.js';
 
-export type ContractName = 'denoiser' | 'decoder' | 'text_encoder' | 'classifier' | 'feature extractor' | 'tokenizer';
+export type ContractName = 'denoiser' | 'decoder' | 'text_encoder' | 'classifier' | 'feature extractor' | 'fused sampler' | 'tokenizer';
 
 /** What the rules look at: the metadata and the sets of input and output names. */
 interface SignatureView {
@@ -27,7 +27,9 @@ interface Rule {
 
 /** Tried in order; the first rule that matches names the contract. */
 const RULES: readonly Rule[] = [
-  // Declared in the metadata.
+  // Declared in the metadata. A fused sampler (adasde fuse) also takes z and writes images,
+  // so its marker is ruled on before any shape rule.
+  { contract: 'fused sampler', matches: (s) => s.meta['adasde.fused.format'] !== undefined },
   { contract: 'decoder', matches: (s) => s.meta['adasde.role'] === 'decoder' },
   { contract: 'text_encoder', matches: (s) => s.meta['adasde.role'] === 'text_encoder' },
   { contract: 'classifier', matches: (s) => s.meta['adasde.role'] === 'classifier' },

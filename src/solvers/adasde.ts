@@ -115,8 +115,8 @@ export const adasdeSolver = defineSolver<Partial<AdasdeOptions>, 'adasde'>({
   usesPredictor: true,
   // 1 + K evaluations per interval (ALGORITHM.md 4).
   nfe: (N, o) => adasdeNfe(N, o.coeffs?.r[0]?.length ?? 1, o.afs, o.denoiseToZero),
-  sample: (x, ctx, o) => {
-    if (!o.coeffs) throw new RangeError('adasde needs coefficients (a predictor)');
-    return sampleAdasde(x, ctx, { ...o, coeffs: o.coeffs });
+  solve: (o, x0, t, opts) => {
+    if (!opts.coeffs) throw new RangeError('adasde needs coefficients (a predictor)');
+    return solveAdasde(o, x0, t, { ...opts, coeffs: opts.coeffs });
   },
 });

@@ -123,5 +123,5 @@ export const deisSolver = defineSolver<DeisOptions, 'deis'>({
     deisMode: { flag: 'deis_mode', schema: z.enum(['tab', 'rhoab']).default('tab'), help: 'Lagrange polynomial in VP time (tab) or in sigma (rhoab)', expect: 'tab or rhoab' },
   },
   nfe: perIntervalNfe(1),
-  sample: sampleDeis,
+  solve: solveDeis,
 });

@@ -51,13 +51,22 @@ export interface SolverDescriptor<O extends BaseSolverOptions = BaseSolverOption
   usesPredictor?: boolean;
   /** Denoiser evaluations per sample on a grid of num_steps points. */
   nfe(numSteps: number, opts: O): number;
-  /** Integrate from x0 = t_0 z over ctx.tSteps; returns a new state. */
+  /**
+   * The sampler itself, from x0 = t_0 z over the grid t, written once against the array
+   * operations (ops.ts): the host loop runs it on Float64Array states (`sample`), the fused
+   * sampler (src/fuse/) on graph values, so both compute the same arithmetic.
+   */
+  solve<A>(o: SolverOps<A>, x0: A, t: Float64Array, opts: O): Promise<A>;
+  /** `solve` on the eager operations: integrate from x0 over ctx.tSteps; returns a new state. */
   sample(x0: Float64Array, ctx: SolverContext, opts: O): Promise<Float64Array>;
 }
 
-/** Types a descriptor, keeping its literal name for the registry's `SolverName`. */
-export function defineSolver<O extends BaseSolverOptions, const N extends string>(d: SolverDescriptor<O, N>): SolverDescriptor<O, N> {
-  return d;
+/** What a solver's file declares: everything but `sample`, which is `solve` run eagerly. */
+export type SolverSpec<O extends BaseSolverOptions = BaseSolverOptions, N extends string = string> = Omit<SolverDescriptor<O, N>, 'sample'>;
+
+/** Types a descriptor, keeping its literal name for the registry's `SolverName`; adds the eager `sample`. */
+export function defineSolver<O extends BaseSolverOptions, const N extends string>(d: SolverSpec<O, N>): SolverDescriptor<O, N> {
+  return { ...d, sample: eagerSampler<[O]>((o, x0, t, opts) => d.solve(o, x0, t, opts)) };
 }
 
 /** Evaluations added to a solver's own count by AFS (one fewer) and denoise_to_zero (one more). */

@@ -42,5 +42,5 @@ export const dpmSolver = defineSolver<DpmOptions, 'dpm'>({
   summary: 'DPM-Solver-2, second order',
   flags: {},
   nfe: perIntervalNfe(2),
-  sample: sampleDpm,
+  solve: solveDpm,
 });

@@ -145,5 +145,5 @@ export const dpmppSolver = defineSolver<DpmppOptions, 'dpmpp'>({
   // The reference thresholds pixel-space data predictions only.
   modelDefaults: (m) => ({ thresholding: !m.latent }),
   nfe: perIntervalNfe(1),
-  sample: sampleDpmpp,
+  solve: solveDpmpp,
 });

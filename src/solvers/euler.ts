@@ -26,5 +26,5 @@ export const eulerSolver = defineSolver({
   summary: 'Euler (DDIM), first order',
   flags: {},
   nfe: perIntervalNfe(1),
-  sample: sampleEuler,
+  solve: solveEuler,
 });

@@ -37,5 +37,5 @@ export const heunSolver = defineSolver({
   summary: "Heun's second-order method (EDM)",
   flags: {},
   nfe: perIntervalNfe(2),
-  sample: sampleHeun,
+  solve: solveHeun,
 });

@@ -43,5 +43,5 @@ export const ipndmSolver = defineSolver<IpndmOptions, 'ipndm'>({
   summary: 'improved PNDM, fixed Adams-Bashforth weights',
   flags: { maxOrder: maxOrderFlag(4) },
   nfe: perIntervalNfe(1),
-  sample: sampleIpndm,
+  solve: solveIpndm,
 });

@@ -64,5 +64,5 @@ export const ipndmVSolver = defineSolver<IpndmVOptions, 'ipndm_v'>({
   summary: 'iPNDM with variable-step weights',
   flags: { maxOrder: maxOrderFlag(4) },
   nfe: perIntervalNfe(1),
-  sample: sampleIpndmV,
+  solve: solveIpndmV,
 });

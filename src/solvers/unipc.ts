@@ -152,5 +152,5 @@ export const unipcSolver = defineSolver<UnipcOptions, 'unipc'>({
   },
   modelDefaults: (m) => ({ thresholding: !m.latent }),
   nfe: perIntervalNfe(1),
-  sample: sampleUnipc,
+  solve: solveUnipc,
 });

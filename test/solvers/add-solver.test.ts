@@ -20,7 +20,7 @@ const SOLVER_FILE = `/** Euler with every interval split into \`substeps\` equal
 import { z } from 'zod';
 import type { BaseSolverOptions } from './common.js';
 import { defineSolver, endpointNfe } from './descriptor.js';
-import { sampleEuler } from './euler.js';
+import { solveEuler } from './euler.js';
 
 export interface EulerSubOptions extends BaseSolverOptions {
   substeps?: number;
@@ -41,7 +41,7 @@ export const eulerSubSolver = defineSolver<EulerSubOptions, 'euler_sub'>({
     substeps: { flag: 'substeps', schema: z.number().int().min(1).max(8).default(2), help: 'Euler steps per interval', expect: 'a positive integer', supports: '1 to 8 substeps' },
   },
   nfe: (N, o) => (o.substeps ?? 2) * (N - 1) + endpointNfe(o),
-  sample: (x0, ctx, o) => sampleEuler(x0, { ...ctx, tSteps: refine(ctx.tSteps, o.substeps ?? 2) }, o),
+  solve: (o, x0, t, opts) => solveEuler(o, x0, refine(t, opts.substeps ?? 2), opts),
 });
 `;
 

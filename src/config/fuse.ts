@@ -1,0 +1,25 @@
+/** `adasde fuse` options: the solver and model flags of `adasde sample`, plus the output file. */
+import { defineOptions, boolFlag, optStr, type OptionsOf } from './options.js';
+import { solverFlagOptions } from './common.js';
+import { sampleBase, type SolverFlagValues } from './sample.js';
+
+const pick = <K extends keyof typeof sampleBase>(...keys: K[]): Pick<typeof sampleBase, K> =>
+  Object.fromEntries(keys.map((k) => [k, sampleBase[k]])) as Pick<typeof sampleBase, K>;
+
+const fuseBase = defineOptions({
+  ...pick('model', 'modelPath', 'datasetName', 'modelDir', 'predictorPath', 'expDir', 'solver', 'numSteps', 'scheduleType', 'scheduleRho', 'tSteps', 'sigmaMin', 'sigmaMax', 'afs', 'denoiseToZero'),
+  ...pick('guidanceType', 'guidanceRate'),
+  out: { flag: 'out', schema: optStr, help: 'the fused sampler to write (default <dataset>-<solver>-nfe<k>.onnx)', expect: 'a path to an .onnx file' },
+  force: { flag: 'force', schema: boolFlag, default: false, kind: 'switch', help: 'replace --out if it exists', expect: 'a switch' },
+  dryRun: sampleBase.dryRun,
+  quiet: sampleBase.quiet,
+});
+
+/** Every `adasde fuse` flag: the command's own, the solvers' after --denoise_to_zero (as `adasde sample`). */
+export const fuseOptionTable = (() => {
+  const entries = Object.entries(fuseBase);
+  const at = entries.findIndex(([k]) => k === 'denoiseToZero') + 1;
+  return Object.fromEntries([...entries.slice(0, at), ...Object.entries(solverFlagOptions()), ...entries.slice(at)]) as typeof fuseBase;
+})();
+
+export type FuseOptions = OptionsOf<typeof fuseBase> & SolverFlagValues;
