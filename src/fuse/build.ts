@@ -153,10 +153,10 @@ class Inliner {
       names.set(v, n);
       return n;
     };
-    for (const n of this.nodes) {
-      const node: NodeProto = { ...n, name: '', input: n.input.map(rename), output: n.output.map(rename) };
+    this.nodes.forEach((n, k) => {
+      const node: NodeProto = { ...n, name: `${prefix}n${k}`, input: n.input.map(rename), output: n.output.map(rename) };
       g.node(node);
-    }
+    });
     const out: Record<string, string> = {};
     for (const w of wanted) {
       const type = this.outputs.get(w);
