@@ -47,7 +47,7 @@ const GMM_COND = join(dir, 'gmm-cond.onnx');
 saveModel(
   buildMixtureModel(MIX, SHAPE, {
     datasetName: 'gmm_cond',
-    extra: { 'adasde.label_dim': String(LABELS) },
+    metadata: { 'adasde.label_dim': String(LABELS) },
     conditioning: { input: 'class_labels', labelDim: LABELS, logits: Float64Array.from({ length: LABELS * 5 }, (_, q) => 1.5 * Math.cos(q)) },
   }),
   GMM_COND,
@@ -241,7 +241,7 @@ test('CLI: a latent model is fused with its decoder; --output_format npy gives t
   const alphas = JSON.stringify(Array.from({ length: 100 }, (_, k) => Math.exp(-0.0004 - 0.09 * k)));
   saveModel(buildDecoderModel({ latent: LAT, weight: Float32Array.from({ length: 12 }, (_, k) => 0.3 * Math.cos(k)), bias: Float32Array.of(0, 0.1, -0.1) }), join(ldm, 'ldm.decoder.onnx'));
   const model = join(ldm, 'ldm.onnx');
-  saveModel(buildMixtureModel(mix, LAT, { datasetName: 'ldm_test', sigmaMin: 0.03, sigmaMax: 14, extra: { 'adasde.family': 'ldm', 'adasde.alphas_cumprod': alphas, 'adasde.decoder': 'ldm.decoder.onnx' } }), model);
+  saveModel(buildMixtureModel(mix, LAT, { datasetName: 'ldm_test', sigmaMin: 0.03, sigmaMax: 14, metadata: { 'adasde.family': 'ldm', 'adasde.alphas_cumprod': alphas, 'adasde.decoder': 'ldm.decoder.onnx' } }), model);
   const out = join(ldm, 'fused.onnx');
   const solver = ['--solver', 'dpmpp', '--num_steps', '6', '--schedule_type', 'discrete'];
   assert.equal(cli(['fuse', '--model', model, ...solver, '--out', out, '--quiet'], ldm).code, 0);
