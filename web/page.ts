@@ -6,7 +6,8 @@
  * URL parameters (all optional): sampler (default sampler.onnx, beside the page), seeds
  * (0-63), batch (16), ep (auto, wasm or webgpu), threads (WASM threads; default as many as
  * the browser allows up to 4 where the page is cross-origin isolated, else 1), run (1: sample
- * as soon as the session is ready). window.adasdePage exposes the state for scripts (the
+ * as soon as the session is ready), opt (onnxruntime's graph optimisation level: all, basic or
+ * disabled). window.adasdePage exposes the state for scripts (the
  * headless-browser test, the screenshot tool).
  */
 import * as ort from 'onnxruntime-web/webgpu';
@@ -99,6 +100,13 @@ function wasmThreads(): number {
   return crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
 }
 
+/** `opt`: onnxruntime's graph optimisation level (all, the default; basic; disabled): trades session creation against run time. */
+function optimizationLevel(): 'all' | 'basic' | 'disabled' {
+  const v = params.get('opt') ?? 'all';
+  if (v !== 'all' && v !== 'basic' && v !== 'disabled') throw new Error(`opt=${v}: expected all, basic or disabled`);
+  return v;
+}
+
 let bytes: Uint8Array | undefined;
 let session: ort.InferenceSession | undefined;
 
@@ -111,7 +119,7 @@ async function createSession(ep: string): Promise<void> {
   const create = async (backend: Backend): Promise<void> => {
     const t0 = performance.now();
     // The buffer is copied into the runtime's heap; passing a copy keeps ours for a re-create.
-    session = await ort.InferenceSession.create(bytes!.slice(), { executionProviders: [backend], graphOptimizationLevel: 'all' });
+    session = await ort.InferenceSession.create(bytes!.slice(), { executionProviders: [backend], graphOptimizationLevel: optimizationLevel() });
     state.sessionMs = performance.now() - t0;
     state.backend = backend;
   };

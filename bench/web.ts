@@ -1,0 +1,94 @@
+/**
+ * The browser page in headless Chromium (issue 16): session creation and images/s of the
+ * bundled network's fused AdaSDE samplers (5 and 9 NFE) with onnxruntime-web WASM, served by
+ * `adasde web`'s server, at onnxruntime's optimisation levels `all` and `basic`; optionally a
+ * screenshot of the page (the README's picture).
+ *
+ *   npm run build && node dist/bench/web.js [--seeds 0-31] [--batch 8]
+ *     [--five exp/00013-...-tiny] [--nine exp/00008-...-tiny] [--screenshot web/screenshot.png]
+ *
+ * Debian's chromium (/usr/bin/chromium) driven by playwright-core. Prints a Markdown table
+ * (bench/RESULTS.md, "Fused samplers").
+ */
+import { mkdtempSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { resolveFuse, runFuse } from '../src/app/fuse.js';
+import { resolveWeb, startWeb } from '../src/app/web.js';
+import { fuseOptionTable, type FuseOptions } from '../src/config/fuse.js';
+import { parseOptions } from '../src/config/options.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const argv = process.argv.slice(2);
+const FLAGS = ['seeds', 'batch', 'five', 'nine', 'screenshot'];
+function fail(message: string): never {
+  console.error(`bench/web: ${message}`);
+  process.exit(2);
+}
+for (let k = 0; k < argv.length; k += 2) {
+  const name = argv[k]!.replace(/^--/, '');
+  if (!argv[k]!.startsWith('--') || !FLAGS.includes(name)) fail(`unknown argument ${argv[k]} (flags: ${FLAGS.map((f) => `--${f}`).join(' ')})`);
+  if (argv[k + 1] === undefined) fail(`--${name} needs a value`);
+}
+const str = (name: string, def: string): string => {
+  const k = argv.indexOf(`--${name}`);
+  return k >= 0 ? argv[k + 1]! : def;
+};
+const seeds = str('seeds', '0-31');
+const batch = Number(str('batch', '8'));
+const screenshot = argv.includes('--screenshot') ? resolve(str('screenshot', '')) : undefined;
+const dir = mkdtempSync(join(tmpdir(), 'adasde-bench-web-'));
+const model = join(root, 'models', 'cifar10-tiny-edm.onnx');
+
+async function fuse(predictor: string, name: string): Promise<string> {
+  const out = join(dir, `${name}.onnx`);
+  await runFuse(resolveFuse({ ...parseOptions(fuseOptionTable, { quiet: true }), model, predictorPath: resolve(predictor), out } as FuseOptions));
+  return out;
+}
+
+interface View {
+  status: string;
+  error?: string;
+  threads?: number;
+  sessionMs?: number;
+  lastRun?: { imagesPerSecond: number; seconds: number };
+}
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
+});
+
+async function measure(sampler: string, opt: string, shot?: string): Promise<View> {
+  const srv = await startWeb(resolveWeb({ sampler, host: '127.0.0.1', port: 0 }));
+  try {
+    const page = await browser.newPage({ viewport: { width: 900, height: 700 } });
+    await page.goto(`${srv.url}?seeds=${seeds}&batch=${batch}&ep=wasm&opt=${opt}&run=1`);
+    await page.waitForFunction(() => ['done', 'error'].includes((globalThis as unknown as { adasdePage?: View }).adasdePage?.status ?? ''), undefined, { timeout: 1_200_000, polling: 500 });
+    const view = await page.evaluate(() => {
+      const s = (globalThis as unknown as { adasdePage: View }).adasdePage;
+      return { status: s.status, error: s.error, threads: s.threads, sessionMs: s.sessionMs, lastRun: s.lastRun };
+    });
+    if (view.status !== 'done') fail(`page error: ${view.error}`);
+    if (shot) await page.screenshot({ path: shot, fullPage: true });
+    await page.close();
+    return view;
+  } finally {
+    await srv.close();
+  }
+}
+
+console.log(`bench/web: ${cpus()[0]?.model ?? 'cpu'}, ${availableParallelism()} cores, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; headless Chromium, onnxruntime-web WASM, seeds ${seeds}, batch ${batch}\n`);
+console.log('| fused sampler | optimisation | WASM threads | session creation | images/s |');
+console.log('|---|---|---:|---:|---:|');
+const five = await fuse(str('five', join(root, 'exp', '00013-cifar10-4-5-adasde-dpm-3-uni1.0-afs-tiny')), 'five');
+const nine = await fuse(str('nine', join(root, 'exp', '00008-cifar10-6-9-adasde-dpm-2-uni1.0-afs-tiny')), 'nine');
+for (const [label, file] of [['AdaSDE 5 NFE', five], ['AdaSDE 9 NFE', nine]] as const) {
+  for (const opt of ['all', 'basic']) {
+    const v = await measure(file, opt, screenshot && label.includes('5') && opt === 'all' ? screenshot : undefined);
+    console.log(`| ${label} | ${opt} | ${v.threads} | ${((v.sessionMs ?? 0) / 1000).toFixed(1)} s | ${v.lastRun?.imagesPerSecond.toFixed(2)} |`);
+  }
+}
+await browser.close();
