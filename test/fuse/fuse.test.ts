@@ -108,7 +108,8 @@ async function compare(flags: Partial<FuseOptions>, seeds: number[], name: strin
   return { relErr: err / scale, pixels: seeds.length * dim, differing, maxPixelDiff };
 }
 
-function assertEquivalent(r: Compared, what: string): void {
+function assertEquivalent(r: Compared, what: string, t?: { diagnostic(m: string): void }): void {
+  t?.diagnostic(`${what}: max relative error ${r.relErr.toExponential(2)}, ${r.differing} of ${r.pixels} pixels differ (max ${r.maxPixelDiff})`);
   // float32 arithmetic against float64 states: a few ulps per step, well below 1e-4.
   assert.ok(r.relErr < 1e-4, `${what}: max |x_fused - x_host| / max |x_host| = ${r.relErr}`);
   assert.ok(r.differing <= 0.001 * r.pixels, `${what}: ${r.differing} of ${r.pixels} pixels differ`);
@@ -132,28 +133,28 @@ const ADASDE: [string, Partial<FuseOptions>][] = [
   ['adasde without noise', { predictorPath: NOISELESS }],
 ];
 
-test('fused = host loop for every solver on the bundled network (4 seeds)', async () => {
+test('fused = host loop for every solver on the bundled network (4 seeds)', async (t) => {
   const seeds = [0, 1, 2, 3];
   for (const [what, flags] of [...BASELINES, ...ADASDE]) {
     const r = await compare({ model: BUNDLED, ...flags }, seeds, `bundled-${what.replace(/\W+/g, '_')}`);
-    assertEquivalent(r, `bundled ${what}`);
+    assertEquivalent(r, `bundled ${what}`, t);
   }
 });
 
-test('fused = host loop for every solver on the Gaussian-mixture test model (8 seeds)', async () => {
+test('fused = host loop for every solver on the Gaussian-mixture test model (8 seeds)', async (t) => {
   const seeds = [0, 1, 2, 3, 4, 5, 6, 7];
   for (const [what, flags] of [...BASELINES, ...ADASDE]) {
     const r = await compare({ model: GMM, ...flags }, seeds, `gmm-${what.replace(/\W+/g, '_')}`);
-    assertEquivalent(r, `gmm ${what}`);
+    assertEquivalent(r, `gmm ${what}`, t);
   }
 });
 
-test('fused = host loop with class labels, with classifier-free guidance, and on a float16 export', async () => {
+test('fused = host loop with class labels, with classifier-free guidance, and on a float16 export', async (t) => {
   const seeds = Array.from({ length: 32 }, (_, k) => 3 + k);
-  assertEquivalent(await compare({ model: GMM_COND, solver: 'heun', numSteps: 5 }, seeds, 'cond-heun'), 'class-conditional heun');
-  assertEquivalent(await compare({ model: GMM_COND, predictorPath: NOISY, guidanceType: 'cfg', guidanceRate: 2 }, seeds, 'cond-cfg'), 'class-conditional adasde, cfg 2');
-  assertEquivalent(await compare({ model: GMM_COND, solver: 'ipndm', numSteps: 6, guidanceType: 'cfg', guidanceRate: 3 }, seeds, 'cond-cfg-ipndm'), 'class-conditional ipndm, cfg 3');
-  assertEquivalent(await compare({ model: GAUSS16, solver: 'dpm', numSteps: 5 }, seeds, 'gauss16-dpm'), 'float16 gauss dpm');
+  assertEquivalent(await compare({ model: GMM_COND, solver: 'heun', numSteps: 5 }, seeds, 'cond-heun'), 'class-conditional heun', t);
+  assertEquivalent(await compare({ model: GMM_COND, predictorPath: NOISY, guidanceType: 'cfg', guidanceRate: 2 }, seeds, 'cond-cfg'), 'class-conditional adasde, cfg 2', t);
+  assertEquivalent(await compare({ model: GMM_COND, solver: 'ipndm', numSteps: 6, guidanceType: 'cfg', guidanceRate: 3 }, seeds, 'cond-cfg-ipndm'), 'class-conditional ipndm, cfg 3', t);
+  assertEquivalent(await compare({ model: GAUSS16, solver: 'dpm', numSteps: 5 }, seeds, 'gauss16-dpm'), 'float16 gauss dpm', t);
 });
 
 test('the fused file: weights once (size within a few percent of the model), metadata saying what it is', async () => {
