@@ -74,6 +74,23 @@ export const guidanceType = z.preprocess(
 /** `cpu`, `cuda` or `cuda:N`. */
 export const device = z.string().regex(/^(cpu|cuda(:\d+)?)$/);
 
+// Options several commands declare alike, spelled once (the literal types keep each table's option types).
+
+/** `--device` of every command that runs a model. */
+export const deviceOption = { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' } satisfies OptionSpec;
+
+/** `--threads` of the commands that can start several processes (fid, sample, table, train). */
+export const threadsOption = {
+  flag: 'threads',
+  schema: intFlag(0, 1024),
+  default: 0,
+  help: 'intra-op threads per process (0: onnxruntime default)',
+  expect: 'a non-negative integer',
+} satisfies OptionSpec;
+
+/** `--quiet` of the commands whose progress is their only other output (sample, table, train). */
+export const quietOption = { flag: 'quiet', schema: boolFlag, default: false, kind: 'switch', help: 'no progress output', expect: 'a switch' } satisfies OptionSpec;
+
 /** Largest seed (the reference draws from a uint32 generator seed). */
 export const MAX_SEED = 2 ** 32 - 1;
 /** Most seeds one list may hold: 10 million images, far beyond any FID run, still a few MB. */

@@ -1,14 +1,14 @@
 /** `adasde fid calc` and `adasde fid ref` options (reference fid.py spelling). */
 import { z } from 'zod';
-import { boolFlag, DEFAULT_DETECTOR, device, intFlag, numFlag } from './common.js';
+import { boolFlag, DEFAULT_DETECTOR, device, deviceOption, intFlag, numFlag, threadsOption } from './common.js';
 import { defineOptions, type OptionsOf } from './options.js';
 
 const shared = {
   detector: { flag: 'detector', schema: z.string().min(1), default: DEFAULT_DETECTOR, help: 'feature extractor ONNX (inception-2015-12-05 contract)', expect: 'a path to an .onnx file' },
   num: { flag: 'num', schema: intFlag(2).optional(), help: 'use a reproducible subset of this many images (default: all)', expect: 'an integer >= 2' },
   seed: { flag: 'seed', schema: intFlag(0), default: 0, help: 'seed of the --num subset', expect: 'a non-negative integer' },
-  device: { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' },
-  threads: { flag: 'threads', schema: intFlag(0, 1024), default: 0, help: 'intra-op threads per process (0: onnxruntime default)', expect: 'a non-negative integer' },
+  device: deviceOption,
+  threads: threadsOption,
   decoders: { flag: 'decoders', schema: intFlag(0, 64), default: 1, help: 'decoding threads per process, working while the detector runs (0: decode on the main thread)', expect: 'a non-negative integer' },
   nprocPerNode: { flag: 'nproc_per_node', schema: intFlag(1, 1024), default: 1, help: 'worker processes splitting feature extraction', expect: 'an integer >= 1' },
   partialTimeout: { flag: 'partial_timeout', schema: numFlag(0), default: 3600, help: 'external launchers: seconds rank 0 waits for the other ranks after its own share', expect: 'a non-negative number of seconds' },

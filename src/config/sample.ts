@@ -1,6 +1,6 @@
 /** `adasde sample` options, in the spelling of the reference's sample.py. */
 import { z } from 'zod';
-import { boolFlag, device, guidanceType, intFlag, numFlag, optStr, posNumFlag, scheduleType, seedList, solverFlagOptions, solverName, SOLVERS, tStepsFlag } from './common.js';
+import { boolFlag, device, deviceOption, guidanceType, intFlag, numFlag, optStr, posNumFlag, quietOption, scheduleType, seedList, solverFlagOptions, solverName, SOLVERS, threadsOption, tStepsFlag } from './common.js';
 import type { BaseSolverOptions } from '../solvers/common.js';
 import type { SolverOptions } from '../solvers/registry.js';
 import { defineOptions, type OptionsOf } from './options.js';
@@ -37,11 +37,11 @@ export const sampleBase = defineOptions({
   useFp16: { flag: 'use_fp16', schema: boolFlag, default: false, kind: 'bool', help: 'half precision at the model boundary: a float32 model gets x and sigma rounded to float16 and its output rounded back (an fp16 export runs in fp16 anyway)', expect: 'True or False' },
   returnInters: { flag: 'return_inters', schema: boolFlag, default: false, kind: 'bool', help: 'also write inters.npy: float32 [steps+1, n, C, H, W], the state before the first and after every step, seeds in --seeds order (one process)', expect: 'True or False' },
   resume: { flag: 'resume', schema: boolFlag, default: true, kind: 'bool', help: 'skip images that already exist', expect: 'True or False' },
-  device: { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' },
-  threads: { flag: 'threads', schema: intFlag(0, 1024), default: 0, help: 'intra-op threads per process (0: onnxruntime default)', expect: 'a non-negative integer' },
+  device: deviceOption,
+  threads: threadsOption,
   nprocPerNode: { flag: 'nproc_per_node', schema: intFlag(1, 1024), default: 1, help: 'worker processes sharing the seed list', expect: 'an integer >= 1' },
   dryRun: { flag: 'dry-run', short: '-n', schema: boolFlag, default: false, kind: 'switch', help: 'print the resolved plan and exit without writing anything', expect: 'a switch' },
-  quiet: { flag: 'quiet', schema: boolFlag, default: false, kind: 'switch', help: 'no progress output', expect: 'a switch' },
+  quiet: quietOption,
 });
 
 /** The flags that set a solver's own options, given or not (each solver's range and default apply later). */

@@ -3,7 +3,7 @@
  * everything; flags given on the command line override its top-level fields.
  */
 import { z } from 'zod';
-import { boolFlag, DEFAULT_DETECTOR, device, intFlag, optStr, solverRowFields, SOLVERS } from './common.js';
+import { boolFlag, DEFAULT_DETECTOR, device, deviceOption, intFlag, optStr, quietOption, solverRowFields, SOLVERS, threadsOption } from './common.js';
 import { SCHEDULE_TYPES } from '../solvers/schedule.js';
 import { defineOptions, type OptionsOf } from './options.js';
 
@@ -84,11 +84,11 @@ export const tableOptionTable = defineOptions({
   keepImages: { flag: 'keep_images', schema: boolFlag.optional(), kind: 'bool', helpDefault: "False, or the spec's keep_images", help: 'also write every cell\'s PNGs', expect: 'True or False' },
   compare: { flag: 'compare', schema: optStr, help: 'published numbers to print beside the measured ones ("published" = the paper\'s table)', expect: 'a path or "published"' },
   compareDataset: { flag: 'compare_dataset', schema: optStr, help: 'dataset key in the --compare file (default: the model\'s dataset)', expect: 'a dataset name' },
-  device: { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' },
-  threads: { flag: 'threads', schema: intFlag(0, 1024), default: 0, help: 'intra-op threads per process (0: onnxruntime default)', expect: 'a non-negative integer' },
+  device: deviceOption,
+  threads: threadsOption,
   nprocPerNode: { flag: 'nproc_per_node', schema: intFlag(1, 1024), default: 1, help: 'worker processes sharing every cell\'s seeds', expect: 'an integer >= 1' },
   dryRun: { flag: 'dry-run', short: '-n', schema: boolFlag, default: false, kind: 'switch', help: 'print every cell\'s resolution and whether it is stored, and exit without writing anything', expect: 'a switch' },
-  quiet: { flag: 'quiet', schema: boolFlag, default: false, kind: 'switch', help: 'no progress output', expect: 'a switch' },
+  quiet: quietOption,
 });
 
 export type TableOptions = OptionsOf<typeof tableOptionTable>;

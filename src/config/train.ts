@@ -1,6 +1,6 @@
 /** `adasde train` options, in the spelling of the reference's train.py. */
 import { z } from 'zod';
-import { boolFlag, DEFAULT_DETECTOR, device, guidanceType, intFlag, numFlag, optStr, posNumFlag, scheduleType } from './common.js';
+import { boolFlag, DEFAULT_DETECTOR, device, deviceOption, guidanceType, intFlag, numFlag, optStr, posNumFlag, quietOption, scheduleType, threadsOption } from './common.js';
 import { defineOptions, type OptionsOf } from './options.js';
 
 export const trainTable = defineOptions({
@@ -47,10 +47,10 @@ export const trainTable = defineOptions({
   teacherCacheGb: { flag: 'teacher_cache_gb', schema: posNumFlag(), default: 8, help: 'bound of the teacher cache in GB; the least recently used targets are removed beyond it', expect: 'a positive number' },
   passes: { flag: 'passes', schema: intFlag(1, 64), default: 1, help: 'student passes (with their Adam steps) per teacher batch (1: the reference)', expect: 'an integer from 1 to 64' },
   resume: { flag: 'resume', schema: optStr, help: 'continue a run folder (or its number) from its latest snapshot', expect: 'a run folder or number' },
-  device: { flag: 'device', schema: device, default: 'cpu', help: 'cpu, cuda or cuda:N', expect: 'cpu, cuda or cuda:N' },
-  threads: { flag: 'threads', schema: intFlag(0, 1024), default: 0, help: 'intra-op threads per process (0: onnxruntime default)', expect: 'a non-negative integer' },
+  device: deviceOption,
+  threads: threadsOption,
   nprocPerNode: { flag: 'nproc_per_node', schema: intFlag(1, 1024), default: 1, help: 'data-parallel worker processes', expect: 'an integer >= 1' },
-  quiet: { flag: 'quiet', schema: boolFlag, default: false, kind: 'switch', help: 'no progress output', expect: 'a switch' },
+  quiet: quietOption,
 });
 
 export type TrainOptions = OptionsOf<typeof trainTable>;
