@@ -23,7 +23,7 @@ import { readModelSignature } from '../runtime/session.js';
 import { needsDecoder, preflightCompanions } from '../sample/companions.js';
 import { SOLVER_REGISTRY } from '../solvers/registry.js';
 import { fileSha256 } from '../io/sha256.js';
-import { cfgRate, coefficientsHash, resolveSolver, sampleInputs, solverOptionRecord, type SolverChoice } from './sample.js';
+import { cfgRate, coefficientsHash, describeSolverChoice, resolveSolver, sampleInputs, solverOptionRecord, type SolverChoice } from './sample.js';
 
 export interface FusePlan {
   modelFile: string;
@@ -80,19 +80,10 @@ export function resolveFuse(flags: FuseOptions): FusePlan {
 
 /** The plan as `--dry-run` prints it. */
 export function describeFusePlan(plan: FusePlan): Record<string, unknown> {
-  const s = plan.solver;
   return {
     model: plan.modelFile,
     dataset: plan.dataset,
-    solver: s.solver,
-    nfe: plan.nfe,
-    num_steps: s.numSteps,
-    schedule_type: s.scheduleType ?? null,
-    schedule_rho: s.scheduleRho ?? null,
-    t_steps: Array.from(s.tSteps),
-    options: solverOptionRecord(s.options),
-    predictor: s.predictor ?? null,
-    coefficients_sha256: s.options.coeffs ? coefficientsHash(s.options.coeffs) : null,
+    ...describeSolverChoice(plan.solver, plan.nfe),
     label_dim: plan.labelDim,
     guidance: plan.cfgRate !== undefined ? { type: 'cfg', rate: plan.cfgRate } : { type: 'none' },
     decoder: plan.decoder ?? null,

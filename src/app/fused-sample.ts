@@ -7,12 +7,13 @@
  * seed (or samples.npy of the final states), grid.png, sample_options.json; resumes by
  * skipping finished images.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SampleOptions } from '../config/sample.js';
+import { snakeKey } from '../config/options.js';
 import { firstLine, RunError, UsageError } from '../core/errors.js';
 import { fusedFeeds, fusedInfo, type FusedInfo } from '../fuse/info.js';
-import { removeStaleTempFiles, writeFileAtomic } from '../io/atomic.js';
+import { removeStaleTempFiles } from '../io/atomic.js';
 import { GRID_NAME } from '../io/images.js';
 import { ImageWriter } from '../io/image-writer.js';
 import { ndarray, writeNpy } from '../io/npy.js';
@@ -22,7 +23,7 @@ import { chunk } from '../sample/pipeline.js';
 import { checkDims, findInput, findOutput, throwUsage, type Want } from '../runtime/contract.js';
 import { openSession, readModelSignature, type HostTensor, type OnnxSession } from '../runtime/session.js';
 import { fileSha256 } from '../io/sha256.js';
-import { firstDifference, formatSeedList, parseSeeds, SAMPLE_OPTIONS_FILE, writeGrid, type SampleResult, type SampleSinks } from './sample.js';
+import { formatSeedList, writeGrid, writeSampleOptions, type SampleResult, type SampleSinks } from './sample.js';
 
 /** `adasde sample` flags the fused sampler fixes (giving one with --fused is refused, naming it). */
 const FIXED_BY_SAMPLER = [
@@ -47,13 +48,11 @@ export interface FusedSamplePlan {
   threads: number;
 }
 
-const camelToFlag = (k: string): string => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-
 /** The plan of a fused run: checks the file's contract and the flags; writes nothing. */
 export function resolveFusedSample(flags: SampleOptions, given: ReadonlySet<string>, solverFlagKeys: readonly string[]): FusedSamplePlan {
   const file = flags.fused!;
   for (const k of [...FIXED_BY_SAMPLER, ...solverFlagKeys]) {
-    if (given.has(k)) throw new UsageError(`--${camelToFlag(k)}: not with --fused (the fused sampler ${file} fixes the model, the solver, its grid and guidance); drop the flag or sample without --fused`);
+    if (given.has(k)) throw new UsageError(`--${snakeKey(k)}: not with --fused (the fused sampler ${file} fixes the model, the solver, its grid and guidance); drop the flag or sample without --fused`);
   }
   const sig = readModelSignature(file);
   let info: FusedInfo;
@@ -133,7 +132,6 @@ export function describeFusedSamplePlan(plan: FusedSamplePlan): Record<string, u
 
 /** sample_options.json of a fused run: the sampler file and its hash decide the pixels. */
 async function recordFusedOptions(plan: FusedSamplePlan): Promise<void> {
-  const path = join(plan.outdir, SAMPLE_OPTIONS_FILE);
   const pixels: Record<string, unknown> = {
     fused: resolve(plan.sampler),
     fused_sha256: await fileSha256(plan.sampler),
@@ -142,21 +140,7 @@ async function recordFusedOptions(plan: FusedSamplePlan): Promise<void> {
     class: plan.classIdx ?? null,
     output_format: plan.outputFormat,
   };
-  let seeds = plan.seeds;
-  if (plan.resume && plan.outputFormat === 'png' && existsSync(path)) {
-    let stored: { pixels?: Record<string, unknown>; seeds?: unknown };
-    try {
-      stored = JSON.parse(readFileSync(path, 'utf8')) as typeof stored;
-    } catch (e) {
-      throw new UsageError(`--outdir ${plan.outdir}: ${SAMPLE_OPTIONS_FILE} is not valid JSON (${firstLine(e)}); remove it or pass --resume=False`);
-    }
-    const d = firstDifference(stored.pixels ?? {}, pixels);
-    if (d) throw new UsageError(`--outdir ${plan.outdir} holds images made with ${d.key}=${d.stored} (${SAMPLE_OPTIONS_FILE}), this run has ${d.key}=${d.now}; use another --outdir, or --resume=False to replace them`);
-    const before = typeof stored.seeds === 'string' ? parseSeeds(stored.seeds) : [];
-    const have = new Set(before);
-    seeds = [...before, ...plan.seeds.filter((s) => !have.has(s))];
-  }
-  await writeFileAtomic(path, JSON.stringify({ version: 1, pixels, seeds: formatSeedList(seeds) }, null, 2) + '\n');
+  await writeSampleOptions(plan, pixels);
 }
 
 /** NHWC bytes of `n` images to the CHW layout the image writer takes. */

@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SampleOptions, SolverFlagValues } from '../config/sample.js';
+import { snakeKey } from '../config/options.js';
 import { coefficientsOf, loadPredictor, type PredictorFile } from '../config/predictor.js';
 import { resolvePredictorPath } from '../io/runs.js';
 import { firstLine, RunError, UsageError } from '../core/errors.js';
@@ -290,7 +291,7 @@ export function solverOptionRecord(options: SolverOptions): Record<string, unkno
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) {
     if (k === 'coeffs' || v === undefined) continue;
-    out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
+    out[snakeKey(k)] = v;
   }
   return out;
 }
@@ -366,22 +367,33 @@ export function firstDifference(stored: Record<string, unknown>, now: Record<str
  * the order first seen); `--resume=False` and `.npy` output, which rewrite, record this run's seeds.
  */
 export async function recordSampleOptions(plan: SamplePlan): Promise<void> {
-  const path = join(plan.outdir, SAMPLE_OPTIONS_FILE);
   const pixels = pixelOptions(plan, { model: await fileSha256(plan.modelFile), latents: plan.latents ? await fileSha256(plan.latents) : undefined });
-  let seeds = plan.seeds;
-  const accumulate = plan.resume && plan.outputFormat === 'png';
+  await writeSampleOptions(plan, pixels);
+}
+
+/**
+ * The record-or-refuse of `recordSampleOptions` for any run that writes images into a folder
+ * (`adasde sample` and `adasde sample --fused`): `pixels` is what decides the images.
+ */
+export async function writeSampleOptions(
+  run: { outdir: string; resume: boolean; outputFormat: string; seeds: readonly number[] },
+  pixels: Record<string, unknown>,
+): Promise<void> {
+  const path = join(run.outdir, SAMPLE_OPTIONS_FILE);
+  let seeds = run.seeds;
+  const accumulate = run.resume && run.outputFormat === 'png';
   if (accumulate && existsSync(path)) {
     let stored: SampleRecord;
     try {
       stored = JSON.parse(readFileSync(path, 'utf8')) as SampleRecord;
     } catch (e) {
-      throw new UsageError(`--outdir ${plan.outdir}: ${SAMPLE_OPTIONS_FILE} is not valid JSON (${firstLine(e)}); remove it or pass --resume=False`);
+      throw new UsageError(`--outdir ${run.outdir}: ${SAMPLE_OPTIONS_FILE} is not valid JSON (${firstLine(e)}); remove it or pass --resume=False`);
     }
     const d = firstDifference(stored.pixels ?? {}, pixels);
-    if (d) throw new UsageError(`--outdir ${plan.outdir} holds images made with ${d.key}=${d.stored} (${SAMPLE_OPTIONS_FILE}), this run has ${d.key}=${d.now}; use another --outdir, or --resume=False to replace them`);
+    if (d) throw new UsageError(`--outdir ${run.outdir} holds images made with ${d.key}=${d.stored} (${SAMPLE_OPTIONS_FILE}), this run has ${d.key}=${d.now}; use another --outdir, or --resume=False to replace them`);
     const before = typeof stored.seeds === 'string' ? parseSeeds(stored.seeds) : [];
     const have = new Set(before);
-    seeds = [...before, ...plan.seeds.filter((s) => !have.has(s))];
+    seeds = [...before, ...run.seeds.filter((s) => !have.has(s))];
   }
   const record: SampleRecord = { version: 1, pixels, seeds: formatSeedList(seeds) };
   await writeFileAtomic(path, JSON.stringify(record, null, 2) + '\n');
@@ -399,14 +411,14 @@ export function parseSeeds(s: string): number[] {
   return out;
 }
 
-/** The plan as printed by `--dry-run`: plain JSON, the grid in full, coefficients by hash. */
-export function describeSamplePlan(plan: SamplePlan): Record<string, unknown> {
-  const s = plan.solver;
+/**
+ * A resolved solver as the `--dry-run` plans print it (sample, fuse): plain JSON, the grid in
+ * full, coefficients by hash; `nfe` after the solver's name, as the plans list it.
+ */
+export function describeSolverChoice(s: SolverChoice, nfe: number): Record<string, unknown> {
   return {
-    model: plan.modelFile,
-    dataset: plan.dataset,
     solver: s.solver,
-    nfe: plan.nfe,
+    nfe,
     num_steps: s.numSteps,
     schedule_type: s.scheduleType ?? null,
     schedule_rho: s.scheduleRho ?? null,
@@ -414,6 +426,15 @@ export function describeSamplePlan(plan: SamplePlan): Record<string, unknown> {
     options: solverOptionRecord(s.options),
     predictor: s.predictor ?? null,
     coefficients_sha256: s.options.coeffs ? coefficientsHash(s.options.coeffs) : null,
+  };
+}
+
+/** The plan as printed by `--dry-run`: plain JSON, the grid in full, coefficients by hash. */
+export function describeSamplePlan(plan: SamplePlan): Record<string, unknown> {
+  return {
+    model: plan.modelFile,
+    dataset: plan.dataset,
+    ...describeSolverChoice(plan.solver, plan.nfe),
     label_dim: plan.run.labelDim,
     class: plan.run.classIdx ?? null,
     guidance: plan.guidance,

@@ -97,6 +97,9 @@ export function addOptions(cmd: Command, table: OptionTable): Command {
   return cmd;
 }
 
+/** The reference's snake_case spelling of a camelCase option key (`maxOrder` -> `max_order`). */
+export const snakeKey = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
 /** Commander's key for a flag: dashes camel-cased (`batch-gpu` -> `batchGpu`), underscores kept. */
 export function commanderKey(flag: string): string {
   return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
