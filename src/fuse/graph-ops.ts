@@ -32,7 +32,7 @@ const THRESHOLD_RATIO = 0.995;
 
 export class GraphOps implements SolverOps<string> {
   readonly scalar = numberScalars;
-  /** Model evaluations emitted (per sample, as EagerOps counts them). */
+  /** Model evaluations per sample: each block of a stacked call counts, as the NFE formulas count AdaSDE's K points. */
   nfe = 0;
   /** The intervals whose SDE noise the graph reads, in the order of the noise input's first axis. */
   readonly noiseIntervals: number[] = [];
@@ -131,7 +131,7 @@ export class GraphOps implements SolverOps<string> {
   }
 
   async denoise(x: string, sigmas: readonly number[]): Promise<string> {
-    this.nfe++;
+    this.nfe += sigmas.length;
     // One noise level per row: block j of the stacked batch at sigmas[j].
     const levels = sigmas.map((s) => this.g.op('Expand', [this.g.constant([s], [1], 'sigma'), this.setup.batchShape], {}, 'sigma_rows'));
     const sigma = levels.length === 1 ? levels[0]! : this.g.op('Concat', levels, { axis: { i: 0 } }, 'sigma_rows');

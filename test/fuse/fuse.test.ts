@@ -128,7 +128,24 @@ const BASELINES: [string, Partial<FuseOptions>][] = [
   ['unipc', { solver: 'unipc', numSteps: 6 }],
   ['unipc bh1', { solver: 'unipc', numSteps: 6, variant: 'bh1', denoiseToZero: true }],
 ];
+// Two parallel points per interval (K = 2, NFE (1 + 2)(4 - 1) - 1 = 8): the stacked-points
+// path of the step. Raw parameters written here (the released predictors all have K = 1).
+const TWO_POINTS = join(dir, 'two-points.json');
+{
+  const released = JSON.parse(readFileSync(join(NOISY, 'network-snapshot-000001.json'), 'utf8')) as { options: Record<string, unknown>; params: Record<string, number[][]> };
+  const rows = (a: number, b: number) => [0, 1, 2].map((i) => [a + 0.3 * i, b - 0.2 * i]);
+  writeFileSync(
+    TWO_POINTS,
+    JSON.stringify({
+      format: 'adasde-predictor',
+      version: 1,
+      options: { ...released.options, num_points: 2 },
+      params: { r: rows(-1.2, 0.8), scale_dir: rows(0.1, -0.3), scale_time: rows(-0.5, 0.6), weight: rows(0.2, -0.4), gamma: rows(-0.3, -2) },
+    }),
+  );
+}
 const ADASDE: [string, Partial<FuseOptions>][] = [
+  ['adasde, two points per interval', { predictorPath: TWO_POINTS }],
   ['adasde with noise', { predictorPath: NOISY }],
   ['adasde without noise', { predictorPath: NOISELESS }],
 ];
