@@ -14,8 +14,9 @@
  *    the fused graph is faster).
  * 2. File sizes: the fused 5-NFE and 9-NFE samplers against the model.
  * 3. Session creation (InferenceSession.create) of the model and of the 5- and 9-NFE fused
- *    samplers in onnxruntime-node, at the optimisation levels `all` (what adasde uses) and
- *    `basic`, median of 3.
+ *    samplers in onnxruntime-node (inline layout, and the 9-NFE one with --subgraphs) at the
+ *    optimisation levels `all` (what adasde uses for the inline layout), `basic` and
+ *    `disabled` (what it uses for the subgraph layout), median of 3.
  * Prints one Markdown table per part (bench/RESULTS.md, "Fused samplers").
  */
 import { mkdtempSync, statSync } from 'node:fs';
@@ -25,12 +26,12 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { resolveFuse, runFuse, type FusePlan } from '../src/app/fuse.js';
-import { runFusedBatch } from '../src/app/fused-sample.js';
+import { openFused, runFusedBatch } from '../src/app/fused-sample.js';
 import { fuseOptionTable, type FuseOptions } from '../src/config/fuse.js';
 import { parseOptions } from '../src/config/options.js';
 import { fusedInfo } from '../src/fuse/info.js';
 import { loadDenoiserModel } from '../src/runtime/model.js';
-import { openSession, readModelSignature } from '../src/runtime/session.js';
+import { readModelSignature } from '../src/runtime/session.js';
 import { sampleBatch } from '../src/sample/pipeline.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -77,7 +78,7 @@ async function speed(name: string, flags: Partial<FuseOptions>): Promise<string>
   const host = await loadDenoiserModel(model, { threads, maxBatch: B });
   const sig = readModelSignature(file);
   const info = fusedInfo(file, new Map(Object.entries(sig.metadata)), sig.inputs.map((s) => s.name), sig.outputs.map((s) => s.name));
-  const session = await openSession(file, { threads });
+  const session = await openFused(file, info, { threads });
   const solverPlan = { solver: plan.solver.solver, options: plan.solver.options, tSteps: plan.solver.tSteps, sampleShape: plan.sampleShape, labelDim: 0 };
   const runHost = (b: number) => sampleBatch(solverPlan, host.denoise, { seeds: seedsOf(b) });
   const runFused = (b: number) => runFusedBatch(session, info, seedsOf(b));
@@ -100,7 +101,7 @@ async function speed(name: string, flags: Partial<FuseOptions>): Promise<string>
   return `| ${name} | ${plan.nfe} | ${rHost.toFixed(2)} | ${rFused.toFixed(2)} | **${(rFused / rHost).toFixed(2)}** |`;
 }
 
-async function creation(file: string, level: 'all' | 'basic'): Promise<number> {
+async function creation(file: string, level: 'all' | 'basic' | 'disabled'): Promise<number> {
   const times: number[] = [];
   for (let k = 0; k < 3; k++) {
     const t0 = performance.now();
@@ -116,6 +117,7 @@ console.log('| sampler | NFE | host loop images/s | fused images/s | fused / hos
 console.log('|---|---:|---:|---:|---:|');
 console.log(await speed('adasde (predictor)', { predictorPath: predictor }));
 console.log(await speed('dpm, num_steps 4, AFS', { solver: 'dpm', numSteps: 4, afs: true }));
+console.log(await speed('adasde (predictor), subgraph layout', { predictorPath: predictor, subgraphs: true }));
 
 const f5 = await fuse({ predictorPath: predictor }, 'size5');
 const f9 = await fuse({ predictorPath: nine }, 'size9');
@@ -125,8 +127,9 @@ console.log('|---|---:|---:|---:|');
 console.log(`| model | 1 | ${mb} | |`);
 for (const [f, n] of [[f5, 5], [f9, 9]] as const) console.log(`| fused AdaSDE | ${n} | ${f.bytes} | +${((f.bytes / mb - 1) * 100).toFixed(1)}% |`);
 
-console.log('\n| session creation (onnxruntime-node), median of 3 | level all | level basic |');
-console.log('|---|---:|---:|');
-for (const [label, file] of [['model', model], ['fused AdaSDE 5 NFE', f5.file], ['fused AdaSDE 9 NFE', f9.file]] as const) {
-  console.log(`| ${label} | ${(await creation(file, 'all')).toFixed(0)} ms | ${(await creation(file, 'basic')).toFixed(0)} ms |`);
+const f9s = await fuse({ predictorPath: nine, subgraphs: true }, 'size9-subgraphs');
+console.log('\n| session creation (onnxruntime-node), median of 3 | level all | level basic | level disabled |');
+console.log('|---|---:|---:|---:|');
+for (const [label, file] of [['model', model], ['fused AdaSDE 5 NFE', f5.file], ['fused AdaSDE 9 NFE', f9.file], ['fused AdaSDE 9 NFE, subgraph layout', f9s.file]] as const) {
+  console.log(`| ${label} | ${(await creation(file, 'all')).toFixed(0)} ms | ${(await creation(file, 'basic')).toFixed(0)} ms | ${(await creation(file, 'disabled')).toFixed(0)} ms |`);
 }

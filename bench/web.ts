@@ -1,11 +1,13 @@
 /**
  * The browser page in headless Chromium (issue 16): session creation and images/s of the
  * bundled network's fused AdaSDE samplers (5 and 9 NFE) with onnxruntime-web WASM, served by
- * `adasde web`'s server, at onnxruntime's optimisation levels `all` and `basic`; optionally a
- * screenshot of the page (the README's picture).
+ * `adasde web`'s server, in both layouts (`adasde fuse --subgraphs False|True`) at
+ * onnxruntime's optimisation levels `all`, `basic` and `disabled`; optionally a screenshot of
+ * the page (the README's picture).
  *
  *   npm run build && node dist/bench/web.js [--seeds 0-31] [--batch 8]
  *     [--five exp/00013-...-tiny] [--nine exp/00008-...-tiny] [--screenshot web/screenshot.png]
+ *     [--layouts inline,subgraphs] [--opts all,basic,disabled]
  *
  * Debian's chromium (/usr/bin/chromium) driven by playwright-core. Prints a Markdown table
  * (bench/RESULTS.md, "Fused samplers").
@@ -22,7 +24,7 @@ import { parseOptions } from '../src/config/options.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const argv = process.argv.slice(2);
-const FLAGS = ['seeds', 'batch', 'five', 'nine', 'screenshot'];
+const FLAGS = ['seeds', 'batch', 'five', 'nine', 'screenshot', 'layouts', 'opts'];
 function fail(message: string): never {
   console.error(`bench/web: ${message}`);
   process.exit(2);
@@ -42,11 +44,13 @@ const screenshot = argv.includes('--screenshot') ? resolve(str('screenshot', '')
 const dir = mkdtempSync(join(tmpdir(), 'adasde-bench-web-'));
 const model = join(root, 'models', 'cifar10-tiny-edm.onnx');
 
-async function fuse(predictor: string, name: string): Promise<string> {
-  const out = join(dir, `${name}.onnx`);
-  await runFuse(resolveFuse({ ...parseOptions(fuseOptionTable, { quiet: true }), model, predictorPath: resolve(predictor), out } as FuseOptions));
+async function fuse(predictor: string, name: string, subgraphs: boolean): Promise<string> {
+  const out = join(dir, `${name}-${subgraphs ? 'subgraphs' : 'inline'}.onnx`);
+  await runFuse(resolveFuse({ ...parseOptions(fuseOptionTable, { quiet: true }), model, predictorPath: resolve(predictor), out, subgraphs } as FuseOptions));
   return out;
 }
+const layouts = str('layouts', 'inline,subgraphs').split(',');
+const opts = str('opts', 'all,basic,disabled').split(',');
 
 interface View {
   status: string;
@@ -81,14 +85,16 @@ async function measure(sampler: string, opt: string, shot?: string): Promise<Vie
 }
 
 console.log(`bench/web: ${cpus()[0]?.model ?? 'cpu'}, ${availableParallelism()} cores, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; headless Chromium, onnxruntime-web WASM, seeds ${seeds}, batch ${batch}\n`);
-console.log('| fused sampler | optimisation | WASM threads | session creation | images/s |');
-console.log('|---|---|---:|---:|---:|');
-const five = await fuse(str('five', join(root, 'exp', '00013-cifar10-4-5-adasde-dpm-3-uni1.0-afs-tiny')), 'five');
-const nine = await fuse(str('nine', join(root, 'exp', '00008-cifar10-6-9-adasde-dpm-2-uni1.0-afs-tiny')), 'nine');
-for (const [label, file] of [['AdaSDE 5 NFE', five], ['AdaSDE 9 NFE', nine]] as const) {
-  for (const opt of ['all', 'basic']) {
-    const v = await measure(file, opt, screenshot && label.includes('5') && opt === 'all' ? screenshot : undefined);
-    console.log(`| ${label} | ${opt} | ${v.threads} | ${((v.sessionMs ?? 0) / 1000).toFixed(1)} s | ${v.lastRun?.imagesPerSecond.toFixed(2)} |`);
+console.log('| fused sampler | layout | optimisation | WASM threads | session creation | images/s |');
+console.log('|---|---|---|---:|---:|---:|');
+for (const layout of layouts) {
+  for (const [label, predictor] of [['AdaSDE 5 NFE', str('five', join(root, 'exp', '00013-cifar10-4-5-adasde-dpm-3-uni1.0-afs-tiny'))], ['AdaSDE 9 NFE', str('nine', join(root, 'exp', '00008-cifar10-6-9-adasde-dpm-2-uni1.0-afs-tiny'))]] as const) {
+    const file = await fuse(predictor, label.replace(/\W+/g, '-'), layout === 'subgraphs');
+    for (const opt of opts) {
+      const shot = screenshot && layout === 'inline' && label.includes('5') && opt === 'all' ? screenshot : undefined;
+      const v = await measure(file, opt, shot);
+      console.log(`| ${label} | ${layout} | ${opt} | ${v.threads} | ${((v.sessionMs ?? 0) / 1000).toFixed(1)} s | ${v.lastRun?.imagesPerSecond.toFixed(2)} |`);
+    }
   }
 }
 await browser.close();

@@ -38,6 +38,8 @@ export interface FusePlan {
   /** Latent models: the first-stage decoder inlined after the last step. */
   decoder?: string;
   out: string;
+  /** Each evaluation in an If subgraph (faster loading, slower runs). */
+  subgraphs: boolean;
   quiet: boolean;
 }
 
@@ -74,6 +76,7 @@ export function resolveFuse(flags: FuseOptions): FusePlan {
     cfgRate: cfg,
     decoder: decode ? meta.decoder : undefined,
     out: o.out ?? `${meta.datasetName}-${choice.solver}${points}-nfe${nfe}.onnx`,
+    subgraphs: o.subgraphs,
     quiet: o.quiet,
   };
 }
@@ -87,6 +90,7 @@ export function describeFusePlan(plan: FusePlan): Record<string, unknown> {
     label_dim: plan.labelDim,
     guidance: plan.cfgRate !== undefined ? { type: 'cfg', rate: plan.cfgRate } : { type: 'none' },
     decoder: plan.decoder ?? null,
+    layout: plan.subgraphs ? 'subgraphs' : 'inline',
     out: plan.out,
   };
 }
@@ -148,6 +152,7 @@ export async function runFuse(plan: FusePlan): Promise<FuseResult> {
     metadata,
     modelName: plan.modelFile,
     decoderName: plan.decoder,
+    subgraphs: plan.subgraphs,
   });
   // The graph's own count of evaluations is the solver's formula (a check on both).
   if (fused.nfe !== s.solverNfe) throw new Error(`fuse: the graph evaluates the model ${fused.nfe} times; ${s.solver}'s formula says ${s.solverNfe}`);

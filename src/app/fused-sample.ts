@@ -115,6 +115,7 @@ export function describeFusedSamplePlan(plan: FusedSamplePlan): Record<string, u
     source_model: plan.info.sourceModel,
     dataset: plan.info.datasetName,
     noise_intervals: plan.info.noiseIntervals,
+    layout: plan.info.layout,
     label_dim: plan.info.labelDim,
     class: plan.classIdx ?? null,
     seeds: formatSeedList(plan.seeds),
@@ -158,6 +159,15 @@ function runFailed(file: string, n: number, e: unknown): Error {
   return new RunError(`${file}: the fused sampler failed on ${n} seeds: ${firstLine(e)}`);
 }
 
+/**
+ * A session for a fused sampler. The subgraph layout loads ~10x faster with onnxruntime's
+ * graph optimisations off (its optimisers are slow on many subgraphs; bench/RESULTS.md,
+ * "Fused samplers"), the inline layout runs fastest with all of them.
+ */
+export function openFused(file: string, info: FusedInfo, opts: { device?: string; threads?: number } = {}): Promise<OnnxSession> {
+  return openSession(file, { ...opts, optimization: info.layout === 'subgraphs' ? 'disabled' : 'all' });
+}
+
 /** Runs one batch of seeds through the sampler: the final states and the images. */
 export async function runFusedBatch(session: OnnxSession, info: FusedInfo, seeds: readonly number[], classIdx?: number): Promise<{ x: Float32Array; images: Uint8Array }> {
   const feeds: Record<string, HostTensor> = {};
@@ -195,7 +205,7 @@ export async function runFusedSample(plan: FusedSamplePlan, sinks: SampleSinks):
       skipped = plan.seeds.length - todo.length;
     }
   }
-  const session = await openSession(plan.sampler, { device: plan.device, threads: plan.threads || undefined });
+  const session = await openFused(plan.sampler, plan.info, { device: plan.device, threads: plan.threads || undefined });
   const progress = sinks.progress(plan.seeds.length);
   progress.skip(skipped);
   const writer = npy ? undefined : new ImageWriter();

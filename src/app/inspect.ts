@@ -39,7 +39,7 @@ import {
 import { recognise, type ContractName } from '../runtime/recognise.js';
 import { openSession, readModelSignature, formatDims, type ModelSignature } from '../runtime/session.js';
 import { fusedInfo, type FusedInfo } from '../fuse/info.js';
-import { runFusedBatch } from './fused-sample.js';
+import { openFused, runFusedBatch } from './fused-sample.js';
 import { companionRef, loadCompanionTokenizer, missingCompanion, PromptEncoder, stateShapeProblem, type CompanionField } from '../sample/companions.js';
 import { discreteTime } from '../solvers/schedule.js';
 import type { Conditioning } from '../core/denoiser.js';
@@ -420,7 +420,7 @@ async function guard(res: InspectResult, fn: () => Promise<void>): Promise<void>
 
 /** Runs a fused sampler on seed 0 and reports the range of its states and images. */
 async function fusedForward(file: string, info: FusedInfo, o: InspectOptions, res: InspectResult): Promise<void> {
-  const session = await openSession(file, { device: o.device, threads: o.threads || undefined });
+  const session = await openFused(file, info, { device: o.device, threads: o.threads || undefined });
   try {
     const out = await runFusedBatch(session, info, [0], info.labelDim > 0 ? 0 : undefined);
     const r = rangeText('x of seed 0', out.x);
@@ -445,7 +445,7 @@ const REPORTS: Record<Exclude<ContractName, 'tokenizer'>, Report> = {
     const m = (k: string): string => sig.metadata[`adasde.fused.${k}`] ?? '?';
     res.lines.push(`contract    fused sampler (adasde fuse: z${info.noiseIntervals.length ? ', noise' : ''}${info.labelDim ? ', class_labels' : ''} -> x, images)`);
     res.lines.push(...ioLines(sig));
-    res.lines.push(`sampler     ${info.solver} at ${info.nfe} NFE, ${info.tSteps ? `${info.tSteps.length} time points [${info.tSteps.map(fmt).join(', ')}]` : 'grid not recorded'}`);
+    res.lines.push(`sampler     ${info.solver} at ${info.nfe} NFE, ${info.layout} layout, ${info.tSteps ? `${info.tSteps.length} time points [${info.tSteps.map(fmt).join(', ')}]` : 'grid not recorded'}`);
     res.lines.push(`source      ${info.sourceModel} (sha256 ${m('source_model_sha256').slice(0, 16)}...), dataset ${info.datasetName}${sig.metadata['adasde.fused.decoder'] ? `, decoder ${sig.metadata['adasde.fused.decoder']}` : ''}`);
     const pred = sig.metadata['adasde.fused.predictor'];
     if (pred) res.lines.push(`predictor   ${pred} (coefficients sha256 ${m('predictor_sha256').slice(0, 16)}...)`);

@@ -10,7 +10,14 @@ const fuseBase = defineOptions({
   ...pick('model', 'modelPath', 'datasetName', 'modelDir', 'predictorPath', 'expDir', 'solver', 'numSteps', 'scheduleType', 'scheduleRho', 'tSteps', 'sigmaMin', 'sigmaMax', 'afs', 'denoiseToZero'),
   ...pick('guidanceType', 'guidanceRate'),
   out: { flag: 'out', schema: optStr, help: 'the fused sampler to write (default <dataset>-<solver>-nfe<k>.onnx)', expect: 'a path to an .onnx file' },
-  force: { flag: 'force', schema: boolFlag, default: false, kind: 'switch', help: 'replace --out if it exists', expect: 'a switch' },
+  subgraphs: {
+    flag: 'subgraphs',
+    schema: boolFlag,
+    default: false,
+    kind: 'bool',
+    help: 'each model evaluation in a subgraph of its own (an If): sessions start several times faster, runs are somewhat slower (for pages and short jobs)',
+    expect: 'True or False',
+  },
   dryRun: sampleBase.dryRun,
   quiet: sampleBase.quiet,
 });

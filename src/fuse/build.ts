@@ -45,6 +45,12 @@ export interface FuseSpec {
   /** Names the model in one-line errors. */
   modelName: string;
   decoderName?: string;
+  /**
+   * Each model evaluation as the branch of an If instead of inline: loads several times
+   * faster (onnxruntime's initialisation is superlinear in a graph's node count) and runs
+   * somewhat slower; recorded as `adasde.fused.layout`.
+   */
+  subgraphs?: boolean;
 }
 
 export interface FusedSampler {
@@ -102,6 +108,7 @@ function constantTensor(n: NodeProto): TensorProto | undefined {
 class Inliner {
   private readonly inits = new Map<string, string>();
   private copies = 0;
+  private cond: string | undefined;
   private readonly nodes: NodeProto[];
   readonly graph: GraphProto;
   readonly inputs: ReadonlyMap<string, number>;
@@ -113,6 +120,8 @@ class Inliner {
     private readonly tag: string,
     /** Prefix of the inlined copies' value names. */
     private readonly short: string,
+    /** Each copy inside an If of its own (faster session creation) instead of inline. */
+    private readonly subgraphs = false,
   ) {
     const graph = model.graph;
     if (!graph) throw new UsageError(`${tag}: the file holds no graph`);
@@ -153,18 +162,63 @@ class Inliner {
       names.set(v, n);
       return n;
     };
-    this.nodes.forEach((n, k) => {
-      const node: NodeProto = { ...n, name: `${prefix}n${k}`, input: n.input.map(rename), output: n.output.map(rename) };
-      g.node(node);
-    });
-    const out: Record<string, string> = {};
-    for (const w of wanted) {
+    const nodes = this.nodes.map((n, k): NodeProto => ({ ...n, name: `${prefix}n${k}`, input: n.input.map(rename), output: n.output.map(rename) }));
+    const types = wanted.map((w) => {
       const type = this.outputs.get(w);
       if (type === undefined) throw new Error(`${this.tag}: has no output '${w}'`);
-      const v = rename(w);
-      out[w] = type === DataType.FLOAT ? v : g.op('Cast', [v], { to: { i: DataType.FLOAT } }, 'to_float');
-    }
+      return type;
+    });
+    let values = wanted.map(rename);
+    if (this.subgraphs) values = this.asSubgraph(`${prefix}eval`, nodes, values, types);
+    else nodes.forEach((n) => g.node(n));
+    const out: Record<string, string> = {};
+    wanted.forEach((w, j) => {
+      const v = values[j]!;
+      out[w] = types[j] === DataType.FLOAT ? v : g.op('Cast', [v], { to: { i: DataType.FLOAT } }, 'to_float');
+    });
     return out;
+  }
+
+  /**
+   * One copy as the then-branch of an always-true If: onnxruntime initialises a graph in
+   * time that grows faster than its node count, so nine small subgraphs load several times
+   * faster than one graph of nine copies (bench/RESULTS.md, "Fused samplers"). The copy reads
+   * the weights and its inputs from the enclosing graph by name; the else branch (never
+   * taken) returns a one-element constant of each output's type.
+   */
+  private asSubgraph(name: string, nodes: NodeProto[], values: string[], types: number[]): string[] {
+    const g = this.g;
+    this.cond ??= g.initializer({ name: `${this.tag}/always`, dims: [], dataType: DataType.BOOL, rawData: Uint8Array.of(1) });
+    const branch = (n: string, body: NodeProto[], outs: string[]): GraphProto => ({
+      name: n,
+      node: body,
+      initializer: [],
+      input: [],
+      output: outs.map((o, j) => ({ name: o, type: { elemType: types[j]! } })),
+      valueInfo: [],
+    });
+    const elseOuts = values.map((v) => `${v}_else`);
+    const elseNodes = elseOuts.map((o, j): NodeProto => ({
+      input: [],
+      output: [o],
+      name: `${o}_const`,
+      opType: 'Constant',
+      domain: '',
+      attribute: [{ name: 'value', type: AttributeType.TENSOR, t: { name: '', dims: [1], dataType: types[j]!, rawData: new Uint8Array(types[j] === DataType.FLOAT16 ? 2 : types[j] === DataType.DOUBLE ? 8 : 4) } }],
+    }));
+    const outs = values.map(() => g.fresh(`${name}_out`));
+    g.node({
+      input: [this.cond],
+      output: outs,
+      name,
+      opType: 'If',
+      domain: '',
+      attribute: [
+        { name: 'then_branch', type: AttributeType.GRAPH, g: branch(`${name}_then`, nodes, values) },
+        { name: 'else_branch', type: AttributeType.GRAPH, g: branch(`${name}_else`, elseNodes, elseOuts) },
+      ],
+    });
+    return outs;
   }
 }
 
@@ -192,7 +246,7 @@ export async function buildFusedSampler(model: ModelProto, spec: FuseSpec): Prom
   const opsetImport = mergedOpsets(spec, model);
   const [C, H, W] = spec.sampleShape;
   const g = new GraphBuilder('adasde_fused_sampler');
-  const denoiser = new Inliner(g, model, 'denoiser', 'e');
+  const denoiser = new Inliner(g, model, 'denoiser', 'e', spec.subgraphs);
 
   const z = g.input('z', DataType.FLOAT, ['N', C, H, W]);
   const labels = spec.labelDim > 0 ? g.input('class_labels', DataType.FLOAT, ['N', spec.labelDim]) : undefined;
@@ -268,6 +322,7 @@ export async function buildFusedSampler(model: ModelProto, spec: FuseSpec): Prom
     [FUSED_PREFIX + 'label_dim']: String(spec.labelDim),
     [FUSED_PREFIX + 'inputs']: inputs.join(','),
     [FUSED_PREFIX + 'outputs']: outputs.join(','),
+    [FUSED_PREFIX + 'layout']: spec.subgraphs ? 'subgraphs' : 'inline',
   };
   for (const [k, v] of Object.entries(spec.metadata)) meta[FUSED_PREFIX + k] = v;
   const irVersion = Math.max(model.irVersion, spec.decoder?.irVersion ?? 0, 7);

@@ -24,6 +24,8 @@ export interface FusedInfo {
   datasetName: string;
   /** The time grid, when recorded. */
   tSteps?: number[];
+  /** `subgraphs`: every evaluation in an If of its own (adasde fuse --subgraphs), best loaded without graph optimisations. */
+  layout: 'inline' | 'subgraphs';
 }
 
 /** One input's values and dims (float32: the ONNX boundary type). */
@@ -76,6 +78,7 @@ export function fusedInfo(name: string, meta: ReadonlyMap<string, string>, input
     sourceModel: get('source_model'),
     datasetName: get('dataset_name'),
     tSteps: Array.isArray(t) && t.every((v) => typeof v === 'number') ? (t as number[]) : undefined,
+    layout: meta.get(FUSED_PREFIX + 'layout') === 'subgraphs' ? 'subgraphs' : 'inline',
   };
   if (!info.inputs.includes('z')) throw new Error(`${name}: the sampler has no z input`);
   if (!info.outputs.includes('images')) throw new Error(`${name}: the sampler has no images output`);

@@ -110,6 +110,8 @@ export interface AttributeProto {
   t?: TensorProto;
   floats?: number[];
   ints?: number[];
+  /** A subgraph (If branches), written only: the reader skips subgraphs. */
+  g?: GraphProto;
 }
 
 export interface NodeProto {
@@ -267,6 +269,7 @@ function encodeAttribute(a: AttributeProto): Uint8Array {
   if (a.i !== undefined) w.int64Field(3, a.i);
   if (a.s !== undefined) w.bytesField(4, a.s);
   if (a.t !== undefined) w.bytesField(5, encodeTensor(a.t));
+  if (a.g !== undefined) w.bytesField(6, encodeGraph(a.g));
   if (a.floats) for (const f of a.floats) w.floatField(7, f);
   if (a.ints) for (const v of a.ints) w.int64Field(8, v);
   w.int64Field(20, a.type);

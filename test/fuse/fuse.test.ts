@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { resolveFuse, runFuse } from '../../src/app/fuse.js';
-import { runFusedBatch } from '../../src/app/fused-sample.js';
+import { openFused, runFusedBatch } from '../../src/app/fused-sample.js';
 import { fuseOptionTable, type FuseOptions } from '../../src/config/fuse.js';
 import { parseOptions } from '../../src/config/options.js';
 import { fusedInfo } from '../../src/fuse/info.js';
@@ -83,7 +83,7 @@ async function compare(flags: Partial<FuseOptions>, seeds: number[], name: strin
   await model.dispose();
   const sig = readModelSignature(out);
   const info = fusedInfo(out, new Map(Object.entries(sig.metadata)), sig.inputs.map((s) => s.name), sig.outputs.map((s) => s.name));
-  const session = await openSession(out);
+  const session = await openFused(out, info);
   const fused = await runFusedBatch(session, info, seeds);
   await session.dispose();
   let scale = 0;
@@ -174,6 +174,16 @@ test('fused = host loop with class labels, with classifier-free guidance, and on
   assertEquivalent(await compare({ model: GAUSS16, solver: 'dpm', numSteps: 5 }, seeds, 'gauss16-dpm'), 'float16 gauss dpm', t);
 });
 
+test('the subgraph layout (--subgraphs True: each evaluation in an If) computes the same as the inline one', async (t) => {
+  const seeds = [0, 1, 2, 3];
+  assertEquivalent(await compare({ model: BUNDLED, predictorPath: NOISY, subgraphs: true }, seeds, 'sub-bundled-adasde'), 'bundled adasde, subgraphs', t);
+  assertEquivalent(await compare({ model: GMM_COND, solver: 'dpmpp', numSteps: 5, guidanceType: 'cfg', guidanceRate: 2, subgraphs: true }, Array.from({ length: 32 }, (_, k) => k), 'sub-cond-dpmpp'), 'class-conditional dpmpp, cfg 2, subgraphs', t);
+  const file = join(dir, 'fused-sub-bundled-adasde.onnx');
+  const meta = new Map(readModelHeader(file).metadataProps.map((e) => [e.key, e.value]));
+  assert.equal(meta.get('adasde.fused.layout'), 'subgraphs');
+  assert.ok(statSync(file).size < 1.05 * statSync(BUNDLED).size);
+});
+
 test('the fused file: weights once (size within a few percent of the model), metadata saying what it is', async () => {
   const out = join(dir, 'size-5.onnx');
   const plan = resolveFuse(fuseFlags({ model: BUNDLED, predictorPath: NOISY, out }));
@@ -217,7 +227,7 @@ test('CLI: adasde fuse, then adasde sample --fused writes the PNGs adasde sample
   const ins = cli(['inspect', out]);
   assert.equal(ins.code, 0, ins.err);
   assert.match(ins.out, /^contract {4}fused sampler \(adasde fuse: z, noise -> x, images\)$/m);
-  assert.match(ins.out, /^sampler {5}adasde at 5 NFE, 4 time points \[80, /m);
+  assert.match(ins.out, /^sampler {5}adasde at 5 NFE, inline layout, 4 time points \[80, /m);
   assert.match(ins.out, /^predictor {3}00013-cifar10-4-5-adasde-dpm-3-uni1\.0-afs-tiny\/network-snapshot-\d+\.json/m);
   assert.match(ins.out, /^forward {5}x of seed 0 in \[[-\d.]+, [-\d.]+\], finite; images in \[\d+, \d+\]$/m);
   assert.match(ins.out, /^result {6}cli\.onnx satisfies the fused sampler contract$/m);
