@@ -6,6 +6,7 @@
  *
  *   npm run build && node dist/bench/train_cost.js [--model models/cifar10-tiny-edm.onnx | --model conv]
  *     [--jvp forward|central] [--batches 2] [--batch 16] [--threads 0] [--detector models/cifar10-features.onnx]
+ *     [--num_steps 4] [--M 3]      (the released settings: NFE 3 = 3/3, 5 = 4/3, 7 = 5/3, 9 = 6/2)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,8 +42,9 @@ if (detector) {
     return { features: f, dim: f.length / n };
   };
 }
-const N = 4;
-const M = 3;
+const N = Number(arg('num_steps', '4'));
+const M = Number(arg('M', '3'));
+if (!(Number.isInteger(N) && N >= 2 && Number.isInteger(M) && M >= 1)) throw new Error('--num_steps must be an integer >= 2 and --M an integer >= 1');
 const setup: TrainSetup = {
   denoise: model.denoise,
   sampleShape: model.sampleShape,
