@@ -23,7 +23,7 @@ import { chunk } from '../sample/pipeline.js';
 import { checkDims, findInput, findOutput, throwUsage, type Want } from '../runtime/contract.js';
 import { openSession, readModelSignature, type HostTensor, type OnnxSession } from '../runtime/session.js';
 import { fileSha256 } from '../io/sha256.js';
-import { formatSeedList, writeGrid, writeSampleOptions, type SampleResult, type SampleSinks } from './sample.js';
+import { formatSeedList, writeGrid, writeSampleOptions, type OutputPlan, type SampleResult, type SampleSinks } from './sample.js';
 
 /** `adasde sample` flags the fused sampler fixes (giving one with --fused is refused, naming it). */
 const FIXED_BY_SAMPLER = [
@@ -31,17 +31,11 @@ const FIXED_BY_SAMPLER = [
   'denoiseToZero', 'guidanceType', 'guidanceRate', 'prompt', 'promptFile', 'latents', 'useFp16', 'returnInters', 'nprocPerNode',
 ] as const;
 
-export interface FusedSamplePlan {
+export interface FusedSamplePlan extends OutputPlan {
   sampler: string;
   info: FusedInfo;
   /** [C, H, W] of the images output (a latent model's decoder decides it). */
   imageShape: [number, number, number];
-  seeds: number[];
-  batch: number;
-  outdir: string;
-  subdirs: boolean;
-  grid: boolean;
-  outputFormat: 'png' | 'npy';
   classIdx?: number;
   resume: boolean;
   device: string;

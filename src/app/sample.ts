@@ -178,7 +178,17 @@ export function resolveSolver(o: SolverFlags, meta: DenoiserMetadata, predictor:
 }
 
 /** Everything `adasde sample` will do, resolved: printable (`describeSamplePlan`) and run by `runSample`. */
-export interface SamplePlan {
+/** Where the images of a run go and in what batches: shared by `adasde sample` with and without --fused. */
+export interface OutputPlan {
+  seeds: number[];
+  batch: number;
+  outdir: string;
+  subdirs: boolean;
+  grid: boolean;
+  outputFormat: 'png' | 'npy';
+}
+
+export interface SamplePlan extends OutputPlan {
   solver: SolverChoice;
   /** What the batches run (solver, options, grid, labels). */
   run: SolverPlan;
@@ -189,12 +199,6 @@ export interface SamplePlan {
   guidance: Guidance;
   prompts?: PromptSource;
   latents?: string;
-  seeds: number[];
-  batch: number;
-  outdir: string;
-  subdirs: boolean;
-  grid: boolean;
-  outputFormat: 'png' | 'npy';
   /** Latent model writing PNGs: the first-stage decoder runs. */
   decode: boolean;
   useFp16: boolean;
