@@ -33,30 +33,12 @@ import { fusedInfo } from '../src/fuse/info.js';
 import { loadDenoiserModel } from '../src/runtime/model.js';
 import { readModelSignature } from '../src/runtime/session.js';
 import { sampleBatch } from '../src/sample/pipeline.js';
+import { benchArgs } from './args.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const B = 64;
 
-function fail(message: string): never {
-  console.error(`bench/fused: ${message}`);
-  process.exit(2);
-}
-const argv = process.argv.slice(2);
-const FLAGS = ['model', 'predictor_path', 'nine', 'batches', 'threads'];
-for (let k = 0; k < argv.length; k += 2) {
-  const name = argv[k]!.replace(/^--/, '');
-  if (!argv[k]!.startsWith('--') || !FLAGS.includes(name)) fail(`unknown argument ${argv[k]} (flags: ${FLAGS.map((f) => `--${f}`).join(' ')})`);
-  if (argv[k + 1] === undefined) fail(`--${name} needs a value`);
-}
-const str = (name: string, def: string): string => {
-  const k = argv.indexOf(`--${name}`);
-  return k >= 0 ? argv[k + 1]! : def;
-};
-const int = (name: string, def: number, min: number): number => {
-  const v = Number(str(name, String(def)));
-  if (!Number.isInteger(v) || v < min) fail(`--${name} must be an integer >= ${min}`);
-  return v;
-};
+const { fail, str, int } = benchArgs('fused', ['model', 'predictor_path', 'nine', 'batches', 'threads']);
 const model = resolve(str('model', join(root, 'models', 'cifar10-tiny-edm.onnx')));
 const predictor = resolve(str('predictor_path', join(root, 'exp', '00013-cifar10-4-5-adasde-dpm-3-uni1.0-afs-tiny')));
 const nine = resolve(str('nine', join(root, 'exp', '00008-cifar10-6-9-adasde-dpm-2-uni1.0-afs-tiny')));

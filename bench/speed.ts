@@ -35,31 +35,12 @@ import { loadDenoiserModel, type DenoiserModel } from '../src/runtime/model.js';
 import { sampleBatch } from '../src/sample/pipeline.js';
 import { SOLVER_REGISTRY, type SolverOptions } from '../src/solvers/registry.js';
 import { getSchedule } from '../src/solvers/schedule.js';
+import { benchArgs } from './args.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'); // dist/bench -> checkout
 const B = 64;
 
-function fail(message: string): never {
-  console.error(`bench/speed: ${message}`);
-  process.exit(2);
-}
-
-const argv = process.argv.slice(2);
-const FLAGS = ['model', 'batches', 'threads', 'checkpoint', 'python', 'predictor_path'];
-for (let k = 0; k < argv.length; k += 2) {
-  const name = argv[k]!.replace(/^--/, '');
-  if (!argv[k]!.startsWith('--') || !FLAGS.includes(name)) fail(`unknown argument ${argv[k]} (flags: ${FLAGS.map((f) => `--${f}`).join(' ')})`);
-  if (argv[k + 1] === undefined) fail(`--${name} needs a value`);
-}
-const str = (name: string, def: string): string => {
-  const k = argv.indexOf(`--${name}`);
-  return k >= 0 ? argv[k + 1]! : def;
-};
-const int = (name: string, def: number, min: number): number => {
-  const v = Number(str(name, String(def)));
-  if (!Number.isInteger(v) || v < min) fail(`--${name} must be an integer >= ${min}, got ${str(name, '')}`);
-  return v;
-};
+const { fail, str, int } = benchArgs('speed', ['model', 'batches', 'threads', 'checkpoint', 'python', 'predictor_path']);
 
 const modelFile = resolve(str('model', join(root, 'models', 'cifar10-tiny-edm.onnx')));
 const batches = int('batches', 3, 1);

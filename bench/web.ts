@@ -21,26 +21,13 @@ import { resolveFuse, runFuse } from '../src/app/fuse.js';
 import { resolveWeb, startWeb } from '../src/app/web.js';
 import { fuseOptionTable, type FuseOptions } from '../src/config/fuse.js';
 import { parseOptions } from '../src/config/options.js';
+import { benchArgs } from './args.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const argv = process.argv.slice(2);
-const FLAGS = ['seeds', 'batch', 'five', 'nine', 'screenshot', 'layouts', 'opts'];
-function fail(message: string): never {
-  console.error(`bench/web: ${message}`);
-  process.exit(2);
-}
-for (let k = 0; k < argv.length; k += 2) {
-  const name = argv[k]!.replace(/^--/, '');
-  if (!argv[k]!.startsWith('--') || !FLAGS.includes(name)) fail(`unknown argument ${argv[k]} (flags: ${FLAGS.map((f) => `--${f}`).join(' ')})`);
-  if (argv[k + 1] === undefined) fail(`--${name} needs a value`);
-}
-const str = (name: string, def: string): string => {
-  const k = argv.indexOf(`--${name}`);
-  return k >= 0 ? argv[k + 1]! : def;
-};
+const { fail, str, has } = benchArgs('web', ['seeds', 'batch', 'five', 'nine', 'screenshot', 'layouts', 'opts']);
 const seeds = str('seeds', '0-31');
 const batch = Number(str('batch', '8'));
-const screenshot = argv.includes('--screenshot') ? resolve(str('screenshot', '')) : undefined;
+const screenshot = has('screenshot') ? resolve(str('screenshot', '')) : undefined;
 const dir = mkdtempSync(join(tmpdir(), 'adasde-bench-web-'));
 const model = join(root, 'models', 'cifar10-tiny-edm.onnx');
 
