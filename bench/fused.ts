@@ -14,7 +14,8 @@
  *    the fused graph is faster).
  * 2. File sizes: the fused 5-NFE and 9-NFE samplers against the model.
  * 3. Session creation (InferenceSession.create) of the model and of the 5- and 9-NFE fused
- *    samplers in onnxruntime-node (inline layout, and the 9-NFE one with --subgraphs) at the
+ *    samplers in onnxruntime-node (inline layout, and the 9-NFE one with --subgraphs at each
+ *    --optimize level) at the
  *    optimisation levels `all` (what adasde uses for the inline layout), `basic` and
  *    `disabled` (what it uses for the subgraph layout), median of 3.
  * Prints one Markdown table per part (bench/RESULTS.md, "Fused samplers").
@@ -99,7 +100,9 @@ console.log('| sampler | NFE | host loop images/s | fused images/s | fused / hos
 console.log('|---|---:|---:|---:|---:|');
 console.log(await speed('adasde (predictor)', { predictorPath: predictor }));
 console.log(await speed('dpm, num_steps 4, AFS', { solver: 'dpm', numSteps: 4, afs: true }));
-console.log(await speed('adasde (predictor), subgraph layout', { predictorPath: predictor, subgraphs: true }));
+for (const optimize of ['basic', 'none', 'extended'] as const) {
+  console.log(await speed(`adasde (predictor), subgraph layout, --optimize ${optimize}`, { predictorPath: predictor, subgraphs: true, optimize }));
+}
 
 const f5 = await fuse({ predictorPath: predictor }, 'size5');
 const f9 = await fuse({ predictorPath: nine }, 'size9');
@@ -109,9 +112,11 @@ console.log('|---|---:|---:|---:|');
 console.log(`| model | 1 | ${mb} | |`);
 for (const [f, n] of [[f5, 5], [f9, 9]] as const) console.log(`| fused AdaSDE | ${n} | ${f.bytes} | +${((f.bytes / mb - 1) * 100).toFixed(1)}% |`);
 
-const f9s = await fuse({ predictorPath: nine, subgraphs: true }, 'size9-subgraphs');
+const f9s = await fuse({ predictorPath: nine, subgraphs: true, optimize: 'none' }, 'size9-subgraphs');
+const f9b = await fuse({ predictorPath: nine, subgraphs: true, optimize: 'basic' }, 'size9-subgraphs-basic');
+const f9e = await fuse({ predictorPath: nine, subgraphs: true, optimize: 'extended' }, 'size9-subgraphs-extended');
 console.log('\n| session creation (onnxruntime-node), median of 3 | level all | level basic | level disabled |');
 console.log('|---|---:|---:|---:|');
-for (const [label, file] of [['model', model], ['fused AdaSDE 5 NFE', f5.file], ['fused AdaSDE 9 NFE', f9.file], ['fused AdaSDE 9 NFE, subgraph layout', f9s.file]] as const) {
+for (const [label, file] of [['model', model], ['fused AdaSDE 5 NFE', f5.file], ['fused AdaSDE 9 NFE', f9.file], ['fused AdaSDE 9 NFE, subgraph layout, --optimize none', f9s.file], ['fused AdaSDE 9 NFE, subgraph layout, --optimize basic (auto)', f9b.file], ['fused AdaSDE 9 NFE, subgraph layout, --optimize extended', f9e.file]] as const) {
   console.log(`| ${label} | ${(await creation(file, 'all')).toFixed(0)} ms | ${(await creation(file, 'basic')).toFixed(0)} ms | ${(await creation(file, 'disabled')).toFixed(0)} ms |`);
 }

@@ -7,11 +7,13 @@
  * (0-63), batch (16), ep (auto, wasm or webgpu), threads (WASM threads; default as many as
  * the browser allows up to 4 where the page is cross-origin isolated, else 1), run (1: sample
  * as soon as the session is ready), opt (onnxruntime's graph optimisation level: all, basic or
- * disabled). window.adasdePage exposes the state for scripts (the
+ * disabled; default disabled for a sampler in the subgraph layout, which `adasde fuse` has
+ * already optimised, else all). window.adasdePage exposes the state for scripts (the
  * headless-browser test, the screenshot tool).
  */
 import * as ort from 'onnxruntime-web/webgpu';
 import { checkSeedList } from '../src/config/common.js';
+import { encodeModel } from '../src/onnx/proto.js';
 import { feedsFor, readSamplerInfo, type SamplerInfo } from './sampler.js';
 
 type Backend = 'wasm' | 'webgpu';
@@ -29,8 +31,14 @@ interface PageState {
   info?: SamplerInfo;
   backend?: Backend;
   threads?: number;
-  /** Milliseconds in InferenceSession.create (the bytes already fetched). */
+  /** Milliseconds in InferenceSession.create of the sampler (the bytes fetched, the runtime started). */
   sessionMs?: number;
+  /** Milliseconds until onnxruntime-web's WASM runtime was up (compiled, threads started), from page start. */
+  runtimeMs?: number;
+  /** Milliseconds from page start until the sampler's session was ready. */
+  readyMs?: number;
+  /** The graph optimisation level the session was created with. */
+  optimization?: string;
   lastRun?: RunStats;
   /** The RGB bytes of the i-th image of the last run, read back from the grid canvas ([H, W, 3]). */
   pixels(i: number): number[];
@@ -100,11 +108,31 @@ function wasmThreads(): number {
   return crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
 }
 
-/** `opt`: onnxruntime's graph optimisation level (all, the default; basic; disabled): trades session creation against run time. */
-function optimizationLevel(): 'all' | 'basic' | 'disabled' {
-  const v = params.get('opt') ?? 'all';
+/**
+ * `opt`: onnxruntime's graph optimisation level, trading session creation against run time.
+ * By default `disabled` for the subgraph layout (its evaluations come optimised from `adasde
+ * fuse --optimize`; optimising nine If branches here would cost what the layout saves), else `all`.
+ */
+function optimizationLevel(info: SamplerInfo): 'all' | 'basic' | 'disabled' {
+  const v = params.get('opt') ?? (info.layout === 'subgraphs' ? 'disabled' : 'all');
   if (v !== 'all' && v !== 'basic' && v !== 'disabled') throw new Error(`opt=${v}: expected all, basic or disabled`);
   return v;
+}
+
+/** Starts onnxruntime-web's WASM runtime through a session of a one-node graph (Identity), then releases it. */
+async function startRuntime(): Promise<void> {
+  const floatValue = (name: string) => ({ name, type: { elemType: 1, shape: [1] } });
+  const tiny = encodeModel({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    producerName: 'adasde-page',
+    producerVersion: '',
+    metadataProps: [],
+    graph: { name: 'start', node: [{ input: ['a'], output: ['b'], name: 'id', opType: 'Identity', domain: '', attribute: [] }], initializer: [], input: [floatValue('a')], output: [floatValue('b')], valueInfo: [] },
+  });
+  const s = await ort.InferenceSession.create(tiny, { executionProviders: ['wasm'] });
+  await s.release();
+  state.runtimeMs = performance.now();
 }
 
 let bytes: Uint8Array | undefined;
@@ -119,7 +147,8 @@ async function createSession(ep: string): Promise<void> {
   const create = async (backend: Backend): Promise<void> => {
     const t0 = performance.now();
     // The buffer is copied into the runtime's heap; passing a copy keeps ours for a re-create.
-    session = await ort.InferenceSession.create(bytes!.slice(), { executionProviders: [backend], graphOptimizationLevel: optimizationLevel() });
+    state.optimization = optimizationLevel(state.info!);
+    session = await ort.InferenceSession.create(bytes!.slice(), { executionProviders: [backend], graphOptimizationLevel: state.optimization as 'all' | 'basic' | 'disabled' });
     state.sessionMs = performance.now() - t0;
     state.backend = backend;
   };
@@ -202,14 +231,21 @@ async function start(): Promise<void> {
   epSelect.value = params.get('ep') ?? 'auto';
   ort.env.wasm.numThreads = wasmThreads();
 
+  // The runtime's start-up (compiling its WASM, starting its threads) does not depend on the
+  // sampler: it runs while the sampler downloads, on a one-node graph (WASM only; WebGPU
+  // starts with the sampler's own session).
+  const runtime = epSelect.value === 'webgpu' ? Promise.resolve() : startRuntime();
   const res = await fetch(url);
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
   bytes = new Uint8Array(await res.arrayBuffer());
+  await runtime;
   const info = readSamplerInfo(url, bytes);
   state.info = info;
   const [c, h, w] = info.sampleShape;
   $('about').textContent = `${info.solver}, ${info.nfe} NFE, ${c}×${h}×${w}${info.labelDim ? `, ${info.labelDim} classes` : ''} · ${info.sourceModel} · ${(bytes.length / 2 ** 20).toFixed(2)} MiB`;
   await createSession(epSelect.value);
+  state.readyMs = performance.now();
+  $('session').textContent += ` (ready ${(state.readyMs / 1000).toFixed(1)} s after page start)`;
   state.status = 'ready';
   const button = $<HTMLButtonElement>('run');
   button.disabled = false;

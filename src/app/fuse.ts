@@ -6,8 +6,8 @@
  * graph (src/fuse/build.ts) and writes it atomically.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { FuseOptions } from '../config/fuse.js';
 import { UsageError } from '../core/errors.js';
@@ -16,10 +16,10 @@ import { buildFusedSampler } from '../fuse/build.js';
 import { FUSED_FORMAT, FUSED_FORMAT_KEY } from '../fuse/format.js';
 import { modelBytes } from '../onnx/builder.js';
 import { readModelWithData } from '../onnx/load.js';
-import { readModelHeader } from '../onnx/proto.js';
+import { readModelHeader, type ModelProto } from '../onnx/proto.js';
 import { throwUsage } from '../runtime/contract.js';
 import { checkDenoiserSignature, parseDenoiserMetadata } from '../runtime/model.js';
-import { readModelSignature } from '../runtime/session.js';
+import { readModelSignature, writeOptimizedModel } from '../runtime/session.js';
 import { needsDecoder, preflightCompanions } from '../sample/companions.js';
 import { SOLVER_REGISTRY } from '../solvers/registry.js';
 import { fileSha256 } from '../io/sha256.js';
@@ -40,6 +40,8 @@ export interface FusePlan {
   out: string;
   /** Each evaluation in an If subgraph (faster loading, slower runs). */
   subgraphs: boolean;
+  /** onnxruntime's rewrites of the model (and decoder) before fusing (`--optimize`, auto resolved). */
+  optimize: 'none' | 'basic' | 'extended';
   quiet: boolean;
 }
 
@@ -77,6 +79,11 @@ export function resolveFuse(flags: FuseOptions): FusePlan {
     decoder: decode ? meta.decoder : undefined,
     out: o.out ?? `${meta.datasetName}-${choice.solver}${points}-nfe${nfe}.onnx`,
     subgraphs: o.subgraphs,
+    // A subgraph-layout file is loaded with optimisations off (its evaluations would each be
+    // optimised separately, which costs what the layout saves), so it gets them here, once.
+    // Not for float16 models: onnxruntime's CPU rewrite would bake in the Casts it inserts
+    // around float16 operators it lacks, which a GPU runtime does not need.
+    optimize: o.optimize === 'auto' ? (o.subgraphs && io.x === 'float32' ? 'basic' : 'none') : o.optimize,
     quiet: o.quiet,
   };
 }
@@ -91,6 +98,7 @@ export function describeFusePlan(plan: FusePlan): Record<string, unknown> {
     guidance: plan.cfgRate !== undefined ? { type: 'cfg', rate: plan.cfgRate } : { type: 'none' },
     decoder: plan.decoder ?? null,
     layout: plan.subgraphs ? 'subgraphs' : 'inline',
+    optimize: plan.optimize,
     out: plan.out,
   };
 }
@@ -121,12 +129,31 @@ function modelFileBytes(file: string): number {
   return total;
 }
 
+/**
+ * A model with its weights as the fuser reads it: the file itself, or onnxruntime's rewrite of
+ * it at `level` (written to a temporary folder, read back, removed), with the opset imports
+ * onnxruntime adds for domains no node uses dropped again.
+ */
+async function readForFusing(file: string, level: FusePlan['optimize']): Promise<ModelProto> {
+  if (level === 'none') return readModelWithData(file);
+  const dir = mkdtempSync(join(tmpdir(), 'adasde-fuse-'));
+  try {
+    const out = join(dir, 'optimized.onnx');
+    await writeOptimizedModel(file, out, level);
+    const m = readModelWithData(out);
+    const used = new Set((m.graph?.node ?? []).map((n) => (n.domain === 'ai.onnx' ? '' : n.domain)));
+    return { ...m, opsetImport: m.opsetImport.filter((o) => o.domain === '' || o.domain === 'ai.onnx' || used.has(o.domain)) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Emits the plan's fused sampler and writes it to `plan.out` (atomically: a reader never sees half a file). */
 export async function runFuse(plan: FusePlan): Promise<FuseResult> {
   const s = plan.solver;
   const d = SOLVER_REGISTRY[s.solver];
-  const model = readModelWithData(plan.modelFile);
-  const decoder = plan.decoder ? readModelWithData(plan.decoder) : undefined;
+  const model = await readForFusing(plan.modelFile, plan.optimize);
+  const decoder = plan.decoder ? await readForFusing(plan.decoder, plan.optimize) : undefined;
   const metadata: Record<string, string> = {
     solver: s.solver,
     solver_nfe: String(s.solverNfe),
@@ -139,6 +166,7 @@ export async function runFuse(plan: FusePlan): Promise<FuseResult> {
     source_model: basename(plan.modelFile),
     source_model_sha256: await fileSha256(plan.modelFile),
     dataset_name: plan.dataset,
+    optimized: plan.optimize,
   };
   if (plan.decoder) metadata['decoder'] = basename(plan.decoder);
   const fused = await buildFusedSampler(model, {
@@ -178,7 +206,7 @@ export function isFusedSampler(file: string): boolean {
 const ROOT = resolve(dirname(new URL(import.meta.url).pathname), '..', '..', '..');
 
 /**
- * The bundled network's fused AdaSDE 5-NFE sampler (models/cifar10-tiny-edm.onnx with the
+ * The bundled network's fused AdaSDE 5-NFE sampler in the subgraph layout (models/cifar10-tiny-edm.onnx with the
  * newest exp/NNNNN-cifar10-4-5-adasde-*-tiny predictor, the demo's pair), built on first use
  * into the user's cache; the file name carries both inputs' hashes, so a changed model or
  * predictor is rebuilt instead of served stale.
@@ -190,11 +218,15 @@ export async function bundledFusedSampler(note: (line: string) => void = () => u
   const run = existsSync(expDir) ? readdirSync(expDir).filter((n) => /^\d{5}-cifar10-4-5-adasde-.*-tiny$/.test(n)).sort().pop() : undefined;
   if (!run) throw new UsageError(`no exp/NNNNN-cifar10-4-5-adasde-*-tiny predictor under ${expDir}; pass --sampler FILE`);
   const flags = { model, predictorPath: join(expDir, run), expDir, modelDir: join(ROOT, 'models'), quiet: true } as const;
-  const plan = resolveFuse({ ...flags, denoiseToZero: false, dryRun: false } as FuseOptions);
+  // The subgraph layout, optimised here once: the page loads it without optimisations, in a
+  // fraction of the inline layout's session creation and at about its speed (bench/RESULTS.md,
+  // "Fused samplers").
+  const plan = resolveFuse({ ...flags, denoiseToZero: false, dryRun: false, subgraphs: true, optimize: 'auto' } as FuseOptions);
   const key = createHash('sha256')
     .update(await fileSha256(model))
     .update(plan.solver.options.coeffs ? coefficientsHash(plan.solver.options.coeffs) : '')
     .update(JSON.stringify(Array.from(plan.solver.tSteps)))
+    .update(`${plan.subgraphs ? 'subgraphs' : 'inline'} ${plan.optimize}`)
     .digest('hex')
     .slice(0, 16);
   const cacheDir = process.env['XDG_CACHE_HOME'] ? join(process.env['XDG_CACHE_HOME'], 'adasde') : join(homedir(), '.cache', 'adasde');

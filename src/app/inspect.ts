@@ -445,7 +445,7 @@ const REPORTS: Record<Exclude<ContractName, 'tokenizer'>, Report> = {
     const m = (k: string): string => sig.metadata[`adasde.fused.${k}`] ?? '?';
     res.lines.push(`contract    fused sampler (adasde fuse: z${info.noiseIntervals.length ? ', noise' : ''}${info.labelDim ? ', class_labels' : ''} -> x, images)`);
     res.lines.push(...ioLines(sig));
-    res.lines.push(`sampler     ${info.solver} at ${info.nfe} NFE, ${info.layout} layout, ${info.tSteps ? `${info.tSteps.length} time points [${info.tSteps.map(fmt).join(', ')}]` : 'grid not recorded'}`);
+    res.lines.push(`sampler     ${info.solver} at ${info.nfe} NFE, ${info.layout} layout${info.optimized && info.optimized !== 'none' ? ` (optimised: ${info.optimized})` : ''}, ${info.tSteps ? `${info.tSteps.length} time points [${info.tSteps.map(fmt).join(', ')}]` : 'grid not recorded'}`);
     res.lines.push(`source      ${info.sourceModel} (sha256 ${m('source_model_sha256').slice(0, 16)}...), dataset ${info.datasetName}${sig.metadata['adasde.fused.decoder'] ? `, decoder ${sig.metadata['adasde.fused.decoder']}` : ''}`);
     const pred = sig.metadata['adasde.fused.predictor'];
     if (pred) res.lines.push(`predictor   ${pred} (coefficients sha256 ${m('predictor_sha256').slice(0, 16)}...)`);

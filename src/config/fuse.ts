@@ -1,4 +1,5 @@
 /** `adasde fuse` options: the solver and model flags of `adasde sample`, plus the output file. */
+import { z } from 'zod';
 import { defineOptions, boolFlag, optStr, type OptionsOf } from './options.js';
 import { solverFlagOptions } from './common.js';
 import { sampleBase, type SolverFlagValues } from './sample.js';
@@ -17,6 +18,13 @@ const fuseBase = defineOptions({
     kind: 'bool',
     help: 'each model evaluation in a subgraph of its own (an If): sessions start several times faster, runs are somewhat slower (for pages and short jobs)',
     expect: 'True or False',
+  },
+  optimize: {
+    flag: 'optimize',
+    schema: z.enum(['auto', 'none', 'basic', 'extended']),
+    default: 'auto',
+    help: "onnxruntime's graph rewrites applied to the model once, before fusing: basic (constant and shape folding; standard operators), extended (also onnxruntime's fused operators: onnxruntime only), none; auto: basic for --subgraphs True with a float32 model (such files are loaded without optimisations), else none",
+    expect: 'auto, none, basic or extended',
   },
   dryRun: sampleBase.dryRun,
   quiet: sampleBase.quiet,

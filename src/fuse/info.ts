@@ -26,6 +26,8 @@ export interface FusedInfo {
   tSteps?: number[];
   /** `subgraphs`: every evaluation in an If of its own (adasde fuse --subgraphs), best loaded without graph optimisations. */
   layout: 'inline' | 'subgraphs';
+  /** onnxruntime's rewrite level applied at fuse time (`adasde fuse --optimize`); absent in older files. */
+  optimized?: string;
 }
 
 /** One input's values and dims (float32: the ONNX boundary type). */
@@ -79,6 +81,7 @@ export function fusedInfo(name: string, meta: ReadonlyMap<string, string>, input
     datasetName: get('dataset_name'),
     tSteps: Array.isArray(t) && t.every((v) => typeof v === 'number') ? (t as number[]) : undefined,
     layout: meta.get(FUSED_PREFIX + 'layout') === 'subgraphs' ? 'subgraphs' : 'inline',
+    optimized: meta.get(FUSED_PREFIX + 'optimized'),
   };
   if (!info.inputs.includes('z')) throw new Error(`${name}: the sampler has no z input`);
   if (!info.outputs.includes('images')) throw new Error(`${name}: the sampler has no images output`);

@@ -208,6 +208,35 @@ function fromOrt(name: string, t: ort.Tensor): HostTensor {
 }
 
 /**
+ * Writes onnxruntime's own rewrite of a model at `level` to `out` (constant and shape folding,
+ * redundant-node elimination; `extended` adds onnxruntime's fused operators, com.microsoft
+ * domain), so a graph that is later loaded without optimisations still runs the rewritten
+ * form. Weights go to `out`.data beside it when the model keeps its own in external files.
+ */
+export async function writeOptimizedModel(file: string, out: string, level: 'basic' | 'extended'): Promise<void> {
+  const sig = readModelSignature(file);
+  const extra: Record<string, string> = {};
+  if (sig.externalFiles.length > 0) {
+    // A protobuf holds at most 2 GB: keep large weights out of it, as the source did.
+    extra['session.optimized_model_external_initializers_file_name'] = `${path.basename(out)}.data`;
+    extra['session.optimized_model_external_initializers_min_size_in_bytes'] = '1024';
+  }
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(path.resolve(file), {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: level,
+      optimizedModelFilePath: path.resolve(out),
+      logSeverityLevel: 3,
+      extra,
+    });
+  } catch (e) {
+    throw new UsageError(`${file}: onnxruntime cannot load the model: ${firstLine(e)}`);
+  }
+  await session.release();
+}
+
+/**
  * Opens an ONNX file with onnxruntime-node. The file is loaded by path so external data
  * (weights beside the model) resolve relative to it.
  */

@@ -23,6 +23,7 @@ import { decodeImage } from '../../src/io/images.js';
 import { readNpy, toFloat64 } from '../../src/io/npy.js';
 import { quantizeBatch } from '../../src/io/png.js';
 import { saveModel } from '../../src/onnx/builder.js';
+import { readModelWithData } from '../../src/onnx/load.js';
 import { readModelHeader } from '../../src/onnx/proto.js';
 import { loadDenoiserModel } from '../../src/runtime/model.js';
 import { openSession, readModelSignature } from '../../src/runtime/session.js';
@@ -182,6 +183,48 @@ test('the subgraph layout (--subgraphs True: each evaluation in an If) computes 
   const meta = new Map(readModelHeader(file).metadataProps.map((e) => [e.key, e.value]));
   assert.equal(meta.get('adasde.fused.layout'), 'subgraphs');
   assert.ok(statSync(file).size < 1.05 * statSync(BUNDLED).size);
+});
+
+test('--optimize: onnxruntime rewrites the model once before fusing (auto: basic for the subgraph layout), with the same results', async (t) => {
+  const seeds = [0, 1, 2, 3];
+  const meta = (f: string) => new Map(readModelHeader(f).metadataProps.map((e) => [e.key, e.value]));
+  // auto: the subgraph layout of a float32 model is optimised, the inline one is not (nor a float16 model).
+  const sub = join(dir, 'opt-auto-subgraphs.onnx');
+  const subPlan = resolveFuse(fuseFlags({ model: BUNDLED, predictorPath: NOISY, subgraphs: true, out: sub }));
+  assert.equal(subPlan.optimize, 'basic');
+  await runFuse(subPlan);
+  assert.equal(meta(sub).get('adasde.fused.optimized'), 'basic');
+  assert.equal(resolveFuse(fuseFlags({ model: BUNDLED, predictorPath: NOISY })).optimize, 'none');
+  assert.equal(resolveFuse(fuseFlags({ model: GAUSS16, solver: 'dpm', numSteps: 5, subgraphs: true })).optimize, 'none');
+  // Inline, so the nodes can be counted: basic folds the static part of the shape arithmetic.
+  assertEquivalent(await compare({ model: BUNDLED, predictorPath: NOISY, optimize: 'basic' }, seeds, 'opt-basic'), 'bundled adasde, --optimize basic', t);
+  assertEquivalent(await compare({ model: BUNDLED, predictorPath: NOISY, optimize: 'extended' }, seeds, 'opt-extended'), 'bundled adasde, --optimize extended', t);
+  assertEquivalent(await compare({ model: BUNDLED, predictorPath: NOISY, optimize: 'none' }, seeds, 'opt-none'), 'bundled adasde, --optimize none', t);
+  const nodes = (name: string) => readModelWithData(join(dir, `fused-${name}.onnx`)).graph!.node;
+  const none = nodes('opt-none');
+  const basic = nodes('opt-basic');
+  const extended = nodes('opt-extended');
+  const count = (ns: typeof none, op: string) => ns.filter((n) => n.opType === op).length;
+  t.diagnostic(`nodes: none ${none.length} (${count(none, 'Shape')} Shape), basic ${basic.length} (${count(basic, 'Shape')} Shape), extended ${extended.length}`);
+  assert.ok(count(basic, 'Shape') < count(none, 'Shape'), 'basic folds Shape nodes');
+  assert.ok(basic.every((n) => n.domain === '' || n.domain === 'ai.onnx'), 'basic keeps to standard operators');
+  assert.ok(extended.some((n) => n.domain === 'com.microsoft'), 'extended uses onnxruntime operators');
+  // Only the domains the nodes use are imported (onnxruntime's rewrite lists every domain it knows).
+  assert.deepEqual(readModelHeader(join(dir, 'fused-opt-basic.onnx')).opsetImport.map((o) => o.domain), ['']);
+  assert.deepEqual(readModelHeader(join(dir, 'fused-opt-extended.onnx')).opsetImport.map((o) => o.domain).sort(), ['', 'com.microsoft']);
+  assert.equal(meta(join(dir, 'fused-opt-extended.onnx')).get('adasde.fused.optimized'), 'extended');
+  const ins = cli(['inspect', sub]);
+  assert.equal(ins.code, 0, ins.err);
+  assert.match(ins.out, /^sampler {5}adasde at 5 NFE, subgraphs layout \(optimised: basic\), 4 time points/m);
+});
+
+test('--optimize on a model whose weights are in an external file', async (t) => {
+  const ext = join(dir, 'gmm-ext.onnx');
+  saveModel(buildMixtureModel(MIX, SHAPE, { datasetName: 'gmm_ext' }), ext, { externalData: 'gmm-ext.weights' });
+  assert.ok(readModelSignature(ext).externalFiles.length > 0);
+  assertEquivalent(await compare({ model: ext, solver: 'heun', numSteps: 4, subgraphs: true, optimize: 'basic' }, [0, 1, 2, 3, 4, 5, 6, 7], 'ext-basic'), 'external-data gmm heun, subgraphs, basic', t);
+  // The fused file carries the weights itself.
+  assert.equal(readModelSignature(join(dir, 'fused-ext-basic.onnx')).externalFiles.length, 0);
 });
 
 test('the fused file: weights once (size within a few percent of the model), metadata saying what it is', async () => {

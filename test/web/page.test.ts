@@ -1,6 +1,7 @@
 /**
  * The browser page (issue 16) in headless Chromium: `adasde web` (a real process) serves the
- * page with the bundled network's fused AdaSDE 5-NFE sampler, the page samples seeds 0-7
+ * page with the bundled network's fused AdaSDE 5-NFE sampler (in both layouts: the subgraph one
+ * `adasde web` builds by default, and the inline one), the page samples seeds 0-7
  * with onnxruntime-web (WASM), and its canvas pixels equal `adasde sample`'s images of the
  * same seeds on at least 99.9% of the pixels, off by at most 1 elsewhere. Debian's chromium
  * driven by playwright-core (no browser download); where /usr/bin/chromium is missing the
@@ -29,6 +30,9 @@ interface PageView {
   error?: string;
   backend?: string;
   sessionMs?: number;
+  runtimeMs?: number;
+  readyMs?: number;
+  optimization?: string;
   lastRun?: { imagesPerSecond: number; seconds: number };
 }
 
@@ -38,48 +42,60 @@ test(
   async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'adasde-page-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const sampler = join(dir, 'sampler.onnx');
-    const flags = { ...parseOptions(fuseOptionTable, { quiet: true }), model: join(repoRoot, 'models', 'cifar10-tiny-edm.onnx'), predictorPath: join(repoRoot, 'exp', '00013-cifar10-4-5-adasde-dpm-3-uni1.0-afs-tiny'), out: sampler } as FuseOptions;
-    const plan = resolveFuse(flags);
-    await runFuse(plan);
-
-    // The host loop's images of the same seeds (float64 states, the PNG quantisation).
-    const seeds = [0, 1, 2, 3, 4, 5, 6, 7];
-    const [C, H, W] = plan.sampleShape;
-    const model = await loadDenoiserModel(plan.modelFile);
-    const x = await sampleBatch({ solver: plan.solver.solver, options: plan.solver.options, tSteps: plan.solver.tSteps, sampleShape: plan.sampleShape, labelDim: 0 }, model.denoise, { seeds });
-    await model.dispose();
-    const want = quantizeBatch(x, seeds.length, C, H, W);
-
-    const web = await startWebProcess(['--sampler', sampler, '--port', '0', '--quiet']);
-    t.after(() => web.stop());
+    // Both layouts: the subgraph one `adasde web` serves by default (optimised at fuse time,
+    // loaded with optimisations off) and the inline one (optimised at load).
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
     t.after(() => browser.close());
-    const page = await browser.newPage();
-    const logs: string[] = [];
-    page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
-    await page.goto(`${web.url}?seeds=0-7&batch=4&ep=wasm&run=1`);
-    await page.waitForFunction(() => ['done', 'error'].includes((globalThis as unknown as { adasdePage?: PageView }).adasdePage?.status ?? ''), undefined, { timeout: 540_000, polling: 250 });
-    const view = await page.evaluate(() => {
-      const s = (globalThis as unknown as { adasdePage: PageView & { pixels(i: number): number[] } }).adasdePage;
-      return { status: s.status, error: s.error, backend: s.backend, sessionMs: s.sessionMs, lastRun: s.lastRun, pixels: [0, 1, 2, 3, 4, 5, 6, 7].map((i) => s.pixels(i)) };
-    });
-    assert.equal(view.status, 'done', `page error: ${view.error}\n${logs.join('\n')}`);
-    assert.equal(view.backend, 'wasm');
-    let differing = 0;
-    let total = 0;
-    view.pixels.forEach((rgb, b) => {
-      assert.equal(rgb.length, H * W * 3);
-      for (let p = 0; p < H * W; p++) {
-        for (let c = 0; c < 3; c++) {
-          const d = Math.abs(rgb[p * 3 + c]! - want[b * C * H * W + c * H * W + p]!);
-          assert.ok(d <= 1, `seed ${b}: pixel ${p} channel ${c} differs by ${d}`);
-          if (d) differing++;
-          total++;
-        }
+    const seeds = [0, 1, 2, 3, 4, 5, 6, 7];
+    let want: Uint8Array | undefined;
+    for (const subgraphs of [true, false]) {
+      const sampler = join(dir, `sampler-${subgraphs ? 'subgraphs' : 'inline'}.onnx`);
+      const flags = { ...parseOptions(fuseOptionTable, { quiet: true }), model: join(repoRoot, 'models', 'cifar10-tiny-edm.onnx'), predictorPath: join(repoRoot, 'exp', '00013-cifar10-4-5-adasde-dpm-3-uni1.0-afs-tiny'), out: sampler, subgraphs } as FuseOptions;
+      const plan = resolveFuse(flags);
+      await runFuse(plan);
+      const [C, H, W] = plan.sampleShape;
+      if (!want) {
+        // The host loop's images of the same seeds (float64 states, the PNG quantisation).
+        const model = await loadDenoiserModel(plan.modelFile);
+        const x = await sampleBatch({ solver: plan.solver.solver, options: plan.solver.options, tSteps: plan.solver.tSteps, sampleShape: plan.sampleShape, labelDim: 0 }, model.denoise, { seeds });
+        await model.dispose();
+        want = quantizeBatch(x, seeds.length, C, H, W);
       }
-    });
-    assert.ok(differing <= 0.001 * total, `${differing} of ${total} pixels differ`);
-    t.diagnostic(`page: session ${view.sessionMs?.toFixed(0)} ms, ${view.lastRun?.imagesPerSecond.toFixed(2)} images/s, ${differing} of ${total} pixels differ by 1`);
+      const host = want;
+
+      const web = await startWebProcess(['--sampler', sampler, '--port', '0', '--quiet']);
+      t.after(() => web.stop());
+      const page = await browser.newPage();
+      const logs: string[] = [];
+      page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+      await page.goto(`${web.url}?seeds=0-7&batch=4&ep=wasm&run=1`);
+      await page.waitForFunction(() => ['done', 'error'].includes((globalThis as unknown as { adasdePage?: PageView }).adasdePage?.status ?? ''), undefined, { timeout: 540_000, polling: 250 });
+      const view = await page.evaluate(() => {
+        const s = (globalThis as unknown as { adasdePage: PageView & { pixels(i: number): number[] } }).adasdePage;
+        return { status: s.status, error: s.error, backend: s.backend, sessionMs: s.sessionMs, runtimeMs: s.runtimeMs, readyMs: s.readyMs, optimization: s.optimization, lastRun: s.lastRun, pixels: [0, 1, 2, 3, 4, 5, 6, 7].map((i) => s.pixels(i)) };
+      });
+      await page.close();
+      const what = subgraphs ? 'subgraph layout' : 'inline layout';
+      assert.equal(view.status, 'done', `${what}: page error: ${view.error}\n${logs.join('\n')}`);
+      assert.equal(view.backend, 'wasm');
+      // The level follows the layout unless the URL says otherwise.
+      assert.equal(view.optimization, subgraphs ? 'disabled' : 'all');
+      assert.ok(view.runtimeMs !== undefined && view.readyMs !== undefined && view.runtimeMs <= view.readyMs, `${what}: runtime start-up ${view.runtimeMs} ms, ready ${view.readyMs} ms`);
+      let differing = 0;
+      let total = 0;
+      view.pixels.forEach((rgb, b) => {
+        assert.equal(rgb.length, H * W * 3);
+        for (let p = 0; p < H * W; p++) {
+          for (let c = 0; c < 3; c++) {
+            const d = Math.abs(rgb[p * 3 + c]! - host[b * C * H * W + c * H * W + p]!);
+            assert.ok(d <= 1, `${what}, seed ${b}: pixel ${p} channel ${c} differs by ${d}`);
+            if (d) differing++;
+            total++;
+          }
+        }
+      });
+      assert.ok(differing <= 0.001 * total, `${what}: ${differing} of ${total} pixels differ`);
+      t.diagnostic(`page, ${what}: runtime up at ${view.runtimeMs?.toFixed(0)} ms, session ${view.sessionMs?.toFixed(0)} ms (${view.optimization}), ready at ${view.readyMs?.toFixed(0)} ms, ${view.lastRun?.imagesPerSecond.toFixed(2)} images/s, ${differing} of ${total} pixels differ by 1`);
+    }
   },
 );
