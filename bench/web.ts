@@ -32,16 +32,27 @@ const screenshot = has('screenshot') ? resolve(str('screenshot', '')) : undefine
 const dir = mkdtempSync(join(tmpdir(), 'adasde-bench-web-'));
 const model = join(root, 'models', 'cifar10-tiny-edm.onnx');
 
-/** `layout`: inline, subgraphs (`--optimize auto`, i.e. basic) or subgraphs-LEVEL. */
-async function fuse(predictor: string, name: string, layout: string): Promise<string> {
-  const out = join(dir, `${name}-${layout}.onnx`);
-  const subgraphs = layout.startsWith('subgraphs');
-  const optimize = layout.startsWith('subgraphs-') ? layout.slice('subgraphs-'.length) : 'auto';
-  if (!['auto', 'none', 'basic', 'extended'].includes(optimize) || (!subgraphs && layout !== 'inline')) fail(`--layouts: ${layout} is not inline, subgraphs or subgraphs-none|basic|extended`);
-  await runFuse(resolveFuse({ ...parseOptions(fuseOptionTable, { quiet: true }), model, predictorPath: resolve(predictor), out, subgraphs, optimize } as FuseOptions));
+/** A --layouts entry: inline, subgraphs (`--optimize auto`, i.e. basic) or subgraphs-LEVEL. */
+interface Layout {
+  name: string;
+  subgraphs: boolean;
+  optimize: string;
+}
+// Read before any measurement, so a bad entry fails at once rather than minutes in.
+const layouts: Layout[] = str('layouts', 'inline,subgraphs,subgraphs-none,subgraphs-extended')
+  .split(',')
+  .map((name) => {
+    const subgraphs = name.startsWith('subgraphs');
+    const optimize = name.startsWith('subgraphs-') ? name.slice('subgraphs-'.length) : 'auto';
+    if (!['auto', 'none', 'basic', 'extended'].includes(optimize) || (!subgraphs && name !== 'inline')) fail(`--layouts: ${name} is not inline, subgraphs or subgraphs-none|basic|extended`);
+    return { name, subgraphs, optimize };
+  });
+
+async function fuse(predictor: string, name: string, layout: Layout): Promise<string> {
+  const out = join(dir, `${name}-${layout.name}.onnx`);
+  await runFuse(resolveFuse({ ...parseOptions(fuseOptionTable, { quiet: true }), model, predictorPath: resolve(predictor), out, subgraphs: layout.subgraphs, optimize: layout.optimize } as FuseOptions));
   return out;
 }
-const layouts = str('layouts', 'inline,subgraphs,subgraphs-none,subgraphs-extended').split(',');
 // page: the level the page picks for the file's layout (no opt= in the URL).
 const opts = str('opts', 'page').split(',');
 
@@ -87,10 +98,10 @@ for (const layout of layouts) {
   for (const [label, predictor] of [['AdaSDE 5 NFE', str('five', join(root, 'exp', '00013-cifar10-4-5-adasde-dpm-3-uni1.0-afs-tiny'))], ['AdaSDE 9 NFE', str('nine', join(root, 'exp', '00008-cifar10-6-9-adasde-dpm-2-uni1.0-afs-tiny'))]] as const) {
     const file = await fuse(predictor, label.replace(/\W+/g, '-'), layout);
     for (const opt of opts) {
-      const shot = screenshot && layout === 'subgraphs' && label.includes('5') && opt === 'page' ? screenshot : undefined;
+      const shot = screenshot && layout.name === 'subgraphs' && label.includes('5') && opt === 'page' ? screenshot : undefined;
       const v = await measure(file, opt, shot);
       const sec = (ms?: number) => `${((ms ?? 0) / 1000).toFixed(1)} s`;
-      console.log(`| ${label} | ${layout} | ${v.optimization} | ${v.threads} | ${sec(v.runtimeMs)} | ${sec(v.sessionMs)} | ${sec(v.readyMs)} | ${v.lastRun?.imagesPerSecond.toFixed(2)} |`);
+      console.log(`| ${label} | ${layout.name} | ${v.optimization} | ${v.threads} | ${sec(v.runtimeMs)} | ${sec(v.sessionMs)} | ${sec(v.readyMs)} | ${v.lastRun?.imagesPerSecond.toFixed(2)} |`);
     }
   }
 }

@@ -17,6 +17,7 @@ import { encodeModel } from '../src/onnx/proto.js';
 import { feedsFor, readSamplerInfo, type SamplerInfo } from './sampler.js';
 
 type Backend = 'wasm' | 'webgpu';
+type OptimizationLevel = 'all' | 'basic' | 'disabled';
 
 interface RunStats {
   seeds: number[];
@@ -38,7 +39,7 @@ interface PageState {
   /** Milliseconds from page start until the sampler's session was ready. */
   readyMs?: number;
   /** The graph optimisation level the session was created with. */
-  optimization?: string;
+  optimization?: OptimizationLevel;
   lastRun?: RunStats;
   /** The RGB bytes of the i-th image of the last run, read back from the grid canvas ([H, W, 3]). */
   pixels(i: number): number[];
@@ -101,6 +102,11 @@ async function webgpuAvailable(): Promise<boolean> {
   }
 }
 
+/** The backend `ep` asks for: webgpu, or auto where the browser offers an adapter; else wasm. */
+async function wantedBackend(ep: string): Promise<Backend> {
+  return ep === 'webgpu' || (ep === 'auto' && (await webgpuAvailable())) ? 'webgpu' : 'wasm';
+}
+
 function wasmThreads(): number {
   const asked = Number(params.get('threads'));
   if (Number.isInteger(asked) && asked > 0) return crossOriginIsolated ? asked : 1;
@@ -113,7 +119,7 @@ function wasmThreads(): number {
  * By default `disabled` for the subgraph layout (its evaluations come optimised from `adasde
  * fuse --optimize`; optimising nine If branches here would cost what the layout saves), else `all`.
  */
-function optimizationLevel(info: SamplerInfo): 'all' | 'basic' | 'disabled' {
+function optimizationLevel(info: SamplerInfo): OptimizationLevel {
   const v = params.get('opt') ?? (info.layout === 'subgraphs' ? 'disabled' : 'all');
   if (v !== 'all' && v !== 'basic' && v !== 'disabled') throw new Error(`opt=${v}: expected all, basic or disabled`);
   return v;
@@ -142,13 +148,14 @@ async function createSession(ep: string): Promise<void> {
   if (!bytes) throw new Error('the sampler is not loaded');
   if (session) await session.release();
   session = undefined;
-  const wanted: Backend = ep === 'webgpu' || (ep === 'auto' && (await webgpuAvailable())) ? 'webgpu' : 'wasm';
+  const wanted = await wantedBackend(ep);
   if (wanted === 'webgpu' && !(await webgpuAvailable())) throw new Error('ep=webgpu: this browser offers no WebGPU adapter; choose WASM');
+  const level = optimizationLevel(state.info!);
   const create = async (backend: Backend): Promise<void> => {
     const t0 = performance.now();
     // The buffer is copied into the runtime's heap; passing a copy keeps ours for a re-create.
-    state.optimization = optimizationLevel(state.info!);
-    session = await ort.InferenceSession.create(bytes!.slice(), { executionProviders: [backend], graphOptimizationLevel: state.optimization as 'all' | 'basic' | 'disabled' });
+    session = await ort.InferenceSession.create(bytes!.slice(), { executionProviders: [backend], graphOptimizationLevel: level });
+    state.optimization = level;
     state.sessionMs = performance.now() - t0;
     state.backend = backend;
   };
@@ -234,7 +241,7 @@ async function start(): Promise<void> {
   // The runtime's start-up (compiling its WASM, starting its threads) does not depend on the
   // sampler: it runs while the sampler downloads, on a one-node graph (WASM only; WebGPU
   // starts with the sampler's own session).
-  const runtime = epSelect.value === 'webgpu' ? Promise.resolve() : startRuntime();
+  const runtime = wantedBackend(epSelect.value).then((b) => (b === 'wasm' ? startRuntime() : undefined));
   const res = await fetch(url);
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
   bytes = new Uint8Array(await res.arrayBuffer());
