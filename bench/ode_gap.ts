@@ -27,11 +27,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tableInputs } from '../src/app/table.js';
 import { cellCommand, planCell } from '../src/app/table-plan.js';
+import type { TableRow } from '../src/config/table.js';
 import { readNpy, toFloat64 } from '../src/io/npy.js';
 import { loadDenoiserModel } from '../src/runtime/model.js';
 import { elementCount } from '../src/core/shape.js';
-import { getSchedule } from '../src/solvers/schedule.js';
-import { teacherSchedule } from '../src/solvers/teacher.js';
+import { substepSchedule, teacherSchedule } from '../src/solvers/teacher.js';
 import { benchArgs } from './args.js';
 
 const args = benchArgs('ode_gap', ['spec', 'nfe', 'seeds', 'ref_steps', 'outdir', 'threads', 'batch', 'teachers']);
@@ -88,7 +88,20 @@ function rms(a: Float64Array, b: Float64Array): number {
 }
 
 const seedArg = args.str('seeds', '0-255');
-const heun = (steps: number) => ['--model', inputs.modelFile, '--solver', 'heun', '--num_steps', String(steps), '--schedule_type', 'polynomial', '--schedule_rho', '7', '--afs=false', '--denoise_to_zero=false', '--seeds', seedArg, '--batch', String(inputs.batch)];
+const planContext = { meta, sampleShape, modelFile: inputs.modelFile, detectorFile: inputs.detector, seeds: inputs.seeds, expDir: inputs.expDir };
+/** A table row at one NFE as `adasde sample` flags (without --outdir), resolved as `adasde table` does; undefined with the reason when it cannot be planned. */
+function cellArgs(row: TableRow, nfe: number): { args?: string[]; label: string; fingerprint?: string; missing?: string } {
+  const c = planCell(row, nfe, planContext);
+  const cmd = cellCommand(c, { modelFile: inputs.modelFile, detectorFile: inputs.detector, ref: inputs.ref, seeds: inputs.seeds, batch: inputs.batch, imagesDir: '' });
+  if (!cmd) return { label: c.label, missing: c.missing ?? 'not resolvable' };
+  return { args: cmd.sample.slice(0, cmd.sample.indexOf('--outdir')), label: c.label, fingerprint: c.fingerprint };
+}
+// Heun without AFS takes 2 (steps - 1) NFE.
+const heun = (steps: number): string[] => {
+  const c = cellArgs({ solver: 'heun', afs: false }, 2 * (steps - 1));
+  if (!c.args) return args.fail(`--ref_steps ${steps}: ${c.missing}`);
+  return c.args;
+};
 const halfSteps = Math.floor((refSteps - 1) / 2) + 1;
 const ref = await states(`ref-heun-${refSteps}`, heun(refSteps));
 const refErr = rms(await states(`ref-heun-${halfSteps}`, heun(halfSteps)), ref);
@@ -101,7 +114,7 @@ for (const spec of args.str('teachers', '').split(',').filter(Boolean)) {
   const grid = teacherSchedule({ numSteps: n, sigmaMin: meta.sigmaMin, sigmaMax: meta.sigmaMax, type: 'time_uniform', rho: 1 }, M);
   const times: number[] = [grid[0]!];
   for (let i = 0; i + 1 < grid.length; i++) {
-    const sub = getSchedule({ numSteps: 3, sigmaMin: grid[i + 1]!, sigmaMax: grid[i]!, type: 'polynomial', rho: 7 });
+    const sub = substepSchedule(grid[i]!, grid[i + 1]!);
     times.push(sub[1]!, sub[2]!);
   }
   const teacherArgs = ['--model', inputs.modelFile, '--solver', 'dpm', `--t_steps=[${times.map((t) => t.toPrecision(17)).join(',')}]`, '--afs=false', '--denoise_to_zero=false', '--seeds', seedArg, '--batch', String(inputs.batch)];
@@ -114,14 +127,12 @@ for (const spec of args.str('teachers', '').split(',').filter(Boolean)) {
 const rows: { label: string; nfe: number; value?: number; missing?: string }[] = [];
 for (const row of inputs.rows) {
   for (const k of inputs.nfe) {
-    const c = planCell(row, k, { meta, sampleShape, modelFile: inputs.modelFile, detectorFile: inputs.detector, seeds: inputs.seeds, expDir: inputs.expDir });
-    const cmd = cellCommand(c, { modelFile: inputs.modelFile, detectorFile: inputs.detector, ref: inputs.ref, seeds: inputs.seeds, batch: inputs.batch, imagesDir: '' });
-    if (!cmd) {
-      rows.push({ label: c.label, nfe: k, missing: c.missing ?? 'not resolvable' });
+    const c = cellArgs(row, k);
+    if (!c.args) {
+      rows.push({ label: c.label, nfe: k, missing: c.missing });
       continue;
     }
-    const sampleArgs = cmd.sample.slice(0, cmd.sample.indexOf('--outdir'));
-    const value = rms(await states(`${c.label.replace(/[^\w.-]+/g, '_')}-nfe${k}-${c.fingerprint!.slice(0, 12)}`, sampleArgs), ref);
+    const value = rms(await states(`${c.label.replace(/[^\w.-]+/g, '_')}-nfe${k}-${c.fingerprint!.slice(0, 12)}`, c.args), ref);
     rows.push({ label: c.label, nfe: k, value });
     console.error(`${c.label} NFE ${k}: ${value.toFixed(4)}`);
   }
@@ -130,7 +141,7 @@ for (const row of inputs.rows) {
 const labels = [...new Set(rows.map((r) => r.label))];
 const best = new Map(inputs.nfe.map((k) => [k, Math.min(...rows.filter((r) => r.nfe === k && r.value !== undefined).map((r) => r.value!))]));
 const lines = [
-  `rms error of the final states against Heun with ${refSteps} steps (${2 * refSteps - 3} NFE, EDM schedule rho 7) from the same latents, seeds ${seedArg}, model ${inputs.modelFile}, data units (images in [-1, 1]); lower is better`,
+  `rms error of the final states against Heun with ${refSteps} steps (${2 * (refSteps - 1)} NFE, EDM schedule rho 7) from the same latents, seeds ${seedArg}, model ${inputs.modelFile}, data units (images in [-1, 1]); lower is better`,
   `reference's own error: Heun with ${halfSteps} steps differs from it by ${refErr.toFixed(5)} (second order: the reference is within about a quarter of that)`,
   '',
   `| solver | ${inputs.nfe.map((k) => `NFE ${k}`).join(' | ')} |`,

@@ -25,13 +25,18 @@ export interface SubstepOptions {
   onInterval?: (i: number, x: Float64Array) => void;
 }
 
+/** The 3-point polynomial rho-7 split of one teacher interval [tCur, tNext] into two sub-steps. */
+export function substepSchedule(tCur: number, tNext: number): Float64Array {
+  return getSchedule({ numSteps: 3, sigmaMin: tNext, sigmaMax: tCur, type: 'polynomial', rho: 7 });
+}
+
 export async function sampleSubsteps(kind: TeacherKind, x0: Float64Array, ctx: SolverContext, opts: SubstepOptions = {}): Promise<Float64Array> {
   const o = new EagerOps(ctx);
   const t = ctx.tSteps;
   const n = t.length - 1;
   let x = x0;
   for (let i = 0; i < n; i++) {
-    const sub = getSchedule({ numSteps: 3, sigmaMin: t[i + 1]!, sigmaMax: t[i]!, type: 'polynomial', rho: 7 });
+    const sub = substepSchedule(t[i]!, t[i + 1]!);
     for (let j = 0; j < 2; j++) {
       const tCur = sub[j]!;
       const tNext = sub[j + 1]!;
