@@ -40,9 +40,29 @@ export interface FusePlan {
   out: string;
   /** Each evaluation in an If subgraph (faster loading, slower runs). */
   subgraphs: boolean;
-  /** onnxruntime's rewrites of the model (and decoder) before fusing (`--optimize`, auto resolved). */
-  optimize: 'none' | 'basic' | 'extended';
+  /** onnxruntime's rewrites of the model before fusing (`--optimize`, auto resolved). */
+  optimize: OptimizeLevel;
+  /** The same for the decoder, resolved on its own precision (auto), else `--optimize` as given. */
+  decoderOptimize?: OptimizeLevel;
   quiet: boolean;
+}
+
+type OptimizeLevel = 'none' | 'basic' | 'extended';
+
+/**
+ * `--optimize auto` for one file. A subgraph-layout file is loaded with optimisations off (its
+ * evaluations would each be optimised separately, which costs what the layout saves), so it
+ * gets them here, once. Not for float16 graphs: onnxruntime's CPU rewrite would bake in the
+ * Casts it inserts around float16 operators it lacks, which a GPU runtime does not need.
+ */
+function autoOptimize(subgraphs: boolean, dtype: string | undefined): OptimizeLevel {
+  return subgraphs && dtype === 'float32' ? 'basic' : 'none';
+}
+
+/** The element type of a decoder's latent input (`z`, or `latents` as the fuser also accepts). */
+function decoderInputType(file: string): string | undefined {
+  const inputs = readModelSignature(file).inputs;
+  return (inputs.find((i) => i.name === 'z') ?? inputs.find((i) => i.name === 'latents'))?.dtype;
 }
 
 /** The plan of one `adasde fuse` run: reads signatures and the predictor, writes nothing. */
@@ -65,6 +85,7 @@ export function resolveFuse(flags: FuseOptions): FusePlan {
   const decode = needsDecoder(model);
   preflightCompanions(model, { text: false, decoder: decode });
   if (!decode && C !== 1 && C !== 3) throw new UsageError(`${file}: ${C} channels; a fused sampler's images output needs 1 (grey) or 3 (RGB) channels`);
+  const decoderFile = decode ? meta.decoder : undefined;
   const nfe = choice.solverNfe * (cfg !== undefined ? 2 : 1);
   const points = SOLVER_REGISTRY[choice.solver].usesPredictor ? `-npoints${choice.options.coeffs?.r[0]?.length ?? 1}` : '';
   return {
@@ -76,14 +97,12 @@ export function resolveFuse(flags: FuseOptions): FusePlan {
     labelDim: meta.labelDim,
     condition: io.condition ? [io.condition.seqLen ?? 'L', io.condition.embedDim ?? 'E'] : undefined,
     cfgRate: cfg,
-    decoder: decode ? meta.decoder : undefined,
+    decoder: decoderFile,
     out: o.out ?? `${meta.datasetName}-${choice.solver}${points}-nfe${nfe}.onnx`,
     subgraphs: o.subgraphs,
-    // A subgraph-layout file is loaded with optimisations off (its evaluations would each be
-    // optimised separately, which costs what the layout saves), so it gets them here, once.
-    // Not for float16 models: onnxruntime's CPU rewrite would bake in the Casts it inserts
-    // around float16 operators it lacks, which a GPU runtime does not need.
-    optimize: o.optimize === 'auto' ? (o.subgraphs && io.x === 'float32' ? 'basic' : 'none') : o.optimize,
+    optimize: o.optimize === 'auto' ? autoOptimize(o.subgraphs, io.x) : o.optimize,
+    // Each file on its own precision: a float32 latent denoiser may come with a float16 decoder.
+    decoderOptimize: decoderFile === undefined ? undefined : o.optimize === 'auto' ? autoOptimize(o.subgraphs, decoderInputType(decoderFile)) : o.optimize,
     quiet: o.quiet,
   };
 }
@@ -99,6 +118,7 @@ export function describeFusePlan(plan: FusePlan): Record<string, unknown> {
     decoder: plan.decoder ?? null,
     layout: plan.subgraphs ? 'subgraphs' : 'inline',
     optimize: plan.optimize,
+    ...(plan.decoder ? { decoder_optimize: plan.decoderOptimize ?? plan.optimize } : {}),
     out: plan.out,
   };
 }
@@ -134,7 +154,7 @@ function modelFileBytes(file: string): number {
  * it at `level` (written to a temporary folder, read back, removed), with the opset imports
  * onnxruntime adds for domains no node uses dropped again.
  */
-async function readForFusing(file: string, level: FusePlan['optimize']): Promise<ModelProto> {
+async function readForFusing(file: string, level: OptimizeLevel): Promise<ModelProto> {
   if (level === 'none') return readModelWithData(file);
   const dir = mkdtempSync(join(tmpdir(), 'adasde-fuse-'));
   try {
@@ -153,7 +173,7 @@ export async function runFuse(plan: FusePlan): Promise<FuseResult> {
   const s = plan.solver;
   const d = SOLVER_REGISTRY[s.solver];
   const model = await readForFusing(plan.modelFile, plan.optimize);
-  const decoder = plan.decoder ? await readForFusing(plan.decoder, plan.optimize) : undefined;
+  const decoder = plan.decoder ? await readForFusing(plan.decoder, plan.decoderOptimize ?? plan.optimize) : undefined;
   const metadata: Record<string, string> = {
     solver: s.solver,
     solver_nfe: String(s.solverNfe),
@@ -168,7 +188,10 @@ export async function runFuse(plan: FusePlan): Promise<FuseResult> {
     dataset_name: plan.dataset,
     optimized: plan.optimize,
   };
-  if (plan.decoder) metadata['decoder'] = basename(plan.decoder);
+  if (plan.decoder) {
+    metadata['decoder'] = basename(plan.decoder);
+    metadata['decoder_optimized'] = plan.decoderOptimize ?? plan.optimize;
+  }
   const fused = await buildFusedSampler(model, {
     solve: (o, x0, t) => d.solve(o, x0, t, s.options),
     tSteps: s.tSteps,

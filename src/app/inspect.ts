@@ -56,6 +56,12 @@ export interface InspectResult {
 
 const fmt = (v: number): string => (Number.isInteger(v) ? String(v) : Math.abs(v) >= 1e4 || Math.abs(v) < 1e-3 ? v.toExponential(4) : String(Number(v.toPrecision(6))));
 
+/** ` (optimised: basic)` when the fuser rewrote the decoder (recorded since decoders got their own level). */
+function decoderOptimized(meta: Readonly<Record<string, string>>): string {
+  const level = meta['adasde.fused.decoder_optimized'];
+  return level && level !== 'none' ? ` (optimised: ${level})` : '';
+}
+
 function range(a: ArrayLike<number>): { lo: number; hi: number; finite: boolean } {
   let lo = Infinity;
   let hi = -Infinity;
@@ -446,7 +452,7 @@ const REPORTS: Record<Exclude<ContractName, 'tokenizer'>, Report> = {
     res.lines.push(`contract    fused sampler (adasde fuse: z${info.noiseIntervals.length ? ', noise' : ''}${info.labelDim ? ', class_labels' : ''} -> x, images)`);
     res.lines.push(...ioLines(sig));
     res.lines.push(`sampler     ${info.solver} at ${info.nfe} NFE, ${info.layout} layout${info.optimized && info.optimized !== 'none' ? ` (optimised: ${info.optimized})` : ''}, ${info.tSteps ? `${info.tSteps.length} time points [${info.tSteps.map(fmt).join(', ')}]` : 'grid not recorded'}`);
-    res.lines.push(`source      ${info.sourceModel} (sha256 ${m('source_model_sha256').slice(0, 16)}...), dataset ${info.datasetName}${sig.metadata['adasde.fused.decoder'] ? `, decoder ${sig.metadata['adasde.fused.decoder']}` : ''}`);
+    res.lines.push(`source      ${info.sourceModel} (sha256 ${m('source_model_sha256').slice(0, 16)}...), dataset ${info.datasetName}${sig.metadata['adasde.fused.decoder'] ? `, decoder ${sig.metadata['adasde.fused.decoder']}${decoderOptimized(sig.metadata)}` : ''}`);
     const pred = sig.metadata['adasde.fused.predictor'];
     if (pred) res.lines.push(`predictor   ${pred} (coefficients sha256 ${m('predictor_sha256').slice(0, 16)}...)`);
     res.lines.push(`noise       ${info.noiseIntervals.length ? `intervals ${info.noiseIntervals.join(', ')} (noise [${info.noiseIntervals.length},N,${info.sampleShape.join(',')}])` : 'none (deterministic)'}; guidance ${m('guidance')}`);

@@ -305,17 +305,24 @@ test('CLI: adasde fuse, then adasde sample --fused writes the PNGs adasde sample
   assert.match(refused.err, /^adasde: error: --outdir .* holds images made with fused=/);
 });
 
-test('CLI: a latent model is fused with its decoder; --output_format npy gives the final latents', async () => {
-  const ldm = mkdtempSync(join(tmpdir(), 'adasde-fuse-ldm-'));
+/** A latent mixture model with a 1x1-conv decoder beside it (float32 or float16 decoder). */
+function latentModel(decoderDtype: 'float32' | 'float16'): { dir: string; model: string } {
+  const ldm = mkdtempSync(join(tmpdir(), `adasde-fuse-ldm-${decoderDtype}-`));
   const LAT = [4, 4, 4] as const;
   const mix = { weights: Float64Array.of(1, 2), means: Float64Array.from({ length: 128 }, (_, q) => 0.5 * Math.sin(q)), stds: Float64Array.of(0.2, 0.3) };
   const alphas = JSON.stringify(Array.from({ length: 100 }, (_, k) => Math.exp(-0.0004 - 0.09 * k)));
-  saveModel(buildDecoderModel({ latent: LAT, weight: Float32Array.from({ length: 12 }, (_, k) => 0.3 * Math.cos(k)), bias: Float32Array.of(0, 0.1, -0.1) }), join(ldm, 'ldm.decoder.onnx'));
+  saveModel(buildDecoderModel({ latent: LAT, weight: Float32Array.from({ length: 12 }, (_, k) => 0.3 * Math.cos(k)), bias: Float32Array.of(0, 0.1, -0.1), dtype: decoderDtype }), join(ldm, 'ldm.decoder.onnx'));
   const model = join(ldm, 'ldm.onnx');
   saveModel(buildMixtureModel(mix, LAT, { datasetName: 'ldm_test', sigmaMin: 0.03, sigmaMax: 14, metadata: { 'adasde.family': 'ldm', 'adasde.alphas_cumprod': alphas, 'adasde.decoder': 'ldm.decoder.onnx' } }), model);
+  return { dir: ldm, model };
+}
+
+/** Fuses the latent model with `fuseArgs`, samples 6 seeds fused and on the host, compares latents and pixels. */
+async function latentRoundTrip(ldm: string, model: string, fuseArgs: string[]): Promise<string> {
   const out = join(ldm, 'fused.onnx');
   const solver = ['--solver', 'dpmpp', '--num_steps', '6', '--schedule_type', 'discrete'];
-  assert.equal(cli(['fuse', '--model', model, ...solver, '--out', out, '--quiet'], ldm).code, 0);
+  const fused = cli(['fuse', '--model', model, ...solver, ...fuseArgs, '--out', out, '--quiet'], ldm);
+  assert.equal(fused.code, 0, fused.err);
   const sig = readModelSignature(out);
   assert.deepEqual(sig.outputs.map((s) => `${s.name} [${s.dims?.join(',')}]`), ['x [N,4,4,4]', 'images [N,8,8,3]']);
   for (const [flags, name] of [[['--output_format', 'npy'], 'npy'], [[], 'png']] as const) {
@@ -340,6 +347,31 @@ test('CLI: a latent model is fused with its decoder; --output_format npy gives t
     assert.equal(p.length, 3 * 8 * 8);
     for (let k = 0; k < p.length; k++) assert.ok(Math.abs(p[k]! - q[k]!) <= 1, `seed ${s} pixel ${k}: ${p[k]} vs ${q[k]}`);
   }
+  return out;
+}
+
+test('CLI: a latent model is fused with its decoder; --output_format npy gives the final latents', async () => {
+  const { dir: ldm, model } = latentModel('float32');
+  await latentRoundTrip(ldm, model, []);
+});
+
+test('--optimize auto resolves the decoder on its own precision: a float16 decoder is not rewritten beside a float32 denoiser', async () => {
+  const half = latentModel('float16');
+  const full = latentModel('float32');
+  const plan = (model: string, optimize: FuseOptions['optimize']) => resolveFuse(fuseFlags({ model, solver: 'dpmpp', numSteps: 6, scheduleType: 'discrete', subgraphs: true, optimize }));
+  assert.deepEqual([plan(half.model, 'auto').optimize, plan(half.model, 'auto').decoderOptimize], ['basic', 'none']);
+  assert.deepEqual([plan(full.model, 'auto').optimize, plan(full.model, 'auto').decoderOptimize], ['basic', 'basic']);
+  // An explicit level is the user's choice for both files.
+  assert.deepEqual([plan(half.model, 'basic').optimize, plan(half.model, 'basic').decoderOptimize], ['basic', 'basic']);
+  assert.equal(resolveFuse(fuseFlags({ model: half.model, solver: 'dpmpp', numSteps: 6, scheduleType: 'discrete' })).decoderOptimize, 'none');
+  const out = await latentRoundTrip(half.dir, half.model, ['--subgraphs', 'True']);
+  const m = new Map(readModelHeader(out).metadataProps.map((e) => [e.key, e.value]));
+  assert.equal(m.get('adasde.fused.optimized'), 'basic');
+  assert.equal(m.get('adasde.fused.decoder_optimized'), 'none');
+  const shown = cli(['inspect', out], half.dir);
+  assert.equal(shown.code, 0, shown.err);
+  assert.match(shown.out, /subgraphs layout \(optimised: basic\)/);
+  assert.match(shown.out, /decoder ldm\.decoder\.onnx(?! \(optimised)/);
 });
 
 test('refusals: one line, exit 2, naming the flag or file', async () => {

@@ -479,6 +479,8 @@ export interface DecoderSpec {
   outputName?: string;
   batch?: number;
   metadata?: Record<string, string>;
+  /** Element type of `z` and `image`; float16 graphs cast to float32 inside. */
+  dtype?: 'float32' | 'float16';
 }
 
 /**
@@ -492,13 +494,18 @@ export function buildDecoderModel(spec: DecoderSpec): ModelProto {
   if (spec.weight.length !== 3 * C || spec.bias.length !== 3) throw new RangeError('decoder weights must be [3, C] and [3]');
   const b = new GraphBuilder('decoder');
   const n: Dim = spec.batch ?? 'N';
-  const z = b.input(spec.inputName ?? 'z', DataType.FLOAT, [n, C, h, w]);
+  const half = spec.dtype === 'float16';
+  const zIn = b.input(spec.inputName ?? 'z', half ? DataType.FLOAT16 : DataType.FLOAT, [n, C, h, w]);
+  const z = half ? b.op('Cast', [zIn], { to: { i: DataType.FLOAT } }) : zIn;
   const conv1 = b.op('Conv', [z, b.constant(spec.weight, [3, C, 1, 1], 'dec_w'), b.constant(spec.bias, [3], 'dec_b')], { kernel_shape: { ints: [1, 1] } });
   const up = b.op('Resize', [conv1, '', b.constant([1, 1, s, s], [4], 'scales')], {
     mode: { s: 'nearest' },
     coordinate_transformation_mode: { s: 'asymmetric' },
     nearest_mode: { s: 'floor' },
   });
-  b.output(b.op('Tanh', [up]), spec.outputName ?? 'image', DataType.FLOAT, [n, 3, s * h, s * w]);
+  const image = b.op('Tanh', [up]);
+  const dims = [n, 3, s * h, s * w];
+  if (half) b.output(b.op('Cast', [image], { to: { i: DataType.FLOAT16 } }), spec.outputName ?? 'image', DataType.FLOAT16, dims);
+  else b.output(image, spec.outputName ?? 'image', DataType.FLOAT, dims);
   return b.model({ 'adasde.role': 'decoder', ...(spec.metadata ?? {}) });
 }
