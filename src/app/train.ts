@@ -159,7 +159,7 @@ interface InitChoice {
 function initialState(o: TrainOptions, seed: number): InitChoice {
   if (o.init === undefined) return { state: initState(seed, o.numSteps, o.numPoints), record: { kind: 'random', file: null, note: null } };
   if (o.init === 'neutral') return { state: neutralState(o.numSteps, o.numPoints), record: { kind: 'neutral', file: null, note: null } };
-  const file = resolvePredictorPath(o.init, o.outdir, '--init');
+  const file = resolvePredictorPath(o.init, o.outdir, '--init', 'neutral');
   const p = loadPredictor(file);
   const differs: string[] = [];
   if (p.options.num_steps !== o.numSteps) differs.push(`num_steps ${p.options.num_steps} (this run ${o.numSteps})`);

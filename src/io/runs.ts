@@ -172,9 +172,9 @@ export function experimentDirs(expDir: string): string[] {
  * Resolve `--predictor_path` as the reference does: an experiment number (`0`, `00012`)
  * names the run folder `exp/NNNNN-*` (or `exps/NNNNN-*`) and its newest snapshot; otherwise
  * it is a file, or a run folder. A reference pickle is refused with the command that
- * converts it.
+ * converts it. `alsoAccepted` names what else the flag takes, for the error (`--init`: neutral).
  */
-export function resolvePredictorPath(spec: string, expDir: string, flag = '--predictor_path'): string {
+export function resolvePredictorPath(spec: string, expDir: string, flag = '--predictor_path', alsoAccepted = ''): string {
   if (/^\d+$/.test(spec)) {
     for (const dir of experimentDirs(expDir)) {
       const dirs = runsNumbered(dir, spec);
@@ -184,7 +184,7 @@ export function resolvePredictorPath(spec: string, expDir: string, flag = '--pre
     throw new UsageError(`${flag}: no experiment ${spec.padStart(RUN_ID_WIDTH, '0')}-* under ${experimentDirs(expDir).join(' or ')}`);
   }
   const p = resolve(spec);
-  if (!existsSync(p)) throw new UsageError(`${flag}: ${spec} does not exist (expected an experiment number or a predictor .json file)`);
+  if (!existsSync(p)) throw new UsageError(`${flag}: ${spec} does not exist (expected an experiment number, a run folder or a predictor .json file${alsoAccepted ? `, or ${alsoAccepted}` : ''})`);
   if (statSync(p).isDirectory()) return snapshotOf(p, flag);
   if (/\.pkl$/i.test(p)) throw new UsageError(`${flag}: ${spec} is a reference PyTorch pickle; convert it where PyTorch is installed: ${convertCommand(spec)}, then pass the .json`);
   return p;

@@ -101,7 +101,7 @@ test('train --init: a predictor of another shape or a missing one is one line, e
   const cases: [string, RegExp][] = [
     [file, /^adasde: error: --init: .*three-steps\.json has num_steps 3 \(this run 4\); expected a predictor with the same num_steps and num_points$/],
     ['77', /^adasde: error: --init: no experiment 00077-\* under /],
-    [join(dir, 'nope.json'), /^adasde: error: --init: .*nope\.json does not exist/],
+    [join(dir, 'nope.json'), /^adasde: error: --init: .*nope\.json does not exist \(expected an experiment number, a run folder or a predictor \.json file, or neutral\)$/],
   ];
   for (const [spec, pattern] of cases) {
     const r = spawnSync(process.execPath, [bin, ...args(join(dir, 'bad'), '--init', spec)], { encoding: 'utf8' });
