@@ -42,8 +42,8 @@ export interface FusePlan {
   subgraphs: boolean;
   /** onnxruntime's rewrites of the model before fusing (`--optimize`, auto resolved). */
   optimize: OptimizeLevel;
-  /** The same for the decoder, resolved on its own precision (auto), else `--optimize` as given. */
-  decoderOptimize?: OptimizeLevel;
+  /** The same for the decoder (auto: on the decoder's own precision; 'none' without a decoder). */
+  decoderOptimize: OptimizeLevel;
   quiet: boolean;
 }
 
@@ -55,14 +55,8 @@ type OptimizeLevel = 'none' | 'basic' | 'extended';
  * gets them here, once. Not for float16 graphs: onnxruntime's CPU rewrite would bake in the
  * Casts it inserts around float16 operators it lacks, which a GPU runtime does not need.
  */
-function autoOptimize(subgraphs: boolean, dtype: string | undefined): OptimizeLevel {
+function autoOptimize(subgraphs: boolean, dtype: string): OptimizeLevel {
   return subgraphs && dtype === 'float32' ? 'basic' : 'none';
-}
-
-/** The element type of a decoder's latent input (`z`, or `latents` as the fuser also accepts). */
-function decoderInputType(file: string): string | undefined {
-  const inputs = readModelSignature(file).inputs;
-  return (inputs.find((i) => i.name === 'z') ?? inputs.find((i) => i.name === 'latents'))?.dtype;
 }
 
 /** The plan of one `adasde fuse` run: reads signatures and the predictor, writes nothing. */
@@ -83,9 +77,8 @@ export function resolveFuse(flags: FuseOptions): FusePlan {
   const R = meta.imgResolution;
   const model = { path: file, meta, sampleShape: [C, R, R] as const, hasCondition: io.condition !== undefined, conditionShape: io.condition ? ([io.condition.seqLen, io.condition.embedDim] as const) : undefined };
   const decode = needsDecoder(model);
-  preflightCompanions(model, { text: false, decoder: decode });
+  const companions = preflightCompanions(model, { text: false, decoder: decode });
   if (!decode && C !== 1 && C !== 3) throw new UsageError(`${file}: ${C} channels; a fused sampler's images output needs 1 (grey) or 3 (RGB) channels`);
-  const decoderFile = decode ? meta.decoder : undefined;
   const nfe = choice.solverNfe * (cfg !== undefined ? 2 : 1);
   const points = SOLVER_REGISTRY[choice.solver].usesPredictor ? `-npoints${choice.options.coeffs?.r[0]?.length ?? 1}` : '';
   return {
@@ -97,12 +90,12 @@ export function resolveFuse(flags: FuseOptions): FusePlan {
     labelDim: meta.labelDim,
     condition: io.condition ? [io.condition.seqLen ?? 'L', io.condition.embedDim ?? 'E'] : undefined,
     cfgRate: cfg,
-    decoder: decoderFile,
+    decoder: decode ? meta.decoder : undefined,
     out: o.out ?? `${meta.datasetName}-${choice.solver}${points}-nfe${nfe}.onnx`,
     subgraphs: o.subgraphs,
     optimize: o.optimize === 'auto' ? autoOptimize(o.subgraphs, io.x) : o.optimize,
     // Each file on its own precision: a float32 latent denoiser may come with a float16 decoder.
-    decoderOptimize: decoderFile === undefined ? undefined : o.optimize === 'auto' ? autoOptimize(o.subgraphs, decoderInputType(decoderFile)) : o.optimize,
+    decoderOptimize: !companions.decoder ? 'none' : o.optimize === 'auto' ? autoOptimize(o.subgraphs, companions.decoder.inKind) : o.optimize,
     quiet: o.quiet,
   };
 }
@@ -118,7 +111,7 @@ export function describeFusePlan(plan: FusePlan): Record<string, unknown> {
     decoder: plan.decoder ?? null,
     layout: plan.subgraphs ? 'subgraphs' : 'inline',
     optimize: plan.optimize,
-    ...(plan.decoder ? { decoder_optimize: plan.decoderOptimize ?? plan.optimize } : {}),
+    ...(plan.decoder ? { decoder_optimize: plan.decoderOptimize } : {}),
     out: plan.out,
   };
 }
@@ -173,7 +166,7 @@ export async function runFuse(plan: FusePlan): Promise<FuseResult> {
   const s = plan.solver;
   const d = SOLVER_REGISTRY[s.solver];
   const model = await readForFusing(plan.modelFile, plan.optimize);
-  const decoder = plan.decoder ? await readForFusing(plan.decoder, plan.decoderOptimize ?? plan.optimize) : undefined;
+  const decoder = plan.decoder ? await readForFusing(plan.decoder, plan.decoderOptimize) : undefined;
   const metadata: Record<string, string> = {
     solver: s.solver,
     solver_nfe: String(s.solverNfe),
@@ -190,7 +183,7 @@ export async function runFuse(plan: FusePlan): Promise<FuseResult> {
   };
   if (plan.decoder) {
     metadata['decoder'] = basename(plan.decoder);
-    metadata['decoder_optimized'] = plan.decoderOptimize ?? plan.optimize;
+    metadata['decoder_optimized'] = plan.decoderOptimize;
   }
   const fused = await buildFusedSampler(model, {
     solve: (o, x0, t) => d.solve(o, x0, t, s.options),

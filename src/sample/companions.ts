@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { UsageError } from '../core/errors.js';
-import { checkClassifierSignature, checkDecoderSignature, checkTextEncoderSignature, loadDecoder, loadTextEncoder, type DecoderModel, type TextEncoderModel } from '../runtime/companions.js';
+import { checkClassifierSignature, checkDecoderSignature, checkTextEncoderSignature, loadDecoder, loadTextEncoder, type DecoderIO, type DecoderModel, type TextEncoderModel } from '../runtime/companions.js';
 import { throwUsage } from '../runtime/contract.js';
 import { prepareClassifierGradient } from '../runtime/guidance.js';
 import { COMPANION_KEYS, isLatentFamily, type DenoiserModel, type PartialDenoiserMetadata } from '../runtime/model.js';
@@ -71,9 +71,10 @@ export function needsDecoder(model: ModelView): boolean {
 
 /**
  * Checks, without opening sessions, that the companions a run needs exist and satisfy their
- * contracts (so a multi-process run fails once, before any worker starts).
+ * contracts (so a multi-process run fails once, before any worker starts). Returns the
+ * decoder's checked signature when one is needed.
  */
-export function preflightCompanions(model: ModelView, needs: { text: boolean; decoder: boolean }): void {
+export function preflightCompanions(model: ModelView, needs: { text: boolean; decoder: boolean }): { decoder?: DecoderIO } {
   if (needs.text) {
     const enc = companionPath(model, 'textEncoder');
     const io = checkTextEncoderSignature(enc, readModelSignature(enc), throwUsage)!;
@@ -82,8 +83,9 @@ export function preflightCompanions(model: ModelView, needs: { text: boolean; de
   }
   if (needs.decoder) {
     const dec = companionPath(model, 'decoder');
-    checkDecoderSignature(dec, readModelSignature(dec), throwUsage, model.sampleShape);
+    return { decoder: checkDecoderSignature(dec, readModelSignature(dec), throwUsage, model.sampleShape) };
   }
+  return {};
 }
 
 /** A problem found before a run is a UsageError. */
