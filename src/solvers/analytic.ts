@@ -162,3 +162,22 @@ export function mixtureJvp(p: MixtureParams, req: DenoiseRequest, dx: Float64Arr
   }
   return out;
 }
+
+/**
+ * Vector-Jacobian product of the mixture denoiser: J_x^T u and, per row, u . dD/dsigma.
+ * D is the exact posterior mean, D = x + sigma^2 grad log p_sigma(x) (Tweedie), so J_x =
+ * I + sigma^2 Hess log p_sigma is symmetric and J_x^T u = J_x u: the closed-form JVP serves.
+ */
+export function mixtureVjp(p: MixtureParams, req: DenoiseRequest, u: Float64Array): { gx: Float64Array; gs: Float64Array } {
+  const rows = req.batch;
+  const dim = req.x.length / rows;
+  const gx = mixtureJvp(p, req, u, new Float64Array(rows));
+  const dDdSigma = mixtureJvp(p, req, new Float64Array(req.x.length), new Float64Array(rows).fill(1));
+  const gs = new Float64Array(rows);
+  for (let b = 0; b < rows; b++) {
+    let s = 0;
+    for (let k = b * dim; k < (b + 1) * dim; k++) s += u[k]! * dDdSigma[k]!;
+    gs[b] = s;
+  }
+  return { gx, gs };
+}

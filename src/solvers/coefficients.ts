@@ -68,7 +68,7 @@ export function scaleBound(bound: number): number {
 }
 
 /** Whether interval i's direction scale is a function of its raw parameter (not held at 1). */
-function scaleDirLive(b: CoefficientBounds, i: number, steps: number): boolean {
+export function scaleDirLive(b: CoefficientBounds, i: number, steps: number): boolean {
   return scaleBound(b.scaleDir) !== 0 && !(b.fcn && i === steps - 1);
 }
 

@@ -15,13 +15,22 @@ import { performance } from 'node:perf_hooks';
 import { shard } from '../parallel/launcher.js';
 import { SeedStream, oneHot, seedClassIndices } from '../rng/streams.js';
 import { adamInit, adamStep, cosineLr, sanitizeGrad, type AdamTensorState } from './adam.js';
-import { finiteDifferenceJvp, type JvpScheme } from './jvp.js';
+import { finiteDifferenceJvp, type JvpFn, type JvpScheme } from './jvp.js';
 import type { TeacherStore } from './teacher-cache.js';
-import { studentStepJvp, type Tangent } from './student.js';
+import { dualCoefficients, studentStepJvp, type Tangent } from './student.js';
+import { TapeOps, type TapeArray, type VjpFn } from './tape.js';
+import { adasdeStep } from '../solvers/adasde.js';
+import { liveParams, type ParamRef } from '../solvers/coefficients.js';
 import { elementCount } from '../core/shape.js';
 
 /** Pool features of images given as float pixels [n, C, H, W] in 0..255 -> [n, D]. */
 export type FeatureFn = (images: Float32Array, n: number, shape?: readonly [number, number, number]) => Promise<{ features: Float32Array; dim: number }>;
+
+/**
+ * The feature extractor's vector-Jacobian product: d/d images of sum(cotangent * F(images)),
+ * images [n, C, H, W] float pixels, cotangent [n, D]. `rows` counts the rows sent to the detector.
+ */
+export type FeatureVjpFn = (images: Float32Array, n: number, cotangent: Float64Array, shape?: readonly [number, number, number]) => Promise<{ grad: Float64Array; rows: number }>;
 
 /** Latent models: the first-stage decoder, latents [n, ...] -> images [n, 3, H, W] in [-1, 1]. */
 export type DecodeFn = (z: Float64Array, n: number) => Promise<{ images: Float64Array; shape: [number, number, number] }>;
@@ -67,6 +76,16 @@ export interface TrainSetup {
   teacherStore?: TeacherStore;
   /** Student passes (each with its Adam steps) per teacher batch; default 1, the reference. */
   passes?: number;
+  /**
+   * Reverse mode (gradient-plan.ts): intervals from `reverseFrom` on are taped and
+   * back-propagated through `vjp` (and the feature loss through `featureVjp`); earlier ones
+   * carry forward tangents. Undefined or N - 1: forward mode throughout.
+   */
+  reverseFrom?: number;
+  vjp?: VjpFn;
+  /** The denoiser's JVP; default finite differences of `denoise` (jvp.ts). Closed forms for the analytic models. */
+  jvp?: JvpFn;
+  featureVjp?: FeatureVjpFn;
 }
 
 export interface TrainState {
@@ -83,7 +102,9 @@ export interface BatchStats {
   /** Rows sent to the model by this process (teacher, student including JVP copies), counted at the model. */
   teacherRows: number;
   studentRows: number;
-  /** Rows sent to the feature detector (final-interval feature loss). */
+  /** Of the student's rows, those sent through VJPs (reverse mode). */
+  studentVjpRows: number;
+  /** Rows sent to the feature detector (final-interval feature loss), VJP rows included. */
   detectorRows: number;
   /** Whether this process's teacher targets came from the store. */
   teacherHit: boolean;
@@ -208,6 +229,45 @@ export async function featureLoss(
   return { loss: loss * scale, grad, rows };
 }
 
+/**
+ * The same final-interval loss as `featureLoss`, differentiated in reverse: its gradient with
+ * respect to x itself (all pixels), for the tape. F is run on [x; y] once, then its VJP
+ * carries d loss / d F(img(x)) = 2 scale (F(img(x)) - F(img(y))) back to the pixels, and
+ * img's clip passes it where 0 <= 127.5 x + 128 <= 255 (PyTorch's clamp rule).
+ */
+export async function featureLossReverse(
+  features: FeatureFn,
+  featureVjp: FeatureVjpFn,
+  x: Float64Array,
+  y: Float64Array,
+  n: number,
+  dim: number,
+  globalB: number,
+  alpha: number,
+): Promise<{ loss: number; cot: Float64Array; rows: number }> {
+  const toPixels = (v: Float64Array) => Float32Array.from(v, (u) => Math.min(Math.max(127.5 * u + 128, 0), 255));
+  const px = toPixels(x);
+  const both = new Float32Array(2 * n * dim);
+  both.set(px, 0);
+  both.set(toPixels(y), n * dim);
+  const { features: f, dim: D } = await features(both, 2 * n);
+  const scale = (alpha * dim) / (globalB * D);
+  let loss = 0;
+  const cotF = new Float64Array(n * D);
+  for (let q = 0; q < n * D; q++) {
+    const d = f[q]! - f[n * D + q]!;
+    loss += d * d;
+    cotF[q] = 2 * scale * d;
+  }
+  const { grad, rows } = await featureVjp(px, n, cotF);
+  const cot = new Float64Array(n * dim);
+  for (let k = 0; k < n * dim; k++) {
+    const pix = 127.5 * x[k]! + 128;
+    cot[k] = pix >= 0 && pix <= 255 ? 127.5 * grad[k]! : 0;
+  }
+  return { loss: loss * scale, cot, rows: 2 * n + rows };
+}
+
 /** Run one batch and update `state` in place. */
 export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<BatchStats> {
   const { denoise, sampleShape, batch: B, seed } = setup;
@@ -267,11 +327,37 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
     studentRows += req.batch;
     return timed('student', req);
   };
-  const jvp = finiteDifferenceJvp(countingStudent, { relStep: setup.jvpRelStep, scheme });
+  const given = setup.jvp;
+  const jvp: JvpFn = given
+    ? async (...args) => {
+        const r = await given(...args);
+        studentRows += r.rows;
+        return r;
+      }
+    : finiteDifferenceJvp(countingStudent, { relStep: setup.jvpRelStep, scheme });
+  let studentVjpRows = 0;
+  const reverseFrom = setup.reverseFrom ?? N - 1;
+  if (reverseFrom < N - 1 && !setup.vjp) throw new RangeError('reverse mode needs the denoiser\'s VJP');
+  if (reverseFrom < N - 1 && setup.features && !setup.featureVjp) throw new RangeError('reverse mode with the feature loss needs the detector\'s VJP');
+  if (reverseFrom < N - 1 && setup.decode) throw new RangeError('reverse mode does not differentiate a decoder (latent models train in forward mode)');
+  const countingVjp: VjpFn = async (xv, sigma, rows, cot, c) => {
+    const t0 = performance.now();
+    try {
+      const r = await setup.vjp!(xv, sigma, rows, cot, c);
+      studentRows += r.rows;
+      studentVjpRows += r.rows;
+      return r;
+    } finally {
+      secs.student += (performance.now() - t0) / 1000;
+    }
+  };
   for (let pass = 0; pass < passes; pass++) {
     const noiseStreams = globalIdx.map((g) => new SeedStream(pass === 0 ? streamKey(seed, g) : `${streamKey(seed, g)}/pass${pass}`, 'sde'));
     let x: Float64Array = x0.map((v) => v * tStudent[0]!);
     let tangents: Tangent[] = [];
+    // Reverse mode from interval k on: the tape, its input x_k with x_k's forward tangents,
+    // and the coefficients the taped scalars are differentiated against.
+    let tape: { ops: TapeOps; input: TapeArray; x: TapeArray; tangents: Tangent[]; refs: ParamRef[] } | undefined;
     losses = [];
     for (let i = 0; i < N - 1; i++) {
       const coeffs = effectiveCoefficients(state.raw, setup.bounds);
@@ -282,10 +368,51 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
       }
       let localLoss = 0;
       let localGrad: Float64Array;
-      if (n > 0) {
+      // The parameters localGrad refers to, in its order.
+      let gradRefs: ParamRef[] = [];
+      if (n > 0 && i >= reverseFrom) {
+        if (!tape) {
+          const refs = Array.from({ length: N - 1 - i }, (_, q) => liveParams(i + q, setup.numPoints, N - 1, setup.bounds)).flat();
+          const ops = new TapeOps({ denoise: countingStudent, vjp: countingVjp, batch: n, dim, params: refs.length, cond });
+          const input = ops.leaf(x);
+          tape = { ops, input, x: input, tangents, refs };
+        }
+        tape.ops.setNoise(eps);
+        const c = dualCoefficients(tape.refs, i, state.raw, coeffs, setup.bounds);
+        tape.x = await adasdeStep(tape.ops, tape.x, { i, tCur: tStudent[i]!, tNext: tStudent[i + 1]!, afs: setup.afs }, c);
+        const xi = tape.x.v;
+        const y = targets[i]!;
+        let seed: Float64Array;
+        if (i === N - 2 && setup.features) {
+          const fl = await featureLossReverse(setup.features, setup.featureVjp!, xi, y, n, dim, B, setup.alpha);
+          detectorRows += fl.rows;
+          localLoss = fl.loss;
+          seed = fl.cot;
+        } else {
+          seed = new Float64Array(xi.length);
+          for (let k = 0; k < xi.length; k++) {
+            const d = xi[k]! - y[k]!;
+            localLoss += d * d;
+            seed[k] = (2 * d) / B;
+          }
+          localLoss /= B;
+        }
+        const back = await tape.ops.backward([[tape.x, seed]], [tape.input]);
+        const xCot = back.leaves[0];
+        // Coefficients before k through x_k's tangents, the taped ones through their scalars.
+        gradRefs = [...tape.tangents.map((t) => t.ref), ...tape.refs];
+        localGrad = new Float64Array(gradRefs.length);
+        tape.tangents.forEach((t, p) => {
+          let sum = 0;
+          if (xCot) for (let k = 0; k < xCot.length; k++) sum += xCot[k]! * t.dx[k]!;
+          localGrad[p] = sum;
+        });
+        localGrad.set(back.paramGrad, tape.tangents.length);
+      } else if (n > 0) {
         const out = await studentStepJvp({ jvp, i, x, tangents, tCur: tStudent[i]!, tNext: tStudent[i + 1]!, raw: state.raw, coeffs, bounds: setup.bounds, afs: setup.afs, batch: n, eps, cond });
         x = out.x;
         tangents = out.tangents;
+        gradRefs = tangents.map((t) => t.ref);
         const y = targets[i]!;
         if (i === N - 2 && setup.features) {
           const fl = await featureLoss(setup.features, x, y, tangents, n, dim, B, setup.alpha, setup.featureRelStep ?? 1e-3, setup.decode, scheme);
@@ -314,7 +441,7 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
       const flat = new Float64Array(1 + 5 * (N - 1) * setup.numPoints);
       flat[0] = localLoss;
       const index = (name: RawParamName, ii: number, j: number) => 1 + (RAW_PARAM_NAMES.indexOf(name) * (N - 1) + ii) * setup.numPoints + j;
-      tangents.forEach((t, p) => (flat[index(t.ref.name, t.ref.i, t.ref.j)] = localGrad[p]!));
+      gradRefs.forEach((ref, p) => (flat[index(ref.name, ref.i, ref.j)] = localGrad[p]!));
       const total = await setup.reduce(flat);
       losses.push(total[0]!);
       for (const table of RAW_PARAM_NAMES) {
@@ -328,5 +455,5 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
     }
   }
   state.batchIndex += 1;
-  return { losses, lr, teacherRows, studentRows, detectorRows, teacherHit, teacherSec: secs.teacher, studentSec: secs.student };
+  return { losses, lr, teacherRows, studentRows, studentVjpRows, detectorRows, teacherHit, teacherSec: secs.teacher, studentSec: secs.student };
 }
