@@ -26,6 +26,7 @@ import {
   dataTypeName,
   floatTensor,
   int64Tensor,
+  tensorFloats,
   type AttributeProto,
   type Dim,
   type GraphProto,
@@ -40,14 +41,15 @@ import { elementCount } from '../core/shape.js';
 export const GRADIENT_IO = { x: 'x', sigma: 'sigma', labels: 'class_labels', logProbs: 'log_probs', grad: 'grad_x' } as const;
 
 /** Bumped whenever a rule changes, so cached gradient graphs are rebuilt. */
-export const GRADIENT_TRANSFORM_VERSION = '1';
+export const GRADIENT_TRANSFORM_VERSION = '2';
 
 /** Operators with a backward rule (shape-only and comparison operators pass as constants). */
 export const DIFFERENTIABLE_OPS = [
   'Add', 'Sub', 'Mul', 'Div', 'Neg', 'Pow', 'Sqrt', 'Exp', 'Log', 'Reciprocal', 'Tanh', 'Sigmoid', 'Relu', 'Erf',
   'Identity', 'Cast', 'Where', 'Softmax', 'LogSoftmax', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Expand',
   'Transpose', 'Concat', 'Split', 'Slice', 'Gather', 'Pad', 'Conv', 'Gemm', 'MatMul', 'Einsum', 'AveragePool',
-  'GlobalAveragePool', 'ReduceMean', 'ReduceSum', 'InstanceNormalization',
+  'GlobalAveragePool', 'ReduceMean', 'ReduceSum', 'InstanceNormalization', 'Sin', 'Cos', 'Resize', 'MaxPool',
+  'BatchNormalization',
 ] as const;
 
 /** Outputs of these never carry a gradient (integer/boolean results, or piecewise constant). */
@@ -159,7 +161,7 @@ function inferDims(g: GraphProto, consts: Map<string, TensorProto>): Map<string,
         if (t) set(0, [...t.dims]);
         break;
       }
-      case 'Identity': case 'Cast': case 'Neg': case 'Sqrt': case 'Exp': case 'Log': case 'Reciprocal': case 'Tanh':
+      case 'Identity': case 'Cast': case 'Neg': case 'Sqrt': case 'Exp': case 'Log': case 'Reciprocal': case 'Tanh': case 'BatchNormalization':
       case 'Sigmoid': case 'Relu': case 'Erf': case 'Softmax': case 'LogSoftmax': case 'InstanceNormalization':
       case 'Floor': case 'Ceil': case 'Round': case 'Sign': case 'Not': case 'Abs': case 'Sin': case 'Cos': case 'Clip':
         set(0, x);
@@ -344,6 +346,58 @@ function parseEinsum(eq: string): EinsumEq | undefined {
 const einsumText = (terms: string[], out: string): string => `${terms.join(',')}->${out}`.replace(/\./g, '...');
 
 // ---------------------------------------------------------------------------------------
+// Resize as a matrix (its gradient is the transpose)
+// ---------------------------------------------------------------------------------------
+
+/** ONNX Resize's source coordinate of output index o along one axis. */
+function resizeSource(o: number, scale: number, inLen: number, outLen: number, mode: string): number | undefined {
+  switch (mode) {
+    case 'half_pixel': return (o + 0.5) / scale - 0.5;
+    case 'pytorch_half_pixel': return outLen > 1 ? (o + 0.5) / scale - 0.5 : 0;
+    case 'asymmetric': return o / scale;
+    case 'align_corners': return outLen === 1 ? 0 : (o * (inLen - 1)) / (outLen - 1);
+    case 'tf_half_pixel_for_nn': return (o + 0.5) / scale;
+    default: return undefined;
+  }
+}
+
+function nearestIndex(v: number, mode: string): number | undefined {
+  const f = Math.floor(v);
+  switch (mode) {
+    case 'round_prefer_floor': return v - f === 0.5 ? f : Math.round(v);
+    case 'round_prefer_ceil': return v - f === 0.5 ? f + 1 : Math.round(v);
+    case 'floor': return f;
+    case 'ceil': return Math.ceil(v);
+    default: return undefined;
+  }
+}
+
+/**
+ * The [outLen, inLen] matrix A with y = A x along one axis for Resize's 'nearest' or
+ * 'linear' mode (ONNX operator spec; sources clamped to the edge as onnxruntime does).
+ */
+function resizeMatrix(inLen: number, outLen: number, scale: number, mode: string, ctm: string, nearest: string): Float32Array | undefined {
+  const A = new Float32Array(outLen * inLen);
+  for (let o = 0; o < outLen; o++) {
+    const src = resizeSource(o, scale, inLen, outLen, ctm);
+    if (src === undefined) return undefined;
+    if (mode === 'nearest') {
+      const k = nearestIndex(src, nearest);
+      if (k === undefined) return undefined;
+      A[o * inLen + Math.min(Math.max(k, 0), inLen - 1)] = 1;
+    } else {
+      const c = Math.min(Math.max(src, 0), inLen - 1);
+      const i0 = Math.floor(c);
+      const i1 = Math.min(i0 + 1, inLen - 1);
+      const w = c - i0;
+      A[o * inLen + i0]! += 1 - w;
+      A[o * inLen + i1]! += w;
+    }
+  }
+  return A;
+}
+
+// ---------------------------------------------------------------------------------------
 // The transform
 // ---------------------------------------------------------------------------------------
 
@@ -353,6 +407,32 @@ export interface GradientModelOptions {
   /** Extra metadata entries of the result. */
   metadata?: Record<string, string>;
 }
+
+/**
+ * What a vector-Jacobian product graph differentiates: the new input `cotangent` (u, shaped
+ * like `output`) and, per differentiated input v, the new output d/dv sum(u * output).
+ */
+export interface VjpSpec {
+  /** The model's kind, in error messages ('classifier', 'denoiser', 'feature model'). */
+  what: string;
+  output: string;
+  cotangent: string;
+  /** Declared dims of the cotangent input (default: the output's). */
+  cotangentShape?: Dim[];
+  wrt: readonly { input: string; grad: string }[];
+  /** Recorded as `adasde.role`. */
+  role: string;
+  /**
+   * Static dims of graph inputs, overriding the declared ones (a symbolic H, W made known) so
+   * that rules needing sizes (a linear Resize's interpolation matrices) can be written.
+   */
+  inputDims?: Record<string, Dim[]>;
+}
+
+/** Names in the denoiser VJP graph's signature (x, sigma, class_labels as the denoiser's). */
+export const DENOISER_VJP_IO = { output: 'denoised', cotangent: 'cot_denoised', gradX: 'grad_x', gradSigma: 'grad_sigma' } as const;
+/** Names in the feature model VJP graph's signature. */
+export const FEATURE_VJP_IO = { cotangent: 'cot_features', grad: 'grad_images' } as const;
 
 /** Builds new nodes with names that cannot collide with the source graph's. */
 class Emitter {
@@ -426,19 +506,66 @@ const floatAttr = (name: string, f: number): AttributeProto => ({ name, type: At
  */
 export function classifierGradientModel(model: ModelProto, opts: GradientModelOptions = {}): ModelProto {
   const file = opts.file ?? 'classifier';
+  const xIn = model.graph?.input.find((v) => v.name === GRADIENT_IO.x);
+  const out = model.graph?.output.find((v) => v.name === GRADIENT_IO.logProbs);
+  if (model.graph && (!xIn || !out)) throw new UsageError(`${file}: a classifier needs input 'x' and output 'log_probs' for the gradient transform`);
+  const batch: Dim = out?.type?.shape?.[0] ?? 'N';
+  const classes: Dim = out?.type?.shape?.[1] ?? 'K';
+  return vjpModel(model, { what: 'classifier', output: GRADIENT_IO.logProbs, cotangent: GRADIENT_IO.labels, cotangentShape: [batch, classes], wrt: [{ input: GRADIENT_IO.x, grad: GRADIENT_IO.grad }], role: 'classifier_gradient' }, opts);
+}
+
+/**
+ * The VJP graph of a denoiser (x, sigma[, class_labels]) -> denoised: the extra input
+ * `cot_denoised` [N, C, H, W] and the outputs grad_x = J_x^T u, grad_sigma = J_sigma^T u
+ * ([N]), keeping `denoised`. Training's reverse mode (src/train/tape.ts) runs it.
+ */
+export function denoiserVjpModel(model: ModelProto, opts: GradientModelOptions = {}): ModelProto {
+  const IO = DENOISER_VJP_IO;
+  return vjpModel(model, { what: 'denoiser', output: IO.output, cotangent: IO.cotangent, wrt: [{ input: 'x', grad: IO.gradX }, { input: 'sigma', grad: IO.gradSigma }], role: 'denoiser_vjp' }, opts);
+}
+
+/**
+ * The VJP graph of a float32 feature model images [N, 3, H, W] -> features [N, D] at one
+ * image size (`height` x `width`, made static so a linear Resize can be transposed): the
+ * extra input `cot_features` [N, D] and the output grad_images, keeping the features.
+ */
+export function featureVjpModel(model: ModelProto, size: { height: number; width: number }, opts: GradientModelOptions = {}): ModelProto {
   const g = model.graph;
-  if (!g) throw new UsageError(`${file}: no graph`);
+  const file = opts.file ?? 'feature model';
+  const input = g?.input[0]?.name;
+  const output = g?.output.find((v) => v.name === 'features')?.name ?? (g?.output.length === 1 ? g.output[0]!.name : undefined);
+  if (g && (!input || !output)) throw new UsageError(`${file}: a feature model needs one input and an output 'features' for the gradient transform`);
+  const decl = g?.input[0]?.type?.shape;
+  const inputDims: Dim[] = [decl?.[0] ?? 'N', decl?.[1] ?? 3, size.height, size.width];
+  return vjpModel(model, { what: 'feature model', output: output ?? 'features', cotangent: FEATURE_VJP_IO.cotangent, wrt: [{ input: input ?? 'images', grad: FEATURE_VJP_IO.grad }], role: 'feature_vjp', inputDims: { [input ?? 'images']: inputDims } }, opts);
+}
+
+/** The VJP graph of `spec` (see the file comment and VjpSpec). */
+export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOptions = {}): ModelProto {
+  const what = spec.what;
+  const file = opts.file ?? what;
+  const g0 = model.graph;
+  if (!g0) throw new UsageError(`${file}: no graph`);
   const opset = model.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 0;
   if (opset < 13 || opset > 17) {
-    throw new UsageError(`${file}: opset ${opset}; the classifier gradient transform handles opsets 13 to 17 (export the classifier with opset 17)`);
+    throw new UsageError(`${file}: opset ${opset}; the gradient transform handles opsets 13 to 17 (export the ${what} with opset 17)`);
   }
-  const xIn = g.input.find((v) => v.name === GRADIENT_IO.x);
-  const out = g.output.find((v) => v.name === GRADIENT_IO.logProbs);
-  if (!xIn || !out) throw new UsageError(`${file}: a classifier needs input 'x' and output 'log_probs' for the gradient transform`);
-  for (const [v, what] of [[xIn, "input 'x'"], [out, "output 'log_probs'"]] as const) {
-    if (v.type?.elemType !== DataType.FLOAT) throw new UsageError(`${file}: ${what} is ${dataTypeName(v.type?.elemType ?? 0)}; the gradient transform needs a float32 classifier (export without --fp16-io)`);
+  const g: GraphProto = spec.inputDims
+    ? { ...g0, input: g0.input.map((v) => (spec.inputDims![v.name] && v.type ? { ...v, type: { ...v.type, shape: [...spec.inputDims![v.name]!] } } : v)) }
+    : g0;
+  const out = g.output.find((v) => v.name === spec.output);
+  if (!out) throw new UsageError(`${file}: a ${what} needs output '${spec.output}' for the gradient transform`);
+  const wrtIn = spec.wrt.map((w) => {
+    const v = g.input.find((i) => i.name === w.input);
+    if (!v) throw new UsageError(`${file}: a ${what} needs input '${w.input}' for the gradient transform`);
+    return v;
+  });
+  for (const v of [...wrtIn, out]) {
+    if (v.type?.elemType !== DataType.FLOAT) throw new UsageError(`${file}: '${v.name}' is ${dataTypeName(v.type?.elemType ?? 0)}; the gradient transform needs a float32 ${what} (export without --fp16-io)`);
   }
-  if (g.input.some((v) => v.name === GRADIENT_IO.labels)) throw new UsageError(`${file}: already has an input '${GRADIENT_IO.labels}'`);
+  for (const name of [spec.cotangent, ...spec.wrt.map((w) => w.grad)]) {
+    if (g.input.some((v) => v.name === name) || g.output.some((v) => v.name === name)) throw new UsageError(`${file}: already has a value '${name}'`);
+  }
 
   const consts = new Map<string, TensorProto>();
   for (const t of g.initializer) consts.set(t.name, t);
@@ -454,20 +581,36 @@ export function classifierGradientModel(model: ModelProto, opts: GradientModelOp
     const t = consts.get(name);
     return t ? tensorInts(t) : undefined;
   };
+  const producer = new Map<string, NodeProto>();
+  for (const n of g.node) for (const o of n.output) if (o) producer.set(o, n);
+  /** The trailing `count` entries of an int vector: a constant, or a Concat ending in constants. */
+  const trailingInts = (name: string, count: number): number[] | undefined => {
+    const whole = constInts(name);
+    if (whole) return whole.length >= count ? whole.slice(-count) : undefined;
+    const p = producer.get(name);
+    if (p?.opType !== 'Concat') return undefined;
+    const tail: number[] = [];
+    for (let k = p.input.length - 1; k >= 0 && tail.length < count; k--) {
+      const v = constInts(p.input[k]);
+      if (!v) return undefined;
+      tail.unshift(...v);
+    }
+    return tail.length >= count ? tail.slice(-count) : undefined;
+  };
 
-  // Values that depend differentiably on x, then those of them log_probs depends on.
-  const active = new Set<string>([GRADIENT_IO.x]);
+  // Values that depend differentiably on the inputs, then those of them the output depends on.
+  const active = new Set<string>(spec.wrt.map((w) => w.input));
   for (const n of g.node) {
     if (NON_DIFFERENTIABLE.has(n.opType)) continue;
     if (n.opType === 'Cast' && attrInt(n, 'to', 0) !== DataType.FLOAT) {
       if (n.input.some((v) => active.has(v)) && attrInt(n, 'to', 0) !== DataType.INT64 && attrInt(n, 'to', 0) !== DataType.INT32 && attrInt(n, 'to', 0) !== DataType.BOOL) {
-        throw new UsageError(`${file}: node '${n.name || n.output[0]}' (Cast to ${dataTypeName(attrInt(n, 'to', 0))}) is on the path from x; the gradient transform needs a float32 classifier`);
+        throw new UsageError(`${file}: node '${n.name || n.output[0]}' (Cast to ${dataTypeName(attrInt(n, 'to', 0))}) is on a differentiated path; the gradient transform needs a float32 ${what}`);
       }
       continue;
     }
     if (n.input.some((v) => active.has(v))) for (const o of n.output) if (o) active.add(o);
   }
-  const needed = new Set<string>([GRADIENT_IO.logProbs]);
+  const needed = new Set<string>([spec.output]);
   const backNodes: NodeProto[] = [];
   for (let k = g.node.length - 1; k >= 0; k--) {
     const n = g.node[k]!;
@@ -475,7 +618,7 @@ export function classifierGradientModel(model: ModelProto, opts: GradientModelOp
     const ins = n.input.filter((v) => v && active.has(v));
     if (!ins.length) continue;
     if (n.domain && n.domain !== 'ai.onnx') {
-      throw new UsageError(`${file}: node '${n.name || n.output[0]}' (${n.domain}::${n.opType}) is on the path from x to log_probs; the gradient transform handles only standard ONNX operators`);
+      throw new UsageError(`${file}: node '${n.name || n.output[0]}' (${n.domain}::${n.opType}) is on a differentiated path to ${spec.output}; the gradient transform handles only standard ONNX operators`);
     }
     if (!(DIFFERENTIABLE_OPS as readonly string[]).includes(n.opType)) {
       throw new UsageError(`${file}: node '${n.name || n.output[0]}' uses ${n.opType}, which the gradient transform does not support (it handles ${DIFFERENTIABLE_OPS.join(', ')})`);
@@ -491,8 +634,8 @@ export function classifierGradientModel(model: ModelProto, opts: GradientModelOp
     for (const o of n.output) taken.add(o);
     if (n.name) taken.add(n.name);
   }
-  taken.add(GRADIENT_IO.labels);
-  taken.add(GRADIENT_IO.grad);
+  taken.add(spec.cotangent);
+  for (const w of spec.wrt) taken.add(w.grad);
   const e = new Emitter(taken);
 
   // Cotangents, summed when a value feeds several nodes.
@@ -545,8 +688,7 @@ export function classifierGradientModel(model: ModelProto, opts: GradientModelOp
   /** dim k of v as a 1-element int64 vector. */
   const dimOf = (v: string, k: number): string => e.op('Gather', [e.shape(v), e.i64([k])], [intAttr('axis', 0)]);
 
-  const seed = GRADIENT_IO.labels;
-  cot.set(GRADIENT_IO.logProbs, [seed]);
+  cot.set(spec.output, [spec.cotangent]);
 
   for (const n of backNodes) {
     const gy = n.output.map((o) => (o ? cotOf(o) : undefined));
@@ -861,19 +1003,116 @@ export function classifierGradientModel(model: ModelProto, opts: GradientModelOp
         });
         break;
       }
+      case 'Sin':
+        acc(a, e.op('Mul', [G, e.op('Cos', [a])]));
+        break;
+      case 'Cos':
+        acc(a, e.op('Neg', [e.op('Mul', [G, e.op('Sin', [a])])]));
+        break;
+      case 'BatchNormalization': {
+        // Inference form: y = scale (x - mean) / sqrt(var + eps) + B per channel (axis 1).
+        if (attrInt(n, 'training_mode', 0) !== 0) refuse(n, 'training_mode 1');
+        if (n.input.slice(1).some((v) => v && isA(v))) refuse(n, 'statistics that depend on the inputs');
+        const r = rankOf(a, n);
+        if (r < 2) refuse(n, 'inputs of rank below 2');
+        const eps = attr(n, 'epsilon')?.f ?? 1e-5;
+        const coef = e.op('Div', [b, e.op('Sqrt', [e.op('Add', [n.input[4]!, e.f32(eps)])])]);
+        const shaped = r > 2 ? e.op('Reshape', [coef, e.i64([-1, ...new Array<number>(r - 2).fill(1)])]) : coef;
+        acc(a, e.op('Mul', [G, shaped]));
+        break;
+      }
+      case 'MaxPool': {
+        // Non-overlapping windows (kernel = strides, no padding): the gradient goes to the
+        // window's maximum, shared equally by tied maxima (a subgradient); rows and columns
+        // that floor division left out of every window get none.
+        const ks = attrInts(n, 'kernel_shape');
+        if (!ks || ks.length !== 2) refuse(n, 'a kernel of other than two spatial axes');
+        const [kh, kw] = ks! as [number, number];
+        const strides = attrInts(n, 'strides') ?? [1, 1];
+        if (strides[0] !== kh || strides[1] !== kw) refuse(n, 'overlapping windows (strides other than the kernel)');
+        if ((attrInts(n, 'pads') ?? []).some((p) => p !== 0) || (attrString(n, 'auto_pad') ?? 'NOTSET') !== 'NOTSET' && attrString(n, 'auto_pad') !== 'VALID') refuse(n, 'padding');
+        if ((attrInts(n, 'dilations') ?? []).some((d) => d !== 1)) refuse(n, 'dilations');
+        if (attrInt(n, 'ceil_mode', 0) !== 0) refuse(n, 'ceil_mode 1');
+        const [N, C, Ho, Wo] = [0, 1, 2, 3].map((k) => dimOf(y, k)) as [string, string, string, string];
+        const cat = (parts: string[]) => e.op('Concat', parts, [intAttr('axis', 0)]);
+        const win = cat([N, C, Ho, e.i64([1]), Wo, e.i64([1])]);
+        const full = cat([N, C, Ho, e.i64([kh]), Wo, e.i64([kw])]);
+        const Hc = e.op('Mul', [Ho, e.i64([kh])]);
+        const Wc = e.op('Mul', [Wo, e.i64([kw])]);
+        const covered = e.op('Slice', [a, e.i64([0, 0]), cat([Hc, Wc]), e.i64([2, 3])]);
+        const a6 = e.op('Reshape', [covered, full]);
+        const mask = e.op('Cast', [e.op('Equal', [a6, e.op('Reshape', [y, win])])], [intAttr('to', DataType.FLOAT)]);
+        const ties = e.op('ReduceSum', [mask, e.i64([3, 5])], [intAttr('keepdims', 1)]);
+        const share = e.op('Div', [e.op('Reshape', [G, win]), ties]);
+        const d4 = e.op('Reshape', [e.op('Mul', [mask, share]), cat([N, C, Hc, Wc])]);
+        const rest = cat([e.i64([0, 0, 0, 0, 0, 0]), e.op('Sub', [dimOf(a, 2), Hc]), e.op('Sub', [dimOf(a, 3), Wc])]);
+        acc(a, e.op('Pad', [d4, rest], [strAttr('mode', 'constant')]));
+        break;
+      }
+      case 'Resize': {
+        if (n.input.slice(1).some((v) => v && isA(v))) refuse(n, 'roi, scales or sizes that depend on the inputs');
+        const mode = attrString(n, 'mode') ?? 'nearest';
+        const ctm = attrString(n, 'coordinate_transformation_mode') ?? 'half_pixel';
+        const nearest = attrString(n, 'nearest_mode') ?? 'round_prefer_floor';
+        if (mode !== 'nearest' && mode !== 'linear') refuse(n, `mode '${mode}'`);
+        if (ctm === 'tf_crop_and_resize') refuse(n, "coordinate_transformation_mode 'tf_crop_and_resize'");
+        if (attrInt(n, 'antialias', 0) !== 0) refuse(n, 'antialias');
+        if (rankOf(a, n) !== 4) refuse(n, 'inputs of rank other than 4');
+        const scalesT = n.input[2] ? consts.get(n.input[2]) : undefined;
+        const scales = scalesT && elementCount(scalesT.dims) > 0 ? [...tensorFloats(scalesT)] : undefined;
+        const sizes = !scales && n.input[3] ? trailingInts(n.input[3], 2) : undefined;
+        if (scales && (scales.length !== 4 || scales[0] !== 1 || scales[1] !== 1)) refuse(n, 'scales on the batch or channel axis');
+        if (!scales && !sizes) refuse(n, 'scales or sizes that are not constants');
+        const xd = dims.get(a);
+        const inLen = [xd?.[2], xd?.[3]];
+        // Integer upscaling whose nearest source is floor(o / s) (asymmetric + floor, half_pixel
+        // + round_prefer_*, ...): sums over s x s blocks, at any input size.
+        const blockOf = (s: number | undefined): boolean =>
+          s !== undefined && Number.isInteger(s) && s >= 1 && mode === 'nearest' &&
+          Array.from({ length: 4 * s }, (_, o) => o).every((o) => {
+            const src = resizeSource(o, s, 64, 64 * s, ctm);
+            return src !== undefined && nearestIndex(src, nearest) === Math.floor(o / s);
+          });
+        if (scales && blockOf(scales[2]) && blockOf(scales[3])) {
+          const [sh, sw] = [scales[2]!, scales[3]!];
+          const in6 = e.op('Concat', [dimOf(a, 0), dimOf(a, 1), dimOf(a, 2), e.i64([sh]), dimOf(a, 3), e.i64([sw])], [intAttr('axis', 0)]);
+          acc(a, e.op('ReduceSum', [e.op('Reshape', [G, in6]), e.i64([3, 5])], [intAttr('keepdims', 0)]));
+          break;
+        }
+        // Otherwise y = A_h x A_w^T with the interpolation matrices, which need static sizes.
+        if (typeof inLen[0] !== 'number' || typeof inLen[1] !== 'number') refuse(n, 'a resize whose input size is not static (only integer nearest upscaling works at any size)');
+        const mats = [0, 1].map((j) => {
+          const I = inLen[j] as number;
+          const O = sizes ? sizes[j]! : Math.floor(I * scales![j + 2]!);
+          const sc = sizes ? O / I : scales![j + 2]!;
+          const A = resizeMatrix(I, O, sc, mode, ctm, nearest);
+          if (!A) refuse(n, `coordinate_transformation_mode '${ctm}' or nearest_mode '${nearest}'`);
+          return { A: A!, I, O };
+        });
+        const [mh, mw] = mats as [{ A: Float32Array; I: number; O: number }, { A: Float32Array; I: number; O: number }];
+        // dx = A_h^T g A_w: A_h^T is [I_h, O_h]; A_w [O_w, I_w] as stored.
+        const AhT = new Float32Array(mh.I * mh.O);
+        for (let o = 0; o < mh.O; o++) for (let i = 0; i < mh.I; i++) AhT[i * mh.O + o] = mh.A[o * mh.I + i]!;
+        const ah = e.fresh('resize_ah');
+        const aw = e.fresh('resize_aw');
+        e.inits.push(floatTensor(ah, [mh.I, mh.O], AhT), floatTensor(aw, [mw.O, mw.I], mw.A));
+        acc(a, e.op('MatMul', [e.op('MatMul', [ah, G]), aw]));
+        break;
+      }
       default:
         refuse(n, 'no gradient rule');
     }
   }
 
-  const gx = cotOf(GRADIENT_IO.x) ?? zerosLike(GRADIENT_IO.x);
-  e.nodes.push({ input: [gx], output: [GRADIENT_IO.grad], name: e.fresh('node_out'), opType: 'Identity', domain: '', attribute: [] });
-
-  const batch: Dim = out.type?.shape?.[0] ?? 'N';
-  const classes: Dim = out.type?.shape?.[1] ?? 'K';
-  const labels: ValueInfoProto = { name: GRADIENT_IO.labels, type: { elemType: DataType.FLOAT, shape: [batch, classes] } };
-  const gradOut: ValueInfoProto = { name: GRADIENT_IO.grad, type: { elemType: DataType.FLOAT, shape: xIn.type?.shape ? [...xIn.type.shape] : undefined } };
-  const metadata = [...model.metadataProps.filter((m) => m.key !== 'adasde.role'), { key: 'adasde.role', value: 'classifier_gradient' }];
+  const gradOuts: ValueInfoProto[] = spec.wrt.map((w, k) => {
+    const gv = cotOf(w.input) ?? zerosLike(w.input);
+    e.nodes.push({ input: [gv], output: [w.grad], name: e.fresh('node_out'), opType: 'Identity', domain: '', attribute: [] });
+    const shape = wrtIn[k]!.type?.shape;
+    return { name: w.grad, type: { elemType: DataType.FLOAT, shape: shape ? [...shape] : undefined } };
+  });
+  const cotShape = spec.cotangentShape ?? out.type?.shape;
+  const cotIn: ValueInfoProto = { name: spec.cotangent, type: { elemType: DataType.FLOAT, shape: cotShape ? [...cotShape] : undefined } };
+  const metadata = [...model.metadataProps.filter((m) => m.key !== 'adasde.role'), { key: 'adasde.role', value: spec.role }];
   for (const [key, value] of Object.entries(opts.metadata ?? {})) metadata.push({ key, value });
   return {
     ...model,
@@ -882,8 +1121,8 @@ export function classifierGradientModel(model: ModelProto, opts: GradientModelOp
       ...g,
       node: [...g.node, ...e.nodes],
       initializer: [...g.initializer, ...e.inits],
-      input: [...g.input, labels],
-      output: [gradOut, ...g.output],
+      input: [...g.input, cotIn],
+      output: [...gradOuts, ...g.output],
     },
     metadataProps: metadata,
   };

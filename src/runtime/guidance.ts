@@ -3,9 +3,7 @@
  *
  * The classifier companion (`adasde.classifier`: x, sigma -> log_probs) is turned into its
  * gradient graph by src/graph/gradient.ts and cached beside it as `<name>.grad.onnx`
- * (written atomically; rebuilt when the classifier's size or mtime or the transform version
- * changes; in the system temp folder when the model folder is read-only and the weights are
- * inline). The guided denoiser is then
+ * (derived.ts: atomic, rebuilt when stale). The guided denoiser is then
  *
  *   D_cg(x, s) = D(x, s) + rate * s^2 * grad_x log p(y | x, s).
  *
@@ -16,73 +14,36 @@
  * ADM's exported denoiser clamps D to [-1, 1] inside its graph; the guided D is clamped
  * again, which equals clamp(x - s eps') wherever the unguided D was not clipped.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { firstLine, UsageError } from '../core/errors.js';
 import { classifierGradientModel, GRADIENT_IO, GRADIENT_TRANSFORM_VERSION } from '../graph/gradient.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { derivedCachePath, prepareDerivedGraph } from './derived.js';
 import type { Denoiser, DenoiseRequest } from '../core/denoiser.js';
 import { checkClassifierSignature, type CompanionLoadOptions } from './companions.js';
 import { throwUsage } from './contract.js';
 import { floatFeed, readFloatOutput } from './model.js';
-import { decodeModel, encodeModel, readModelHeader } from '../onnx/proto.js';
 import { openSession, readModelSignature, type HostTensor } from './session.js';
 import { elementCount } from '../core/shape.js';
 import { inRuns, rowsOf } from './rows.js';
 
 /** Where the gradient graph of `classifier` is cached: `<dir>/<name>.grad.onnx`. */
 export function gradientCachePath(classifier: string): string {
-  return path.join(path.dirname(classifier), `${path.basename(classifier).replace(/\.onnx$/i, '')}.grad.onnx`);
-}
-
-function sourceStamp(classifier: string): Record<string, string> {
-  const st = statSync(classifier);
-  return {
-    'adasde.gradient_of': path.basename(classifier),
-    'adasde.gradient_source_bytes': String(st.size),
-    'adasde.gradient_source_mtime_ms': String(Math.floor(st.mtimeMs)),
-    'adasde.gradient_transform': GRADIENT_TRANSFORM_VERSION,
-  };
-}
-
-function isFresh(file: string, stamp: Record<string, string>): boolean {
-  if (!existsSync(file)) return false;
-  try {
-    const md = Object.fromEntries(readModelHeader(file).metadataProps.map((e) => [e.key, e.value]));
-    return Object.entries(stamp).every(([k, v]) => md[k] === v);
-  } catch {
-    return false;
-  }
+  return derivedCachePath(classifier, 'grad');
 }
 
 /**
  * The gradient graph file of a classifier, built (or rebuilt) when its cache is missing or
- * stale. Unsupported operators end in a UsageError naming the node.
+ * stale (derived.ts). Unsupported operators end in a UsageError naming the node.
  */
 export function prepareClassifierGradient(classifier: string): string {
   if (!existsSync(classifier)) throw new UsageError(`${classifier}: classifier not found`);
-  const stamp = sourceStamp(classifier);
-  const beside = gradientCachePath(classifier);
-  const tmp = path.join(os.tmpdir(), `adasde-grad-${createHash('sha256').update(path.resolve(classifier) + JSON.stringify(stamp)).digest('hex').slice(0, 16)}.onnx`);
-  if (isFresh(beside, stamp)) return beside;
-  if (isFresh(tmp, stamp)) return tmp;
-  const sig = readModelSignature(classifier);
-  const model = classifierGradientModel(decodeModel(new Uint8Array(readFileSync(classifier))), { file: classifier, metadata: stamp });
-  const bytes = encodeModel(model);
-  try {
-    writeFileAtomicSync(beside, bytes);
-    return beside;
-  } catch (e) {
-    // External weights are referenced relative to the model: the graph must sit beside them.
-    const code = (e as NodeJS.ErrnoException).code;
-    if (sig.externalFiles.length || (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM')) {
-      throw new UsageError(`${beside}: cannot write the classifier's gradient graph (${code ?? (e instanceof Error ? e.message : String(e))})`);
-    }
-    writeFileAtomicSync(tmp, bytes);
-    return tmp;
-  }
+  return prepareDerivedGraph(classifier, {
+    suffix: 'grad',
+    stampPrefix: 'gradient',
+    version: GRADIENT_TRANSFORM_VERSION,
+    what: "classifier's gradient graph",
+    build: (model, stamp) => classifierGradientModel(model, { file: classifier, metadata: stamp }),
+  });
 }
 
 export interface ClassifierGradient {

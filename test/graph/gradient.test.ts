@@ -236,7 +236,7 @@ function groupNorm(b: GraphBuilder, v: string, C: number, groups: number, w: Bod
 const flattenGemm = (b: GraphBuilder, v: string, inF: number, K: number, w: (d: number[], s?: number) => string) =>
   b.op('Gemm', [b.op('Flatten', [v], { axis: { i: 1 } }), w([K, inF], 0.5), w([K], 0.1)], { transB: { i: 1 } });
 
-const ZOO: { name: string; xDims: number[]; K: number; body: Body }[] = [
+const ZOO: { name: string; xDims: number[]; K: number; body: Body; h?: number }[] = [
   {
     name: 'Conv (stride 2, asymmetric pads, groups, dilation) + SiLU + GroupNorm + Gemm',
     xDims: [2, 7, 6],
@@ -310,12 +310,55 @@ const ZOO: { name: string; xDims: number[]; K: number; body: Body }[] = [
   },
 ];
 
+ZOO.push(
+  {
+    name: 'Sin/Cos (a sigma embedding times x), BatchNormalization (rank 4 and rank 2)',
+    xDims: [2, 3, 3],
+    K: 4,
+    body: (b, x, sigma, w) => {
+      const emb = b.op('Mul', [b.op('Reshape', [b.op('Log', [sigma]), i64(b, [-1, 1, 1, 1])]), w([1, 2, 1, 1], 2)]);
+      const mod = b.op('Mul', [b.op('Sin', [b.op('Add', [x, emb])]), b.op('Cos', [b.op('Mul', [x, b.scalar(1.7)])])]);
+      const bn = (v: string, C: number) => b.op('BatchNormalization', [v, w([C], 1), w([C], 0.5), w([C], 0.3), b.constant(Float32Array.from({ length: C }, (_, k) => 0.5 + k), [C])], { epsilon: { f: 1e-3 } });
+      const f = b.op('Flatten', [bn(mod, 2)], { axis: { i: 1 } }); // [N,18]
+      return b.op('Gemm', [bn(b.op('Gemm', [f, w([18, 6], 0.4)], {}), 6), w([6, 4], 0.5)], {});
+    },
+  },
+  {
+    name: 'Resize: nearest x2 (asymmetric/floor, at any size), linear half_pixel to fixed sizes, nearest align_corners by scales',
+    xDims: [2, 5, 4],
+    K: 3,
+    body: (b, x, _s, w) => {
+      const up = b.op('Resize', [x, '', b.constant([1, 1, 2, 2], [4])], { mode: { s: 'nearest' }, coordinate_transformation_mode: { s: 'asymmetric' }, nearest_mode: { s: 'floor' } }); // [N,2,10,8]
+      const sizes = b.op('Concat', [b.op('Slice', [b.op('Shape', [x]), i64(b, [0]), i64(b, [2])]), i64(b, [7, 3])], { axis: { i: 0 } });
+      const lin = b.op('Resize', [x, '', '', sizes], { mode: { s: 'linear' }, coordinate_transformation_mode: { s: 'half_pixel' } }); // [N,2,7,3]
+      const lin2 = b.op('Resize', [x, '', b.constant([1, 1, 1.6, 2.5], [4])], { mode: { s: 'linear' }, coordinate_transformation_mode: { s: 'pytorch_half_pixel' } }); // [N,2,8,10]
+      const nn = b.op('Resize', [x, '', b.constant([1, 1, 0.6, 1.5], [4])], { mode: { s: 'nearest' }, coordinate_transformation_mode: { s: 'align_corners' }, nearest_mode: { s: 'round_prefer_ceil' } }); // [N,2,3,6]
+      const parts = [up, lin, lin2, nn].map((v) => b.op('Flatten', [b.op('Mul', [v, v])], { axis: { i: 1 } }));
+      const cat = b.op('Concat', parts, { axis: { i: 1 } }); // 160 + 42 + 160 + 36
+      return b.op('Gemm', [cat, w([398, 3], 0.2)], {});
+    },
+  },
+  {
+    name: 'MaxPool 2x2 (a left-over row and column) and 1x3',
+    xDims: [2, 5, 7],
+    K: 3,
+    body: (b, x, _s, w) => {
+      const p = b.op('MaxPool', [x], { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } }); // [N,2,2,3]
+      const q = b.op('MaxPool', [b.op('Mul', [x, x])], { kernel_shape: { ints: [1, 3] }, strides: { ints: [1, 3] } }); // [N,2,5,2]
+      const cat = b.op('Concat', [b.op('Flatten', [p], { axis: { i: 1 } }), b.op('Flatten', [q], { axis: { i: 1 } })], { axis: { i: 1 } }); // 12 + 20
+      return b.op('Gemm', [cat, w([32, 3], 0.5)], {});
+    },
+    // A maximum is a kink: steps small enough that no window's top two swap.
+    h: 2e-3,
+  },
+);
+
 describe('gradient graph vs central differences of the forward graph', () => {
   for (const z of ZOO) {
     test(z.name, async (t) => {
       const model = classifier(z.xDims, z.K, z.body);
       const inp = randomInputs([3, ...z.xDims], z.K, 5);
-      const err = await centralDifferenceError(model, inp);
+      const err = await centralDifferenceError(model, inp, 3, z.h);
       t.diagnostic(`central differences: worst scaled error ${err.toExponential(2)}`);
       assert.ok(err < 3e-4, `worst |fd - grad.v| / max(1, |grad||v|) = ${err}`);
       // Not vacuous: the gradient is far from zero.
@@ -355,12 +398,22 @@ describe('gradient graph vs central differences of the forward graph', () => {
 // ---------------------------------------------------------------------------------------
 
 describe('operators without a rule are refused, naming the node', () => {
-  test('MaxPool on the path from x', () => {
-    const model = classifier([1, 4, 4], 2, (b, x, _s, w) => flattenGemm(b, b.op('MaxPool', [x], { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } }), 4, 2, w));
+  test('Abs on the path from x', () => {
+    const model = classifier([1, 2, 2], 2, (b, x, _s, w) => flattenGemm(b, b.op('Abs', [x]), 4, 2, w));
     assert.throws(
       () => classifierGradientModel(model, { file: 'c.onnx' }),
-      (e: unknown) => e instanceof UsageError && /^c\.onnx: node 'MaxPool_\d+' uses MaxPool, which the gradient transform does not support/.test(e.message) && !e.message.includes('\n'),
+      (e: unknown) => e instanceof UsageError && /^c\.onnx: node 'Abs_\d+' uses Abs, which the gradient transform does not support/.test(e.message) && !e.message.includes('\n'),
     );
+  });
+  test('a rule outside its supported case: overlapping MaxPool windows, a linear Resize of unknown size', () => {
+    const pool = classifier([1, 4, 4], 2, (b, x, _s, w) => flattenGemm(b, b.op('MaxPool', [x], { kernel_shape: { ints: [2, 2] }, strides: { ints: [1, 1] } }), 9, 2, w));
+    assert.throws(() => classifierGradientModel(pool, { file: 'c.onnx' }), /c\.onnx: node 'MaxPool_\d+' \(MaxPool\): overlapping windows/);
+    const b = new GraphBuilder('dyn');
+    const x = b.input('x', DataType.FLOAT, ['N', 1, 'H', 'W']);
+    b.input('sigma', DataType.FLOAT, ['N']);
+    const r = b.op('Resize', [x, '', b.constant([1, 1, 1.5, 1.5], [4])], { mode: { s: 'linear' } });
+    b.output(b.op('LogSoftmax', [b.op('ReduceMean', [r], { axes: { ints: [1, 2] }, keepdims: { i: 0 } })], { axis: { i: -1 } }), 'log_probs', DataType.FLOAT, ['N', 'K']);
+    assert.throws(() => classifierGradientModel(b.model(), { file: 'c.onnx' }), /c\.onnx: node 'Resize_\d+' \(Resize\): a resize whose input size is not static/);
   });
   test('an unsupported operator off the path (on sigma only) is fine', async () => {
     const model = classifier([1, 2, 2], 2, (b, x, sigma, w) => {
@@ -372,9 +425,9 @@ describe('operators without a rule are refused, naming the node', () => {
   });
   test('float16 inputs and other opsets are refused with one line', () => {
     const m = classifier([1, 2, 2], 2, (b, x, _s, w) => flattenGemm(b, x, 4, 2, w));
-    assert.throws(() => classifierGradientModel({ ...m, opsetImport: [{ domain: '', version: 11 }] }, { file: 'c.onnx' }), /c\.onnx: opset 11; the classifier gradient transform handles opsets 13 to 17/);
+    assert.throws(() => classifierGradientModel({ ...m, opsetImport: [{ domain: '', version: 11 }] }, { file: 'c.onnx' }), /c\.onnx: opset 11; the gradient transform handles opsets 13 to 17/);
     const g = m.graph!;
     const half = { ...m, graph: { ...g, input: g.input.map((v) => (v.name === 'x' ? { ...v, type: { ...v.type!, elemType: DataType.FLOAT16 } } : v)) } };
-    assert.throws(() => classifierGradientModel(half, { file: 'c.onnx' }), /input 'x' is float16; the gradient transform needs a float32 classifier/);
+    assert.throws(() => classifierGradientModel(half, { file: 'c.onnx' }), /'x' is float16; the gradient transform needs a float32 classifier/);
   });
 });

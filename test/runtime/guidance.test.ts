@@ -52,11 +52,11 @@ const rand = seededUniform(17);
 const W = Float64Array.from({ length: K * DIM }, () => (2 * rand() - 1) * 0.6);
 const B = Float64Array.from({ length: K }, () => 2 * rand() - 1);
 
-function saveClassifier(file: string, op: 'Gemm' | 'MaxPool' = 'Gemm'): void {
+function saveClassifier(file: string, op: 'Gemm' | 'Abs' = 'Gemm'): void {
   const b = new GraphBuilder('linear_classifier');
   const x = b.input('x', DataType.FLOAT, ['N', ...SHAPE]);
   b.input('sigma', DataType.FLOAT, ['N']);
-  const src = op === 'MaxPool' ? b.op('MaxPool', [x], { kernel_shape: { ints: [1, 1] } }) : x;
+  const src = op === 'Abs' ? b.op('Abs', [x]) : x;
   const logits = b.op('Gemm', [b.op('Flatten', [src], { axis: { i: 1 } }), b.constant(W, [K, DIM], 'W'), b.constant(B, [K], 'b')], { transB: { i: 1 } });
   b.output(b.op('LogSoftmax', [logits], { axis: { i: 1 } }), 'log_probs', DataType.FLOAT, ['N', K]);
   saveModel(b.model({ 'adasde.role': 'classifier' }), file);
@@ -171,10 +171,10 @@ describe('adasde sample --guidance_type cg', () => {
   });
 
   test('bad input: one line, exit 2', async () => {
-    const unsupported = join(dir, 'maxpool.onnx');
-    const unsupportedClf = join(dir, 'maxpool.classifier.onnx');
-    saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE, { metadata: { 'adasde.classifier': 'maxpool.classifier.onnx' } }), unsupported);
-    saveClassifier(unsupportedClf, 'MaxPool');
+    const unsupported = join(dir, 'abs.onnx');
+    const unsupportedClf = join(dir, 'abs.classifier.onnx');
+    saveModel(buildGaussModel({ mu: new Float64Array(DIM), s: 1 }, SHAPE, { metadata: { 'adasde.classifier': 'abs.classifier.onnx' } }), unsupported);
+    saveClassifier(unsupportedClf, 'Abs');
     const run = (...a: string[]) => main(['node', 'adasde', 'sample', '--solver', 'euler', '--seeds', '0-1', '--output_format', 'npy', '--outdir', join(dir, 'bad'), '--quiet', ...a]);
     const out = await stderrLines(async () => {
       assert.equal(await run('--model', plainFile, '--guidance_type', 'cg', '--guidance_rate', '1'), 2);
@@ -184,7 +184,7 @@ describe('adasde sample --guidance_type cg', () => {
     assert.equal(out.length, 3, out.join('\n'));
     assert.match(out[0]!, /--guidance_type cg: .*plain\.onnx names no classifier companion/);
     assert.match(out[1]!, /--guidance_type cg needs --guidance_rate/);
-    assert.match(out[2]!, /maxpool\.classifier\.onnx: node 'MaxPool_\d+' uses MaxPool, which the gradient transform does not support/);
+    assert.match(out[2]!, /abs\.classifier\.onnx: node 'Abs_\d+' uses Abs, which the gradient transform does not support/);
   });
 });
 

@@ -1,0 +1,176 @@
+/**
+ * Vector-Jacobian products of ONNX models for training's reverse mode (src/train/tape.ts):
+ * the denoiser's (u -> J_x^T u, J_sigma^T u) and the feature model's (u -> J^T u), each one
+ * run of a graph that src/graph/gradient.ts derives from the model file and derived.ts caches
+ * beside it (`<name>.vjp.onnx`, `<name>.vjp-<H>x<W>.onnx`).
+ *
+ * Why graphs and not finite differences: a VJP gives the gradient of a loss with respect to
+ * every input at once, which forward differences can only give one direction at a time. Its
+ * cost is about three forward rows (the forward pass it repeats, plus a backward pass of
+ * about twice the forward's work); bench/vjp_cost.ts measures the ratio on a model.
+ *
+ * Only float32 models without guidance can be differentiated this way; `denoiserVjpSupport`
+ * says why not otherwise, and training then stays in forward mode.
+ */
+import { firstLine, UsageError } from '../core/errors.js';
+import type { Conditioning } from '../core/denoiser.js';
+import { elementCount } from '../core/shape.js';
+import { DENOISER_VJP_IO, FEATURE_VJP_IO, GRADIENT_TRANSFORM_VERSION, denoiserVjpModel, featureVjpModel } from '../graph/gradient.js';
+import { throwUsage } from './contract.js';
+import { prepareDerivedGraph } from './derived.js';
+import { checkDenoiserSignature, checkFeatureSignature, parseDenoiserMetadata, readFloatOutput } from './model.js';
+import { inRuns, rowsOf } from './rows.js';
+import { openSession, readModelSignature, type HostTensor, type SessionOptions } from './session.js';
+
+export interface VjpLoadOptions extends SessionOptions {
+  /** Most rows per run (default 64; a fixed-batch model's batch). */
+  maxBatch?: number;
+}
+
+export interface DenoiserVjp {
+  readonly path: string;
+  /** J_x^T u [rows * dim] and J_sigma^T u [rows] at (x, sigma). */
+  vjp(x: Float64Array, sigma: Float64Array, rows: number, cotangent: Float64Array, cond?: Conditioning): Promise<{ gx: Float64Array; gs: Float64Array; rows: number }>;
+  dispose(): Promise<void>;
+}
+
+/** Why `file`'s denoiser has no VJP graph here (undefined: it has one), without building it. */
+export function denoiserVjpSupport(file: string): string | undefined {
+  const sig = readModelSignature(file);
+  const meta = parseDenoiserMetadata(file, sig.metadata);
+  const io = checkDenoiserSignature(file, sig, meta, throwUsage);
+  if (io.x !== 'float32' || io.sigma !== 'float32' || io.out !== 'float32') return 'the model is not float32 at its boundary';
+  if (io.condition) return 'text-conditioned models are not differentiated in reverse';
+  return undefined;
+}
+
+/** Builds (or reuses) the denoiser's VJP graph file. Unsupported operators: UsageError naming the node. */
+export function prepareDenoiserVjp(file: string): string {
+  return prepareDerivedGraph(file, {
+    suffix: 'vjp',
+    stampPrefix: 'vjp',
+    version: GRADIENT_TRANSFORM_VERSION,
+    what: "denoiser's VJP graph",
+    build: (model, stamp) => denoiserVjpModel(model, { file, metadata: stamp }),
+  });
+}
+
+/** Opens the VJP graph of the denoiser in `file` (see the file comment). */
+export async function loadDenoiserVjp(file: string, opts: VjpLoadOptions = {}): Promise<DenoiserVjp> {
+  const why = denoiserVjpSupport(file);
+  if (why) throw new UsageError(`${file}: no reverse-mode gradient: ${why}`);
+  const sig = readModelSignature(file);
+  const meta = parseDenoiserMetadata(file, sig.metadata);
+  const io = checkDenoiserSignature(file, sig, meta, throwUsage);
+  const path = prepareDenoiserVjp(file);
+  const session = await openSession(path, opts);
+  const sample = [meta.imgChannels, meta.imgResolution, meta.imgResolution];
+  const dim = elementCount(sample);
+  const L = meta.labelDim;
+  const cap = io.fixedBatch ?? opts.maxBatch ?? 64;
+  const IO = DENOISER_VJP_IO;
+  async function vjp(x: Float64Array, sigma: Float64Array, rows: number, cotangent: Float64Array, cond?: Conditioning) {
+    if (x.length !== rows * dim || sigma.length !== rows || cotangent.length !== rows * dim) {
+      throw new RangeError(`denoiser VJP inputs do not match ${rows} samples of [${sample.join(',')}]`);
+    }
+    const labels = cond?.classLabels;
+    if (io.labels && (!labels || labels.length !== rows * L)) throw new UsageError(`${file}: input 'class_labels' needs ${L} label values per sample`);
+    const gx = new Float64Array(rows * dim);
+    const gs = new Float64Array(rows);
+    let sent = 0;
+    await inRuns(rows, cap, io.fixedBatch, async (s, b, padded) => {
+      const f32 = (src: Float64Array | Float32Array, w: number) => Float32Array.from(rowsOf(src instanceof Float64Array ? src : Float64Array.from(src), s, b, padded, w, (k) => new Float64Array(k)));
+      const feeds: Record<string, HostTensor> = {
+        x: { type: 'float32', data: f32(x, dim), dims: [padded, ...sample] },
+        sigma: { type: 'float32', data: f32(sigma, 1), dims: [padded] },
+        // A fixed batch's padded rows get a zero cotangent, so they add nothing.
+        [IO.cotangent]: { type: 'float32', data: (() => {
+          const u = new Float32Array(padded * dim);
+          u.set(cotangent.subarray(s * dim, (s + b) * dim));
+          return u;
+        })(), dims: [padded, ...sample] },
+      };
+      if (io.labels && labels) feeds['class_labels'] = { type: 'float32', data: f32(labels, L), dims: [padded, L] };
+      let res: Record<string, HostTensor>;
+      try {
+        res = await session.run(feeds, [IO.gradX, IO.gradSigma]);
+      } catch (e) {
+        throw new Error(`${path}: VJP run failed on ${padded} rows: ${firstLine(e)}`);
+      }
+      readFloatOutput(res[IO.gradX]!, gx, b * dim, s * dim);
+      readFloatOutput(res[IO.gradSigma]!, gs, b, s);
+      sent += padded;
+    });
+    return { gx, gs, rows: sent };
+  }
+  return { path, vjp, dispose: () => session.dispose() };
+}
+
+export interface FeatureVjp {
+  readonly path: string;
+  /** d/d images of sum(cotangent * F(images)), images [n, C, H, W] float pixels 0..255 (C = 1 or 3), cotangent [n, D]. */
+  vjp(images: Float32Array, n: number, cotangent: Float64Array): Promise<{ grad: Float64Array; rows: number }>;
+  dispose(): Promise<void>;
+}
+
+/** Why the feature model in `file` has no VJP graph (undefined: it can have one). */
+export function featureVjpSupport(file: string): string | undefined {
+  const io = checkFeatureSignature(file, readModelSignature(file), throwUsage)!;
+  if (io.inputDtype !== 'float32') return `its input '${io.input.name}' is ${io.inputDtype} (a float32 input is needed)`;
+  return undefined;
+}
+
+/** Opens the VJP graph of the feature model in `file` for images of `shape` [C, H, W]. */
+export async function loadFeatureVjp(file: string, shape: readonly [number, number, number], opts: VjpLoadOptions = {}): Promise<FeatureVjp> {
+  const why = featureVjpSupport(file);
+  if (why) throw new UsageError(`${file}: no reverse-mode gradient: ${why}`);
+  const io = checkFeatureSignature(file, readModelSignature(file), throwUsage)!;
+  const [c, h, w] = shape;
+  if (c !== 1 && c !== 3) throw new UsageError(`${file}: images must have 1 or 3 channels, got ${c}`);
+  if ((io.fixedH !== undefined && h !== io.fixedH) || (io.fixedW !== undefined && w !== io.fixedW)) throw new UsageError(`${file}: the feature model takes ${io.fixedH}x${io.fixedW} images; got ${h}x${w}`);
+  const path = prepareDerivedGraph(file, {
+    suffix: `vjp-${h}x${w}`,
+    stampPrefix: 'vjp',
+    version: GRADIENT_TRANSFORM_VERSION,
+    what: "feature model's VJP graph",
+    build: (model, stamp) => featureVjpModel(model, { height: h, width: w }, { file, metadata: stamp }),
+  });
+  const session = await openSession(path, opts);
+  const cap = io.fixedBatch ?? opts.maxBatch ?? 64;
+  const plane = h * w;
+  async function vjp(images: Float32Array, n: number, cotangent: Float64Array) {
+    if (images.length !== n * c * plane) throw new RangeError(`images has ${images.length} values; ${n} x [${c},${h},${w}] expected`);
+    if (cotangent.length % Math.max(n, 1) !== 0) throw new RangeError(`cotangent has ${cotangent.length} values for ${n} images`);
+    const D = cotangent.length / Math.max(n, 1);
+    const grad = new Float64Array(n * c * plane);
+    let sent = 0;
+    await inRuns(n, cap, io.fixedBatch, async (s, b, padded) => {
+      const buf = new Float32Array(padded * 3 * plane);
+      for (let r = 0; r < padded; r++) {
+        const src = (s + (r < b ? r : 0)) * c * plane;
+        for (let ch = 0; ch < 3; ch++) buf.set(images.subarray(src + (c === 1 ? 0 : ch) * plane, src + ((c === 1 ? 0 : ch) + 1) * plane), (r * 3 + ch) * plane);
+      }
+      const u = new Float32Array(padded * D);
+      u.set(cotangent.subarray(s * D, (s + b) * D));
+      let res: Record<string, HostTensor>;
+      try {
+        res = await session.run({ [io.input.name]: { type: 'float32', data: buf, dims: [padded, 3, h, w] }, [FEATURE_VJP_IO.cotangent]: { type: 'float32', data: u, dims: [padded, D] } }, [FEATURE_VJP_IO.grad]);
+      } catch (e) {
+        throw new Error(`${path}: VJP run failed on ${padded} images of ${h}x${w}: ${firstLine(e)}`);
+      }
+      const g = new Float64Array(b * 3 * plane);
+      readFloatOutput(res[FEATURE_VJP_IO.grad]!, g, b * 3 * plane);
+      // Grey images were repeated to RGB: their gradient is the three channels' sum.
+      for (let r = 0; r < b; r++) {
+        for (let ch = 0; ch < 3; ch++) {
+          const from = (r * 3 + ch) * plane;
+          const to = (s + r) * c * plane + (c === 1 ? 0 : ch) * plane;
+          for (let j = 0; j < plane; j++) grad[to + j]! += g[from + j]!;
+        }
+      }
+      sent += padded;
+    });
+    return { grad, rows: sent };
+  }
+  return { path, vjp, dispose: () => session.dispose() };
+}
