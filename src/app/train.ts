@@ -33,7 +33,10 @@ import { effectiveCoefficients, RAW_PARAM_NAMES, type CoefficientBounds } from '
 import { discreteTime } from '../solvers/schedule.js';
 import type { Denoiser } from '../core/denoiser.js';
 import { readPromptFile } from '../text/prompts.js';
-import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type TrainSetup, type TrainState } from '../train/loop.js';
+import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type FeatureVjpFn, type TrainSetup, type TrainState } from '../train/loop.js';
+import { bestReverseFrom, hybridCost, VJP_ROW_COST } from '../train/gradient-plan.js';
+import type { VjpFn } from '../train/tape.js';
+import { denoiserVjpSupport, featureVjpSupport, loadDenoiserVjp, loadFeatureVjp } from '../runtime/vjp.js';
 import { fileSha256 } from '../io/sha256.js';
 import { TeacherCache } from '../train/teacher-cache.js';
 import { firstLine, RunError, UsageError } from '../core/errors.js';
@@ -80,6 +83,8 @@ const stateSchema = z.object({
 export interface ResumedRun {
   dir: string;
   options: Record<string, unknown>;
+  /** What the run resolved when it began (training_options.json's "resolved"). */
+  resolved: Record<string, unknown>;
   state: TrainState;
   elapsedSec: number;
 }
@@ -103,9 +108,11 @@ function loadResumeState(dir: string): ResumedRun {
   const s = parsed.data;
   const raw = { r: s.raw.r!, scaleDir: s.raw.scaleDir!, scaleTime: s.raw.scaleTime!, weight: s.raw.weight!, gamma: s.raw.gamma! };
   const adam = Object.fromEntries(RAW_PARAM_NAMES.map((t) => [t, s.adam[t]!])) as TrainState['adam'];
-  const options = (readJsonOr(optPath) as { options?: unknown } | undefined)?.options;
+  const record = readJsonOr(optPath) as { options?: unknown; resolved?: unknown } | undefined;
+  const options = record?.options;
   if (typeof options !== 'object' || options === null) throw new UsageError(`--resume: ${optPath} is not a valid training_options.json (no "options" record)`);
-  return { dir, options: options as Record<string, unknown>, state: { raw, adam, batchIndex: s.batchIndex }, elapsedSec: s.elapsedSec };
+  const resolved = typeof record?.resolved === 'object' && record.resolved !== null ? (record.resolved as Record<string, unknown>) : {};
+  return { dir, options: options as Record<string, unknown>, resolved, state: { raw, adam, batchIndex: s.batchIndex }, elapsedSec: s.elapsedSec };
 }
 
 /** Flags a resumed run takes from the command line; every other one is the run's own. */
@@ -120,7 +127,9 @@ export function resolveResume(cli: TrainOptions, given: ReadonlySet<string>): { 
   const resumeDir = resolveRunDir(cli.resume, cli.outdir);
   const resumed = loadResumeState(resumeDir);
   // The run continues with its own options; only how it runs may change.
-  const stored = parseOptions(trainTable, Object.fromEntries(Object.entries(trainTable).map(([, spec]) => [commanderKey(spec.flag), resumed.options[spec.flag] ?? undefined])));
+  const parsed = parseOptions(trainTable, Object.fromEntries(Object.entries(trainTable).map(([, spec]) => [commanderKey(spec.flag), resumed.options[spec.flag] ?? undefined])));
+  // A run begun before reverse mode existed recorded no --gradient: it continues in forward mode.
+  const stored: TrainOptions = resumed.options['gradient'] === undefined ? { ...parsed, gradient: 'forward' } : parsed;
   // A flag that would change the run is refused, not silently dropped.
   for (const key of given) {
     if (RESUME_FLAGS.has(key)) continue;
@@ -234,6 +243,10 @@ export function resolveTrain(o: TrainOptions, model: TrainModelInfo, ctx: TrainC
   const runDir = ctx.resumed?.dir ?? (o.nosubdir ? o.outdir : nextRunDir(o.outdir, runDescription(o, dataset)));
   if (o.scheduleType === 'discrete' && !model.meta.alphasCumprod) throw new UsageError('--schedule_type discrete needs a model with adasde.alphas_cumprod');
   if (o.batch < ctx.dist.world) throw new UsageError(`--batch ${o.batch} is smaller than the number of processes (${ctx.dist.world})`);
+  if (o.reverseFrom !== undefined) {
+    if (o.gradient === 'forward') throw new UsageError('--reverse_from applies to hybrid gradients; give --gradient hybrid or auto');
+    if (o.reverseFrom > o.numSteps - 2) throw new UsageError(`--reverse_from ${o.reverseFrom}: num_steps ${o.numSteps} has intervals 0 to ${o.numSteps - 2}`);
+  }
   // Classifier guidance wraps the denoiser (teacher and student alike), as sample does.
   const cg = o.guidanceType === 'cg' ? classifierFor(model, o.guidanceRate, !o.dryRun) : undefined;
   // A resumed run continues from its saved state; its start was recorded when it began.
@@ -368,6 +381,74 @@ interface Pieces {
   features: FeatureFn | undefined;
   condFor: CondFn | undefined;
   guidance: { grad: ClassifierGradient; denoise: Denoiser } | undefined;
+  gradient: GradientChoice;
+}
+
+/** How the run differentiates its coefficients (--gradient). */
+interface GradientChoice {
+  mode: 'forward' | 'hybrid';
+  /** Hybrid: the first interval in reverse mode. */
+  reverseFrom?: number;
+  vjp?: VjpFn;
+  featureVjp?: FeatureVjpFn;
+  /** The log line saying what was chosen and why. */
+  note: string;
+  /** training_options.json's "gradient" entry. */
+  record: Record<string, unknown>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * --gradient: hybrid (reverse mode from the cheapest interval on, gradient-plan.ts) where the
+ * model and the detector have VJP graphs; auto falls back to forward mode, saying why, and
+ * hybrid refuses. A resumed run keeps the split it began with.
+ */
+async function openGradient(plan: TrainPlan, model: DenoiserModel, decode: DecodeFn | undefined, session: { device: string; threads: number | undefined }): Promise<GradientChoice> {
+  const o = plan.opts;
+  const forward = (why: string): GradientChoice => ({ mode: 'forward', note: `gradient: forward mode (${why})`, record: { mode: 'forward', why }, dispose: async () => {} });
+  if (plan.resumed && plan.resumed.options['gradient'] === undefined) return forward('the run began before reverse mode existed');
+  if (o.gradient === 'forward') return forward('--gradient forward');
+  const recorded = plan.resumed?.resolved['gradient'] as { mode?: string; reverse_from?: number } | undefined;
+  if (recorded?.mode === 'forward') return forward('as the run began');
+  const bounds: CoefficientBounds = { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
+  const shape = { intervals: o.numSteps - 1, numPoints: o.numPoints, afs: o.afs, bounds };
+  const k = recorded?.reverse_from ?? o.reverseFrom ?? bestReverseFrom(shape, VJP_ROW_COST);
+  const why =
+    decode ? 'the feature loss goes through a decoder, which has no VJP graph'
+    : plan.cg || (o.guidanceType === 'cfg' && o.guidanceRate > 0) ? 'guided training is differentiated in forward mode'
+    : model.hasCondition ? 'text-conditional models are differentiated in forward mode'
+    : (denoiserVjpSupport(plan.modelFile) ?? (plan.detector ? featureVjpSupport(plan.detector) : undefined));
+  if (why) {
+    if (o.gradient === 'hybrid') throw new UsageError(`--gradient hybrid: ${why}`);
+    return forward(`auto: ${why}`);
+  }
+  if (k >= o.numSteps - 1) return forward(`auto: reverse mode saves nothing at num_steps ${o.numSteps}, num_points ${o.numPoints}`);
+  const opened: { dispose(): Promise<void> }[] = [];
+  try {
+    const dv = await loadDenoiserVjp(plan.modelFile, { ...session, maxBatch: model.maxBatch });
+    opened.push(dv);
+    const [C, H, W] = model.sampleShape;
+    const fv = plan.detector ? await loadFeatureVjp(plan.detector, [C, H, W], session) : undefined;
+    if (fv) opened.push(fv);
+    const cost = hybridCost(shape, k, VJP_ROW_COST);
+    const fwd = hybridCost(shape, shape.intervals, VJP_ROW_COST);
+    return {
+      mode: 'hybrid',
+      reverseFrom: k,
+      vjp: (x, sigma, rows, u, cond) => dv.vjp(x, sigma, rows, u, cond),
+      featureVjp: fv ? (images, n, u) => fv.vjp(images, n, u) : undefined,
+      note: `gradient: hybrid, forward tangents before interval ${k}, reverse mode from it (per trajectory ${cost.forwardRows} forward + ${cost.vjpRows} VJP rows, ${cost.total} at ${VJP_ROW_COST} rows a VJP, against ${fwd.total} in forward mode); VJP graph ${dv.path}`,
+      record: { mode: 'hybrid', reverse_from: k, vjp_row_cost: VJP_ROW_COST, rows_per_trajectory: { forward: cost.forwardRows, vjp: cost.vjpRows }, vjp_graph: dv.path, detector_vjp_graph: fv?.path ?? null },
+      dispose: async () => {
+        for (const d of opened) await d.dispose();
+      },
+    };
+  } catch (e) {
+    for (const d of opened) await d.dispose();
+    if (!(e instanceof UsageError)) throw e;
+    if (o.gradient === 'hybrid' || recorded?.mode === 'hybrid') throw new UsageError(`--gradient hybrid: ${e.message}`);
+    return forward(`auto: ${e.message}`);
+  }
 }
 
 async function openPieces(plan: TrainPlan, model: DenoiserModel): Promise<Pieces> {
@@ -411,14 +492,15 @@ async function openPieces(plan: TrainPlan, model: DenoiserModel): Promise<Pieces
     const grad = await loadClassifierGradient(plan.cg.file, { ...session, sampleShape: model.sampleShape, labelDim: plan.cg.classes });
     guidance = { grad, denoise: classifierGuided(model.denoise, grad, { rate: plan.cg.rate, clamp: model.meta.family === 'adm' }) };
   }
-  return { decode, features, condFor, guidance };
+  const gradient = await openGradient(plan, model, decode, session);
+  return { decode, features, condFor, guidance, gradient };
 }
 
 /**
  * The run folder of a plan, made now: a new numbered run claims its number (the dry run's
  * folder name was a preview), a resumed run extended by --total_kimg records the new length.
  */
-async function openRunDir(plan: TrainPlan): Promise<string> {
+async function openRunDir(plan: TrainPlan, gradient: Record<string, unknown>): Promise<string> {
   const o = plan.opts;
   const resumed = plan.resumed !== undefined;
   prepareOutdir(resumed || o.nosubdir ? plan.runDir : o.outdir, resumed ? '--resume' : '--outdir');
@@ -427,7 +509,7 @@ async function openRunDir(plan: TrainPlan): Promise<string> {
   // Leftovers of a run killed outright (kill -9): temp files of writers that are gone.
   await removeStaleTempFiles(runDir);
   if (!resumed) {
-    const record = { ...plan.record, resolved: { ...plan.record.resolved, run_dir: runDir } };
+    const record = { ...plan.record, resolved: { ...plan.record.resolved, run_dir: runDir, gradient } };
     await writeFileAtomic(join(runDir, 'training_options.json'), JSON.stringify(record, null, 2) + '\n');
   } else if (plan.extended) {
     // An extended run: its record keeps everything it began with, but the new length.
@@ -447,7 +529,7 @@ export async function runTrain(plan: TrainPlan, model: DenoiserModel, sinks: Tra
   const isMain = plan.dist.rank === 0;
   // Claimed only now that the detector, the prompts and the companions are known to load:
   // a flag mistake must not leave an empty numbered folder behind.
-  const runDir = isMain ? await openRunDir(plan) : plan.runDir;
+  const runDir = isMain ? await openRunDir(plan, pieces.gradient.record) : plan.runDir;
   const log = (line: string) => {
     if (isMain) appendLog(join(runDir, 'log.txt'), line + '\n');
   };
@@ -457,6 +539,7 @@ export async function runTrain(plan: TrainPlan, model: DenoiserModel, sinks: Tra
     log(plan.featureLossNote);
     sinks.notice(plan.featureLossNote);
   }
+  if (isMain) log(pieces.gradient.note);
 
   const bounds: CoefficientBounds = { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
   const labelDim = model.meta.labelDim || (plan.cg?.classes ?? 0);
@@ -500,6 +583,9 @@ export async function runTrain(plan: TrainPlan, model: DenoiserModel, sinks: Tra
     reduce: (v) => reducer.reduce(v),
     teacherStore,
     passes: o.passes,
+    reverseFrom: pieces.gradient.reverseFrom,
+    vjp: pieces.gradient.vjp,
+    featureVjp: pieces.gradient.featureVjp,
   };
   const state = plan.resumed?.state ?? init!.state;
   let cacheHits = 0;
@@ -540,12 +626,12 @@ export async function runTrain(plan: TrainPlan, model: DenoiserModel, sinks: Tra
   let ticks = Math.floor(kimgOf(state.batchIndex) / o.tick);
   let lastLoss = NaN;
   // Rows and model seconds of this session (a resumed run starts counting again).
-  let modelRows = { teacher: 0, student: 0, detector: 0 };
+  let modelRows = { teacher: 0, student: 0, student_vjp: 0, detector: 0 };
   let modelSec = { teacher: 0, student: 0 };
   try {
     while (state.batchIndex < nBatches) {
       const st = await trainBatch(setup, state);
-      modelRows = { teacher: modelRows.teacher + st.teacherRows, student: modelRows.student + st.studentRows, detector: modelRows.detector + st.detectorRows };
+      modelRows = { teacher: modelRows.teacher + st.teacherRows, student: modelRows.student + st.studentRows, student_vjp: modelRows.student_vjp + st.studentVjpRows, detector: modelRows.detector + st.detectorRows };
       modelSec = { teacher: modelSec.teacher + st.teacherSec, student: modelSec.student + st.studentSec };
       if (st.teacherHit) cacheHits++;
       const c = effectiveCoefficients(state.raw, bounds);
@@ -605,5 +691,6 @@ export async function runTrain(plan: TrainPlan, model: DenoiserModel, sinks: Tra
     reducer.close();
   }
   await pieces.guidance?.grad.dispose();
+  await pieces.gradient.dispose();
   return { runDir, totalKimg: o.totalKimg, batches: nBatches, seconds: (Date.now() - started) / 1000, finalLoss: lastLoss };
 }

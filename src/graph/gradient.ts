@@ -41,7 +41,7 @@ import { elementCount } from '../core/shape.js';
 export const GRADIENT_IO = { x: 'x', sigma: 'sigma', labels: 'class_labels', logProbs: 'log_probs', grad: 'grad_x' } as const;
 
 /** Bumped whenever a rule changes, so cached gradient graphs are rebuilt. */
-export const GRADIENT_TRANSFORM_VERSION = '2';
+export const GRADIENT_TRANSFORM_VERSION = '4';
 
 /** Operators with a backward rule (shape-only and comparison operators pass as constants). */
 export const DIFFERENTIABLE_OPS = [
@@ -713,10 +713,22 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
         if (isA(a)) acc(a, unbroadcast(G, a, y));
         if (isA(b)) acc(b, unbroadcast(e.op('Neg', [G]), b, y));
         break;
-      case 'Mul':
+      case 'Mul': {
+        // SiLU, u * Sigmoid(u): d/du = s (1 + u (1 - s)) with s recomputed from u, so that the
+        // forward pass's Sigmoid output feeds only its Mul and onnxruntime can still fuse the
+        // pair (QuickGelu); the same count of elementwise operations in the backward pass.
+        const sig = [a, b].findIndex((v, j) => producer.get(v)?.opType === 'Sigmoid' && producer.get(v)!.input[0] === [a, b][1 - j]);
+        if (sig >= 0 && a !== b) {
+          const u = [a, b][1 - sig]!;
+          const s = e.op('Sigmoid', [u]);
+          const d = e.op('Mul', [s, e.op('Add', [e.op('Mul', [u, e.op('Sub', [e.f32(1), s])]), e.f32(1)])]);
+          acc(u, unbroadcast(e.op('Mul', [G, d]), u, y));
+          break;
+        }
         if (isA(a)) acc(a, unbroadcast(e.op('Mul', [G, b]), a, y));
         if (isA(b)) acc(b, unbroadcast(e.op('Mul', [G, a]), b, y));
         break;
+      }
       case 'Div':
         // y = a / b: dy/da = 1/b, dy/db = -a/b^2 = -y/b.
         if (isA(a)) acc(a, unbroadcast(e.op('Div', [G, b]), a, y));
@@ -874,6 +886,34 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
         const strides = attrInts(n, 'strides') ?? new Array<number>(k).fill(1);
         const dil = attrInts(n, 'dilations') ?? new Array<number>(k).fill(1);
         const group = attrInt(n, 'group', 1);
+        // Stride 1 with constant weights: the input's gradient is itself a convolution, of g
+        // with the weights flipped in space and transposed per group, padded by
+        // (effective kernel - 1 - pad) on each side. onnxruntime runs Conv through its fast
+        // (NCHWc) kernels, ConvTranspose far slower (bench/RESULTS.md, "Training cost").
+        const wt = consts.get(b);
+        const ke = wd!.slice(2).map((kk, j) => (typeof kk === 'number' ? dil[j]! * (kk - 1) + 1 : -1));
+        const backPads = [...pads.slice(0, k).map((p, j) => ke[j]! - 1 - p), ...pads.slice(k).map((p, j) => ke[j]! - 1 - p)];
+        if (wt && wt.dataType === DataType.FLOAT && strides.every((v) => v === 1) && ke.every((v) => v > 0) && backPads.every((p) => p >= 0)) {
+          const w = tensorFloats(wt);
+          const [co, cig, ...ks] = wt.dims.map(Number) as [number, number, ...number[]];
+          const area = elementCount(ks);
+          const cog = co / group;
+          const ci = cig * group;
+          const flipped = new Float32Array(w.length);
+          for (let q = 0; q < group; q++) {
+            for (let o = 0; o < cog; o++) {
+              for (let a2 = 0; a2 < cig; a2++) {
+                const src = ((q * cog + o) * cig + a2) * area;
+                const dst = ((q * cig + a2) * cog + o) * area;
+                for (let t = 0; t < area; t++) flipped[dst + area - 1 - t] = w[src + t]!;
+              }
+            }
+          }
+          const wf = e.fresh('conv_wt');
+          e.inits.push(floatTensor(wf, [ci, cog, ...ks], flipped));
+          acc(a, e.op('Conv', [G, wf], [intsAttr('pads', backPads), intsAttr('dilations', dil), intAttr('group', group), intsAttr('kernel_shape', ks)]));
+          break;
+        }
         // The transposed convolution without padding spans the padded input (up to s - 1
         // rows a strided window never reached, added as zeros); the input's gradient is
         // that span less the padding.

@@ -15,6 +15,14 @@
  */
 import { liveParams, scaleDirLive, type CoefficientBounds } from '../solvers/coefficients.js';
 
+/**
+ * A VJP row's cost in forward rows, for choosing k: the VJP graph repeats the forward pass and
+ * adds the backward one (bench/vjp_cost.ts measures the ratio; bench/RESULTS.md, "Training
+ * cost"). A constant, not a measurement at run time, so that a run's split (and so its
+ * rounding) does not depend on the machine's load.
+ */
+export const VJP_ROW_COST = 3;
+
 export interface GradientShape {
   /** Student intervals N - 1. */
   intervals: number;

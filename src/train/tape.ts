@@ -6,7 +6,7 @@
  * Why: forward mode (dual.ts) carries one tangent per raw coefficient, and every tangent costs
  * one model row per evaluation, so its cost grows with the square of the number of intervals.
  * A backward pass costs one vector-Jacobian product (VJP) per evaluation whatever the number
- * of coefficients. Training mixes the two (hybrid.ts): forward tangents up to some interval,
+ * of coefficients. Training mixes the two (loop.ts, split by gradient-plan.ts): forward tangents up to some interval,
  * this tape after it.
  *
  * Scalars stay dual numbers (they are a few dozen floats): their derivatives with respect to
