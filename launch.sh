@@ -53,8 +53,8 @@ case "${1:-help}" in
   bundled)
     # The paper's recipe on the bundled CPU model (models/cifar10-tiny-edm.onnx), issue 13: NFE 3, 5, 7, 9
     # with the released CIFAR-10 settings per NFE (M, gamma_max, scale_dir), 10 kimg each at batch 32 with
-    # cosine decay, the final-interval feature loss through the bundled feature network, forward-difference
-    # gradients, teacher targets shared through one cache; once from the reference's random start and once
+    # cosine decay, the final-interval feature loss through the bundled feature network, forward-mode
+    # (finite-difference) gradients as when they were run, teacher targets shared through one cache; once from the reference's random start and once
     # warm-started from the released coefficients (exp/00000, 02, 04, 06). Every option is explicit. The
     # runs are long on 2 CPU cores: continue an interrupted one with
     #   node bin/adasde.js train --resume N --outdir exp      (N: its experiment number)
@@ -63,7 +63,7 @@ case "${1:-help}" in
         --threads 1 --batch 32 --total_kimg "$5" --num_steps "$1" --num_points 1 --M "$2" --sampler_tea dpm \
         --gamma "$3" --scale_dir "$4" --scale_time 0.2 --fcn False --lr 0.2 --coslr True \
         --schedule_type time_uniform --schedule_rho 1 --afs True --seed 0 --tick 0.25 --snap 1 \
-        --jvp forward --passes 1 --teacher_cache "${TEACHER_CACHE:-exp/.teacher-cache}" --teacher_cache_gb 8 \
+        --gradient forward --jvp forward --passes 1 --teacher_cache "${TEACHER_CACHE:-exp/.teacher-cache}" --teacher_cache_gb 8 \
         --desc "$6" --outdir exp --quiet "${@:7}"
     }
     # NFE 5 first: the learning curve (random, neutral and warm start share one teacher) and a
@@ -82,6 +82,18 @@ case "${1:-help}" in
       wait
     done
     ;;
+  bundled-hybrid)
+    # exp/00028: the warm-started NFE-9 run of `bundled` (as exp/00027) with hybrid gradients: reverse
+    # mode through the U-Net's and the feature network's VJP graphs from interval 3 on (exact
+    # gradients of the feature loss, which forward differences smooth over the detector's kinks).
+    # Continue an interrupted run with: node bin/adasde.js train --resume 28 --outdir exp
+    $ADASDE train --model models/cifar10-tiny-edm.onnx --detector models/cifar10-features.onnx --alpha 20 \
+      --threads 2 --batch 32 --total_kimg 10 --num_steps 6 --num_points 1 --M 2 --sampler_tea dpm \
+      --gamma 0.01 --scale_dir 0.1 --scale_time 0.2 --fcn False --lr 0.2 --coslr True \
+      --schedule_type time_uniform --schedule_rho 1 --afs True --seed 0 --tick 0.25 --snap 1 \
+      --gradient hybrid --jvp forward --passes 1 --teacher_cache "${TEACHER_CACHE:-exp/.teacher-cache}" --teacher_cache_gb 8 \
+      --desc tiny-warm-10k-hybrid --outdir exp --quiet --init 6
+    ;;
   bundled-short)
     # The earlier 1-kimg predictors exp/00008-00013, 00015, 00016 (exp/README.md): L2 loss on every
     # interval, batch 16, central differences (the gradient scheme of the time).
@@ -96,6 +108,6 @@ case "${1:-help}" in
     wait
     ;;
   *)
-    echo "usage: bash launch.sh cifar10|ffhq|imagenet64|ms_coco|bundled|bundled-short   (NPROC=8 DEVICE=cuda bash launch.sh cifar10)"
+    echo "usage: bash launch.sh cifar10|ffhq|imagenet64|ms_coco|bundled|bundled-hybrid|bundled-short   (NPROC=8 DEVICE=cuda bash launch.sh cifar10)"
     ;;
 esac
