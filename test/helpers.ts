@@ -31,3 +31,22 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let k = 0; k < a.length; k++) m = Math.max(m, Math.abs(a[k]! - b[k]!));
   return m;
 }
+
+/**
+ * Runs an in-process CLI call with stderr captured (not shown): its exit code and the
+ * non-empty lines it wrote, for the one-line error checks.
+ */
+export async function captureStderr<T>(body: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
+  const chunks: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((s: string) => {
+    chunks.push(String(s));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    const value = await body();
+    return { value, lines: chunks.join('').trim().split('\n').filter(Boolean) };
+  } finally {
+    process.stderr.write = write;
+  }
+}

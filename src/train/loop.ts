@@ -268,6 +268,17 @@ export async function featureLossReverse(
   return { loss: loss * scale, cot, rows: 2 * n + rows };
 }
 
+/** The L2 loss of ALGORITHM.md 4.3 on this shard, sum |x - y|^2 / B (B the global batch), and x - y. */
+function l2Loss(x: Float64Array, y: Float64Array, B: number): { loss: number; diff: Float64Array } {
+  const diff = new Float64Array(x.length);
+  let loss = 0;
+  for (let k = 0; k < x.length; k++) {
+    diff[k] = x[k]! - y[k]!;
+    loss += diff[k]! * diff[k]!;
+  }
+  return { loss: loss / B, diff };
+}
+
 /** Run one batch and update `state` in place. */
 export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<BatchStats> {
   const { denoise, sampleShape, batch: B, seed } = setup;
@@ -389,13 +400,9 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
           localLoss = fl.loss;
           seed = fl.cot;
         } else {
-          seed = new Float64Array(xi.length);
-          for (let k = 0; k < xi.length; k++) {
-            const d = xi[k]! - y[k]!;
-            localLoss += d * d;
-            seed[k] = (2 * d) / B;
-          }
-          localLoss /= B;
+          const l2 = l2Loss(xi, y, B);
+          localLoss = l2.loss;
+          seed = l2.diff.map((d) => (2 * d) / B);
         }
         const back = await tape.ops.backward([[tape.x, seed]], [tape.input]);
         const xCot = back.leaves[0];
@@ -421,14 +428,11 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
           localGrad = fl.grad;
         } else {
           localGrad = new Float64Array(tangents.length);
-          for (let k = 0; k < x.length; k++) {
-            const d = x[k]! - y[k]!;
-            localLoss += d * d;
-          }
-          localLoss /= B;
+          const l2 = l2Loss(x, y, B);
+          localLoss = l2.loss;
           tangents.forEach((t, p) => {
             let s = 0;
-            for (let k = 0; k < x.length; k++) s += (x[k]! - y[k]!) * t.dx[k]!;
+            for (let k = 0; k < x.length; k++) s += l2.diff[k]! * t.dx[k]!;
             localGrad[p] = (2 * s) / B;
           });
         }

@@ -22,6 +22,7 @@ import { saveModel } from '../../src/onnx/builder.js';
 import { hybridCost } from '../../src/train/gradient-plan.js';
 import { buildConvDenoiserModel, buildFeatureModel } from '../support/models.js';
 import { makeModelDir } from './sample-fixture.js';
+import { captureStderr } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'adasde-grad-'));
 after(() => (process.env.KEEP ? console.log(dir) : rmSync(dir, { recursive: true, force: true })));
@@ -30,20 +31,10 @@ saveModel(buildConvDenoiserModel({ resolution: 8, width: 16, depth: 1 }), model)
 const detector = join(dir, 'features.onnx');
 saveModel(buildFeatureModel({ dim: 16, size: 8 }), detector);
 
-/** Lines written to stderr by an in-process CLI run. */
+/** Exit code and stderr lines of an in-process CLI run. */
 async function stderrOf(body: () => Promise<number>): Promise<{ code: number; lines: string[] }> {
-  const lines: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string) => {
-    lines.push(String(s));
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const code = await body();
-    return { code, lines: lines.join('').trim().split('\n').filter(Boolean) };
-  } finally {
-    process.stderr.write = write;
-  }
+  const { value, lines } = await captureStderr(body);
+  return { code: value, lines };
 }
 
 const N = 5;

@@ -20,7 +20,7 @@ import { seedClassIndices } from '../../src/rng/streams.js';
 import { loadClassifier } from '../../src/runtime/companions.js';
 import { classifierGuided, gradientCachePath, loadClassifierGradient } from '../../src/runtime/guidance.js';
 import { labelsFor } from '../../src/sample/pipeline.js';
-import { repoRoot } from '../helpers.js';
+import { captureStderr, repoRoot } from '../helpers.js';
 import { GraphBuilder, saveModel } from '../../src/onnx/builder.js';
 import { buildGaussModel, seededUniform } from '../support/models.js';
 import { DataType } from '../../src/onnx/proto.js';
@@ -28,18 +28,7 @@ import type { DenoiseRequest } from '../../src/core/denoiser.js';
 
 /** The lines an in-process CLI run writes to stderr (captured, not shown). */
 async function stderrLines(body: () => Promise<void>): Promise<string[]> {
-  const lines: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string) => {
-    lines.push(String(s));
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    await body();
-  } finally {
-    process.stderr.write = write;
-  }
-  return lines.join('').trim().split('\n');
+  return (await captureStderr(body)).lines;
 }
 
 const SHAPE = [1, 4, 4] as const;

@@ -5,27 +5,20 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { mixtureDenoise, mixtureDenoiser, mixtureJvp, type MixtureParams } from '../../src/solvers/analytic.js';
+import { mixtureDenoiser } from '../../src/solvers/analytic.js';
 import { sampleAdasde } from '../../src/solvers/adasde.js';
 import { effectiveCoefficients, type CoefficientBounds } from '../../src/solvers/coefficients.js';
 import { getSchedule } from '../../src/solvers/schedule.js';
 import { adamInit, adamStep, cosineLr, sanitizeGrad } from '../../src/train/adam.js';
-import type { JvpFn } from '../../src/train/jvp.js';
 import { featureLoss, initState, trainBatch, type FeatureFn, type TrainSetup } from '../../src/train/loop.js';
 import { studentStepJvp, type Tangent } from '../../src/train/student.js';
 import { SeedStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
+import { MIX, MIX_DIM, mixtureExactJvp } from '../support/mixture.js';
 
 const shape = [3, 4, 4];
-const dim = 48;
-const mix: MixtureParams = {
-  weights: Float64Array.of(0.5, 0.5, 1),
-  means: Float64Array.from({ length: 3 * dim }, (_, q) => 0.6 * Math.cos(q * 0.9 + Math.floor(q / dim))),
-  stds: Float64Array.of(0.15, 0.2, 0.1),
-};
-const exactJvp: JvpFn = async (x, sigma, rows, tangents) => {
-  const req = { x, sigma, batch: rows };
-  return { D: mixtureDenoise(mix, req), dD: tangents.map((t) => mixtureJvp(mix, req, t.dx ?? new Float64Array(x.length), t.ds ?? new Float64Array(rows))), rows };
-};
+const dim = MIX_DIM;
+const mix = MIX;
+const exactJvp = mixtureExactJvp;
 
 /** A smooth stand-in detector: features = tanh(W img / 255 - 0.5), W fixed and random. */
 const FD = 7;

@@ -10,28 +10,21 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { mixtureDenoise, mixtureDenoiser, mixtureJvp, mixtureVjp, type MixtureParams } from '../../src/solvers/analytic.js';
+import { mixtureDenoiser, mixtureJvp, mixtureVjp } from '../../src/solvers/analytic.js';
 import { adasdeStep, sampleAdasde } from '../../src/solvers/adasde.js';
 import { effectiveCoefficients, liveParams, type CoefficientBounds, type RawParams } from '../../src/solvers/coefficients.js';
 import { getSchedule, type ScheduleSpec } from '../../src/solvers/schedule.js';
 import { bestReverseFrom, hybridCost } from '../../src/train/gradient-plan.js';
-import type { JvpFn } from '../../src/train/jvp.js';
 import { initState, trainBatch, type FeatureFn, type FeatureVjpFn, type TrainSetup } from '../../src/train/loop.js';
 import { dualCoefficients } from '../../src/train/student.js';
-import { TapeOps, type VjpFn } from '../../src/train/tape.js';
+import { TapeOps } from '../../src/train/tape.js';
 import { SeedStream } from '../../src/rng/streams.js';
+import { MIX, MIX_DIM, mixtureExactJvp, mixtureExactVjp } from '../support/mixture.js';
 
-const dim = 48;
-const mix: MixtureParams = {
-  weights: Float64Array.of(0.5, 0.5, 1),
-  means: Float64Array.from({ length: 3 * dim }, (_, q) => 0.6 * Math.cos(q * 0.9 + Math.floor(q / dim))),
-  stds: Float64Array.of(0.15, 0.2, 0.1),
-};
-const exactJvp: JvpFn = async (x, sigma, rows, tangents) => {
-  const req = { x, sigma, batch: rows };
-  return { D: mixtureDenoise(mix, req), dD: tangents.map((t) => mixtureJvp(mix, req, t.dx ?? new Float64Array(x.length), t.ds ?? new Float64Array(rows))), rows };
-};
-const exactVjp: VjpFn = async (x, sigma, rows, u) => ({ ...mixtureVjp(mix, { x, sigma, batch: rows }, u), rows });
+const dim = MIX_DIM;
+const mix = MIX;
+const exactJvp = mixtureExactJvp;
+const exactVjp = mixtureExactVjp;
 
 /**
  * A stand-in detector, features = q + q^2 / 4 with q = W img / 255 - 0.5, and its closed-form VJP.
