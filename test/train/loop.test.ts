@@ -1,7 +1,8 @@
 /**
  * The distillation loop (ALGORITHM.md 4.3): the final-interval feature loss's gradient
  * against a central difference of the whole loss, Adam/cosine schedule against closed forms,
- * and data parallelism: two ranks with a summing reducer give the coefficients of one.
+ * and data parallelism: two ranks with a summing reducer give the coefficients of one, in forward
+ * mode and with hybrid gradients.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -13,7 +14,7 @@ import { adamInit, adamStep, cosineLr, sanitizeGrad } from '../../src/train/adam
 import { featureLoss, initState, trainBatch, type FeatureFn, type TrainSetup } from '../../src/train/loop.js';
 import { studentStepJvp, type Tangent } from '../../src/train/student.js';
 import { SeedStream, SeedNoise, seedLatents } from '../../src/rng/streams.js';
-import { MIX, MIX_DIM, mixtureExactJvp } from '../support/mixture.js';
+import { MIX, MIX_DIM, mixtureExactJvp, mixtureExactVjp } from '../support/mixture.js';
 
 const shape = [3, 4, 4];
 const dim = MIX_DIM;
@@ -163,22 +164,27 @@ function sharedReducer(world: number) {
     });
 }
 
-test('data parallel: two ranks give the coefficients of one process (up to rounding)', async () => {
-  const one = initState(5, 4, 1);
-  for (let b = 0; b < 4; b++) await trainBatch(baseSetup(), one);
-  const shared = sharedReducer(2);
-  const ranks = [initState(5, 4, 1), initState(5, 4, 1)];
-  for (let b = 0; b < 4; b++) {
-    await Promise.all(ranks.map((st, rank) => trainBatch(baseSetup({ rank, worldSize: 2, reduce: shared(rank) }), st)));
-  }
-  assert.deepEqual(ranks[0]!.raw, ranks[1]!.raw, 'ranks stay in lockstep');
-  // Per-rank partial sums group the per-sample gradient terms differently from one process;
-  // Adam's normalisation by sqrt(v) amplifies those ~1e-16 differences to ~1e-9 after a few
-  // steps, so "equal up to float rounding" is checked at 1e-7.
-  for (const table of ['r', 'scaleDir', 'scaleTime', 'gamma'] as const) {
-    one.raw[table].forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(v - ranks[0]!.raw[table][i]![j]!) < 1e-7, `${table}[${i}][${j}]: ${v} vs ${ranks[0]!.raw[table][i]![j]}`)));
-  }
-});
+for (const [mode, over] of [
+  ['forward mode', {}],
+  ['hybrid gradients from interval 1', { reverseFrom: 1, vjp: mixtureExactVjp }],
+] as const) {
+  test(`data parallel, ${mode}: two ranks give the coefficients of one process (up to rounding)`, async () => {
+    const one = initState(5, 4, 1);
+    for (let b = 0; b < 4; b++) await trainBatch(baseSetup(over), one);
+    const shared = sharedReducer(2);
+    const ranks = [initState(5, 4, 1), initState(5, 4, 1)];
+    for (let b = 0; b < 4; b++) {
+      await Promise.all(ranks.map((st, rank) => trainBatch(baseSetup({ ...over, rank, worldSize: 2, reduce: shared(rank) }), st)));
+    }
+    assert.deepEqual(ranks[0]!.raw, ranks[1]!.raw, 'ranks stay in lockstep');
+    // Per-rank partial sums group the per-sample gradient terms differently from one process;
+    // Adam's normalisation by sqrt(v) amplifies those ~1e-16 differences to ~1e-9 after a few
+    // steps, so "equal up to float rounding" is checked at 1e-7.
+    for (const table of ['r', 'scaleDir', 'scaleTime', 'gamma'] as const) {
+      one.raw[table].forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(v - ranks[0]!.raw[table][i]![j]!) < 1e-7, `${table}[${i}][${j}]: ${v} vs ${ranks[0]!.raw[table][i]![j]}`)));
+    }
+  });
+}
 
 test('training: same seed, same coefficients bit for bit; another seed differs', async () => {
   const a = initState(5, 4, 1);
