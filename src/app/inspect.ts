@@ -12,6 +12,8 @@
  * file adds its rule to recognise.ts and its report there.
  */
 import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { GRADIENT_TRANSFORM_VERSION } from '../graph/gradient.js';
 import type { InspectOptions } from '../config/inspect.js';
 import { seedLatents } from '../rng/streams.js';
 import {
@@ -438,7 +440,32 @@ async function fusedForward(file: string, info: FusedInfo, o: InspectOptions, re
   }
 }
 
+/** What each derived graph is, and which command writes it. */
+const DERIVED: Record<string, { what: string; prefix: string; by: string }> = {
+  classifier_gradient: { what: "a classifier's input gradient", prefix: 'gradient', by: 'adasde sample/train --guidance_type cg' },
+  denoiser_vjp: { what: "a denoiser's vector-Jacobian product (cot_denoised -> grad_x, grad_sigma)", prefix: 'vjp', by: 'adasde train --gradient hybrid/auto' },
+  feature_vjp: { what: "a feature extractor's vector-Jacobian product (cot_features -> grad_images)", prefix: 'vjp', by: 'adasde train --gradient hybrid/auto' },
+};
+
 const REPORTS: Record<Exclude<ContractName, 'tokenizer'>, Report> = {
+  'derived graph': async (file, sig, _o, res) => {
+    const role = sig.metadata['adasde.role'] ?? '';
+    const d = DERIVED[role]!;
+    const m = (k: string) => sig.metadata[`adasde.${d.prefix}_${k}`];
+    res.lines.push(`contract    derived graph: ${d.what}, a cache that ${d.by} writes and rebuilds when stale`);
+    res.lines.push(...ioLines(sig));
+    const source = m('of') === undefined ? undefined : join(dirname(file), m('of')!);
+    let state = 'its source is not recorded';
+    if (source) {
+      if (!existsSync(source)) state = `its source ${source} is not beside it`;
+      else {
+        const st = statSync(source);
+        const fresh = String(st.size) === m('source_bytes') && String(Math.floor(st.mtimeMs)) === m('source_mtime_ms') && m('transform') === GRADIENT_TRANSFORM_VERSION;
+        state = fresh ? `up to date with ${source}` : `stale (${source} or the transform changed since): rebuilt at its next use`;
+      }
+    }
+    res.lines.push(`source      ${state}; transform version ${m('transform') ?? '?'} (current ${GRADIENT_TRANSFORM_VERSION})`);
+  },
   'fused sampler': async (file, sig, o, res, sink) => {
     let info: FusedInfo;
     try {

@@ -9,7 +9,10 @@
 import { REQUIRED_KEYS } from './model.js';
 import type { ModelSignature } from './session.js';
 
-export type ContractName = 'denoiser' | 'decoder' | 'text_encoder' | 'classifier' | 'feature extractor' | 'fused sampler' | 'tokenizer';
+export type ContractName = 'denoiser' | 'decoder' | 'text_encoder' | 'classifier' | 'feature extractor' | 'fused sampler' | 'derived graph' | 'tokenizer';
+
+/** `adasde.role` of the graphs src/graph/gradient.ts derives from a model (caches, not exports). */
+export const DERIVED_ROLES = ['classifier_gradient', 'denoiser_vjp', 'feature_vjp'] as const;
 
 /** What the rules look at: the metadata and the sets of input and output names. */
 interface SignatureView {
@@ -30,6 +33,8 @@ const RULES: readonly Rule[] = [
   // Declared in the metadata. A fused sampler (adasde fuse) also takes z and writes images,
   // so its marker is ruled on before any shape rule.
   { contract: 'fused sampler', matches: (s) => s.meta['adasde.fused.format'] !== undefined },
+  // Derived graphs keep their source's inputs and outputs (and metadata), so their role comes first.
+  { contract: 'derived graph', matches: (s) => (DERIVED_ROLES as readonly string[]).includes(s.meta['adasde.role'] ?? '') },
   { contract: 'decoder', matches: (s) => s.meta['adasde.role'] === 'decoder' },
   { contract: 'text_encoder', matches: (s) => s.meta['adasde.role'] === 'text_encoder' },
   { contract: 'classifier', matches: (s) => s.meta['adasde.role'] === 'classifier' },

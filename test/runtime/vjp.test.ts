@@ -7,10 +7,11 @@
  *   - the bundled feature network (linear Resize, MaxPool, BatchNormalization, ReLU) at 32x32,
  *     where kinks make central differences first order (so: Richardson-extrapolated);
  *   - a grey image's gradient sums the RGB channels it was repeated into;
- *   - the cached graphs are reused, and a uint8 feature model is refused with one line.
+ *   - the cached graphs are reused, rebuilt when the model changes, and `adasde inspect` says
+ *     which; a uint8 feature model is refused with one line.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -21,6 +22,9 @@ import { DataType } from '../../src/onnx/proto.js';
 import { UsageError } from '../../src/core/errors.js';
 import { seededUniform } from '../support/models.js';
 import { repoRoot } from '../helpers.js';
+import { inspectFile } from '../../src/app/inspect.js';
+import { parseOptions } from '../../src/config/options.js';
+import { inspectTable } from '../../src/config/inspect.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'adasde-vjp-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -123,6 +127,19 @@ test('VJP graphs are cached beside the model and reused; a uint8 feature model i
   assert.equal(again.path, cache);
   assert.equal(statSync(cache).mtimeMs, before);
   await again.dispose();
+  // `adasde inspect` names it a derived graph and says whether it is current.
+  const fresh = await inspectFile(cache, parseOptions(inspectTable, {}));
+  assert.equal(fresh.contract, 'derived graph');
+  assert.deepEqual(fresh.problems, []);
+  assert.ok(fresh.lines.some((l) => /^source {6}up to date with .*unet\.onnx/.test(l)), fresh.lines.join('\n'));
+  const t = new Date(Date.now() + 5000);
+  utimesSync(unet, t, t);
+  const stale = await inspectFile(cache, parseOptions(inspectTable, {}));
+  assert.ok(stale.lines.some((l) => /^source {6}stale/.test(l)), stale.lines.join('\n'));
+  // ... and the next load rebuilds it.
+  const rebuilt = await loadDenoiserVjp(unet);
+  assert.ok(statSync(cache).mtimeMs > before);
+  await rebuilt.dispose();
 
   const b = new GraphBuilder('u8');
   const img = b.input('images', DataType.UINT8, ['N', 3, 8, 8]);
