@@ -403,7 +403,7 @@ interface GradientChoice {
  * model and the detector have VJP graphs; auto falls back to forward mode, saying why, and
  * hybrid refuses. A resumed run keeps the split it began with.
  */
-async function openGradient(plan: TrainPlan, model: DenoiserModel, decode: DecodeFn | undefined, session: { device: string; threads: number | undefined }): Promise<GradientChoice> {
+async function openGradient(plan: TrainPlan, model: DenoiserModel, decode: DecodeFn | undefined, features: FeatureFn | undefined, session: { device: string; threads: number | undefined }): Promise<GradientChoice> {
   const o = plan.opts;
   const forward = (why: string): GradientChoice => ({ mode: 'forward', note: `gradient: forward mode (${why})`, record: { mode: 'forward', why }, dispose: async () => {} });
   if (plan.resumed && plan.resumed.options['gradient'] === undefined) return forward('the run began before reverse mode existed');
@@ -430,6 +430,19 @@ async function openGradient(plan: TrainPlan, model: DenoiserModel, decode: Decod
     const [C, H, W] = model.sampleShape;
     const fv = plan.detector ? await loadFeatureVjp(plan.detector, [C, H, W], session) : undefined;
     if (fv) opened.push(fv);
+    // One trial row each, so that a graph onnxruntime cannot run fails here (and auto falls back)
+    // rather than in the middle of training.
+    const dim = C * H * W;
+    const xs = Float64Array.from({ length: dim }, (_, q) => Math.sin(q));
+    const labels = model.meta.labelDim > 0 ? { classLabels: Float32Array.from({ length: model.meta.labelDim }, (_, q) => (q === 0 ? 1 : 0)), labelDim: model.meta.labelDim } : undefined;
+    const trial = await dv.vjp(xs, Float64Array.of(1), 1, xs, labels);
+    if (![...trial.gx, ...trial.gs].every(Number.isFinite)) throw new RunError(`${dv.path}: the VJP graph's trial run is not finite`);
+    if (fv) {
+      const img = Float32Array.from({ length: dim }, (_, q) => 128 + 100 * Math.sin(q));
+      const D = features ? (await features(img, 1)).dim : 0;
+      const g = await fv.vjp(img, 1, new Float64Array(D).fill(1));
+      if (!g.grad.every(Number.isFinite)) throw new RunError(`${fv.path}: the VJP graph's trial run is not finite`);
+    }
     const cost = hybridCost(shape, k, VJP_ROW_COST);
     const fwd = hybridCost(shape, shape.intervals, VJP_ROW_COST);
     return {
@@ -445,9 +458,13 @@ async function openGradient(plan: TrainPlan, model: DenoiserModel, decode: Decod
     };
   } catch (e) {
     for (const d of opened) await d.dispose();
-    if (!(e instanceof UsageError)) throw e;
-    if (o.gradient === 'hybrid' || recorded?.mode === 'hybrid') throw new UsageError(`--gradient hybrid: ${e.message}`);
-    return forward(`auto: ${e.message}`);
+    const why = firstLine(e);
+    if (o.gradient === 'hybrid' || recorded?.mode === 'hybrid') {
+      // An operator without a rule is the user's input; a graph that does not run is ours.
+      if (e instanceof UsageError) throw new UsageError(`--gradient hybrid: ${why}`);
+      throw new RunError(`--gradient hybrid: ${why}`);
+    }
+    return forward(`auto: ${why}`);
   }
 }
 
@@ -492,7 +509,7 @@ async function openPieces(plan: TrainPlan, model: DenoiserModel): Promise<Pieces
     const grad = await loadClassifierGradient(plan.cg.file, { ...session, sampleShape: model.sampleShape, labelDim: plan.cg.classes });
     guidance = { grad, denoise: classifierGuided(model.denoise, grad, { rate: plan.cg.rate, clamp: model.meta.family === 'adm' }) };
   }
-  const gradient = await openGradient(plan, model, decode, session);
+  const gradient = await openGradient(plan, model, decode, features, session);
   return { decode, features, condFor, guidance, gradient };
 }
 
