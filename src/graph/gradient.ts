@@ -41,7 +41,7 @@ import { elementCount } from '../core/shape.js';
 export const GRADIENT_IO = { x: 'x', sigma: 'sigma', labels: 'class_labels', logProbs: 'log_probs', grad: 'grad_x' } as const;
 
 /** Bumped whenever a rule changes, so cached gradient graphs are rebuilt. */
-export const GRADIENT_TRANSFORM_VERSION = '4';
+export const GRADIENT_TRANSFORM_VERSION = '5';
 
 /** Operators with a backward rule (shape-only and comparison operators pass as constants). */
 export const DIFFERENTIABLE_OPS = [
@@ -49,7 +49,7 @@ export const DIFFERENTIABLE_OPS = [
   'Identity', 'Cast', 'Where', 'Softmax', 'LogSoftmax', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Expand',
   'Transpose', 'Concat', 'Split', 'Slice', 'Gather', 'Pad', 'Conv', 'Gemm', 'MatMul', 'Einsum', 'AveragePool',
   'GlobalAveragePool', 'ReduceMean', 'ReduceSum', 'InstanceNormalization', 'Sin', 'Cos', 'Resize', 'MaxPool',
-  'BatchNormalization',
+  'BatchNormalization', 'LayerNormalization', 'ConvTranspose', 'Clip',
 ] as const;
 
 /** Outputs of these never carry a gradient (integer/boolean results, or piecewise constant). */
@@ -260,7 +260,37 @@ function inferDims(g: GraphProto, consts: Map<string, TensorProto>): Map<string,
         });
         break;
       }
-      case 'Slice': case 'Pad': case 'Resize': case 'Tile':
+      case 'Slice': {
+        if (!x) break;
+        // Exact sizes where the bounds are constants (shape arithmetic: Slice of Shape feeding a
+        // Reshape decides the rank of what follows).
+        const starts = ints(n.input[1]);
+        const ends = ints(n.input[2]);
+        const axes = n.input[3] ? ints(n.input[3]) : starts?.map((_, k) => k);
+        const steps = n.input[4] ? ints(n.input[4]) : starts?.map(() => 1);
+        const out: Dims = [...x];
+        if (!starts || !ends || !axes || !steps) {
+          set(0, x.map(() => null));
+          break;
+        }
+        axes.forEach((axRaw, k) => {
+          const ax = normAxis(axRaw, x.length);
+          const dim = x[ax];
+          const st = steps[k] ?? 1;
+          if (typeof dim !== 'number' || st === 0) {
+            out[ax] = null;
+            return;
+          }
+          const wrap = (v: number) => (v < 0 ? v + dim : v);
+          const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v, lo), hi);
+          const b = st > 0 ? clamp(wrap(starts[k]!), 0, dim) : clamp(wrap(starts[k]!), 0, dim - 1);
+          const e = st > 0 ? clamp(wrap(ends[k]!), 0, dim) : clamp(wrap(ends[k]!), -1, dim - 1);
+          out[ax] = Math.max(0, Math.ceil((st > 0 ? e - b : b - e) / Math.abs(st)));
+        });
+        set(0, out);
+        break;
+      }
+      case 'Pad': case 'Resize': case 'Tile':
         if (x) set(0, x.map(() => null));
         break;
       case 'Gather': {
@@ -271,9 +301,21 @@ function inferDims(g: GraphProto, consts: Map<string, TensorProto>): Map<string,
         break;
       }
       case 'Conv': case 'AveragePool': case 'MaxPool': case 'ConvTranspose': {
+        const w = n.opType === 'Conv' || n.opType === 'ConvTranspose' ? d(1) : undefined;
+        // The weights' rank gives the output's when the input's is unknown.
+        const rank = x?.length ?? w?.length ?? (attrInts(n, 'kernel_shape')?.length ?? -2) + 2;
+        if (rank < 3) break;
+        const channels = n.opType === 'Conv' ? w?.[0] ?? null : n.opType === 'ConvTranspose' ? null : x?.[1] ?? null;
+        set(0, [x?.[0] ?? null, channels, ...new Array<Dim>(rank - 2).fill(null)]);
+        break;
+      }
+      case 'LayerNormalization': case 'Clip':
+        set(0, x);
+        break;
+      case 'ArgMax': case 'ArgMin': {
         if (!x) break;
-        const w = n.opType === 'Conv' ? d(1) : undefined;
-        set(0, [x[0] ?? null, w ? w[0] ?? null : n.opType === 'ConvTranspose' ? null : x[1] ?? null, ...x.slice(2).map(() => null)]);
+        const ax = normAxis(attrInt(n, 'axis', 0), x.length);
+        set(0, attrInt(n, 'keepdims', 1) === 1 ? x.map((e, k) => (k === ax ? 1 : e)) : x.filter((_, k) => k !== ax));
         break;
       }
       case 'GlobalAveragePool':
@@ -820,15 +862,31 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
         break;
       }
       case 'Slice': {
-        // dx = g padded back to x's shape: before = start, after = dim - end (clamped as Slice does).
+        // dx = g padded back to x's shape: before = start, after = dim - end (clamped as Slice
+        // does); an axis read in full in reverse (step -1, as torch.flip exports) is reversed back.
         const r = rankOf(a, n);
         if (n.input.slice(1).some((v) => v && isA(v))) refuse(n, 'slice bounds depend on x');
         const nAx = dims.get(n.input[1]!)?.[0];
         const axes = n.input[3] ? needConst(n, 3, 'axes') : typeof nAx === 'number' ? Array.from({ length: nAx }, (_, k) => k) : refuse(n, 'the number of sliced axes is unknown');
-        if (n.input[4] && needConst(n, 4, 'steps').some((s) => s !== 1)) refuse(n, 'steps other than 1');
+        const steps = n.input[4] ? needConst(n, 4, 'steps') : axes.map(() => 1);
+        const reversed: number[] = [];
+        steps.forEach((st, k) => {
+          if (st === 1) return;
+          const starts = needConst(n, 1, 'starts with step -1');
+          const ends = needConst(n, 2, 'ends with step -1');
+          // Step -1 from the last element (start -1 or beyond the end) past the first (end below -2^31).
+          if (st !== -1 || !(starts[k] === -1 || starts[k]! >= 2 ** 31) || !(ends[k]! <= -(2 ** 31))) refuse(n, 'steps other than 1, or -1 over a whole axis');
+          reversed.push(k);
+        });
+        let Gs = G;
+        if (reversed.length) {
+          const rAxes = reversed.map((k) => normAxis(axes[k]!, r));
+          Gs = e.op('Slice', [G, e.i64(rAxes.map(() => -1)), e.i64(rAxes.map(() => -INT64_MAX)), e.i64(rAxes), e.i64(rAxes.map(() => -1))]);
+        }
         const before: string[] = Array.from({ length: r }, () => e.i64([0]));
         const after: string[] = Array.from({ length: r }, () => e.i64([0]));
         axes.forEach((axRaw, k) => {
+          if (reversed.includes(k)) return;
           const ax = normAxis(axRaw, r);
           const dim = dimOf(a, ax);
           const pick = (v: string) => e.op('Gather', [v, e.i64([k])], [intAttr('axis', 0)]);
@@ -841,8 +899,11 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
           before[ax] = s;
           after[ax] = e.op('Sub', [dim, en]);
         });
-        const pads = e.op('Concat', [...before, ...after], [intAttr('axis', 0)]);
-        acc(a, e.op('Pad', [G, pads], [strAttr('mode', 'constant')]));
+        if (reversed.length === axes.length) acc(a, Gs);
+        else {
+          const pads = e.op('Concat', [...before, ...after], [intAttr('axis', 0)]);
+          acc(a, e.op('Pad', [Gs, pads], [strAttr('mode', 'constant')]));
+        }
         break;
       }
       case 'Gather': {
@@ -979,6 +1040,58 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
           dx = e.op('Div', [dx, count]);
         }
         acc(a, dx);
+        break;
+      }
+      case 'LayerNormalization': {
+        // Over the axes from `axis` to the last: xh = (x - mean) rstd, y = scale xh + B;
+        // dx = rstd (gh - mean(gh) - xh mean(gh xh)), gh = g scale (as InstanceNormalization).
+        if (n.input.slice(1).some((v) => v && isA(v))) refuse(n, 'scale or bias that depend on the inputs');
+        if (n.output.slice(1).some((o) => o && needed.has(o))) refuse(n, 'its Mean or InvStdDev outputs on a differentiated path');
+        if (attrInt(n, 'stash_type', 1) !== 1) refuse(n, 'stash_type other than float32');
+        const axis = attrInt(n, 'axis', -1);
+        const axes = axis < 0 ? Array.from({ length: -axis }, (_, k) => axis + k) : Array.from({ length: rankOf(a, n) - axis }, (_, k) => axis + k);
+        const eps = attr(n, 'epsilon')?.f ?? 1e-5;
+        const mean = (v: string) => e.op('ReduceMean', [v], [intsAttr('axes', axes), intAttr('keepdims', 1)]);
+        const xc = e.op('Sub', [a, mean(a)]);
+        const rstd = e.op('Reciprocal', [e.op('Sqrt', [e.op('Add', [mean(e.op('Mul', [xc, xc])), e.f32(eps)])])]);
+        const xh = e.op('Mul', [xc, rstd]);
+        const gh = e.op('Mul', [G, b]);
+        const inner = e.op('Sub', [e.op('Sub', [gh, mean(gh)]), e.op('Mul', [xh, mean(e.op('Mul', [gh, xh]))])]);
+        acc(a, e.op('Mul', [rstd, inner]));
+        break;
+      }
+      case 'Clip': {
+        // Passes the gradient where min < x < max (PyTorch's clamp passes it at the bounds too;
+        // the two differ only on a set of measure zero).
+        if (n.input.slice(1).some((v) => v && isA(v))) refuse(n, 'bounds that depend on the inputs');
+        let pass = '';
+        if (n.input[1]) pass = e.op('GreaterOrEqual', [a, n.input[1]]);
+        if (n.input[2]) {
+          const hi = e.op('LessOrEqual', [a, n.input[2]]);
+          pass = pass ? e.op('And', [pass, hi]) : hi;
+        }
+        acc(a, pass ? e.op('Where', [pass, G, e.f32(0)]) : G);
+        break;
+      }
+      case 'ConvTranspose': {
+        // The adjoint of a transposed convolution is the convolution with the same weights,
+        // strides, pads, dilations and groups (output_padding only adds rows Conv does not reach).
+        if (isA(b) || (n.input[2] && isA(n.input[2]))) refuse(n, 'weights that depend on x');
+        const autoPad = attrString(n, 'auto_pad') ?? 'NOTSET';
+        if (autoPad !== 'NOTSET' && autoPad !== 'VALID') refuse(n, `auto_pad ${autoPad}`);
+        if (attr(n, 'output_shape')) refuse(n, 'output_shape');
+        const wd = dims.get(b);
+        if (!wd || wd.length < 3) refuse(n, 'weights of unknown rank');
+        const k = wd!.length - 2;
+        const attrs = [
+          intsAttr('strides', attrInts(n, 'strides') ?? new Array<number>(k).fill(1)),
+          intsAttr('pads', autoPad === 'VALID' ? new Array<number>(2 * k).fill(0) : attrInts(n, 'pads') ?? new Array<number>(2 * k).fill(0)),
+          intsAttr('dilations', attrInts(n, 'dilations') ?? new Array<number>(k).fill(1)),
+          intAttr('group', attrInt(n, 'group', 1)),
+        ];
+        const ks = wd!.slice(2);
+        if (ks.every((v) => typeof v === 'number')) attrs.push(intsAttr('kernel_shape', ks as number[]));
+        acc(a, e.op('Conv', [G, b], attrs));
         break;
       }
       case 'InstanceNormalization': {

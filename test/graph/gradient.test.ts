@@ -339,6 +339,22 @@ ZOO.push(
     },
   },
   {
+    name: 'ConvTranspose (stride 2, pads, output_padding, groups), LayerNormalization, Clip, Slice with step -1 (a flip)',
+    xDims: [2, 3, 4],
+    K: 3,
+    body: (b, x, _s, w) => {
+      const up = b.op('ConvTranspose', [x, w([2, 2, 3, 3], 0.5), w([4], 0.1)], { strides: { ints: [2, 2] }, pads: { ints: [1, 0, 1, 1] }, output_padding: { ints: [1, 0] }, group: { i: 2 } }); // [N,4,6,8]
+      const ln = b.op('LayerNormalization', [up, w([6, 8], 1), w([6, 8], 0.3)], { axis: { i: -2 }, epsilon: { f: 1e-3 } });
+      const flip = b.op('Slice', [ln, i64(b, [-1]), i64(b, [-(2 ** 62)]), i64(b, [1]), i64(b, [-1])]);
+      const f = b.op('Flatten', [b.op('Mul', [flip, w([1, 4, 1, 1], 1)])], { axis: { i: 1 } }); // 4*6*8 = 192
+      // Clip on the inputs themselves (uniform in [-1, 1], times 3): about half are clipped, and
+      // a step of 3e-3 carries none across a bound, where differences are not derivatives.
+      const cl = b.op('Flatten', [b.op('Clip', [b.op('Mul', [x, b.scalar(3)]), b.scalar(-1.5), b.scalar(1.5)])], { axis: { i: 1 } }); // 24
+      return b.op('Gemm', [b.op('Concat', [f, cl], { axis: { i: 1 } }), w([216, 3], 0.2)], {});
+    },
+    h: 3e-3,
+  },
+  {
     name: 'MaxPool 2x2 (a left-over row and column) and 1x3',
     xDims: [2, 5, 7],
     K: 3,
