@@ -41,7 +41,7 @@ import { elementCount } from '../core/shape.js';
 export const GRADIENT_IO = { x: 'x', sigma: 'sigma', labels: 'class_labels', logProbs: 'log_probs', grad: 'grad_x' } as const;
 
 /** Bumped whenever a rule changes, so cached gradient graphs are rebuilt. */
-export const GRADIENT_TRANSFORM_VERSION = '5';
+export const GRADIENT_TRANSFORM_VERSION = '6';
 
 /** Operators with a backward rule (shape-only and comparison operators pass as constants). */
 export const DIFFERENTIABLE_OPS = [
@@ -579,7 +579,25 @@ export function featureVjpModel(model: ModelProto, size: { height: number; width
   if (g && (!input || !output)) throw new UsageError(`${file}: a feature model needs one input and an output 'features' for the gradient transform`);
   const decl = g?.input[0]?.type?.shape;
   const inputDims: Dim[] = [decl?.[0] ?? 'N', decl?.[1] ?? 3, size.height, size.width];
-  return vjpModel(model, { what: 'feature model', output: output ?? 'features', cotangent: FEATURE_VJP_IO.cotangent, wrt: [{ input: input ?? 'images', grad: FEATURE_VJP_IO.grad }], role: 'feature_vjp', inputDims: { [input ?? 'images']: inputDims } }, opts);
+  return vjpModel(model.graph && input ? floatPixels(model, input, file) : model, { what: 'feature model', output: output ?? 'features', cotangent: FEATURE_VJP_IO.cotangent, wrt: [{ input: input ?? 'images', grad: FEATURE_VJP_IO.grad }], role: 'feature_vjp', inputDims: { [input ?? 'images']: inputDims } }, opts);
+}
+
+/**
+ * A uint8-input detector (FID's Inception takes pixels as bytes and casts them to float
+ * first) with a float32 input instead, its casts of that input turned into identities: the
+ * same function on integer pixels, and on the student's real-valued pixels the function the
+ * rounding would be a step function of. Float32 inputs are returned unchanged.
+ */
+function floatPixels(model: ModelProto, input: string, file: string): ModelProto {
+  const g = model.graph!;
+  const v = g.input.find((i) => i.name === input);
+  if (v?.type?.elemType !== DataType.UINT8) return model;
+  const node = g.node.map((n) => {
+    if (!n.input.includes(input)) return n;
+    if (n.opType === 'Cast' && attrInt(n, 'to', 0) === DataType.FLOAT) return { ...n, opType: 'Identity', attribute: [] };
+    throw new UsageError(`${file}: node '${n.name || n.output[0]}' (${n.opType}) reads the uint8 input '${input}' other than by a Cast to float; the gradient transform needs a float32 feature model`);
+  });
+  return { ...model, graph: { ...g, node, input: g.input.map((i) => (i.name === input ? { ...i, type: { ...i.type!, elemType: DataType.FLOAT } } : i)) } };
 }
 
 /** The VJP graph of `spec` (see the file comment and VjpSpec). */
@@ -1175,31 +1193,16 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
         break;
       }
       case 'MaxPool': {
-        // Non-overlapping windows (kernel = strides, no padding): the gradient goes to the
-        // window's maximum, shared equally by tied maxima (a subgradient); rows and columns
-        // that floor division left out of every window get none.
-        const ks = attrInts(n, 'kernel_shape');
-        if (!ks || ks.length !== 2) refuse(n, 'a kernel of other than two spatial axes');
-        const [kh, kw] = ks! as [number, number];
-        const strides = attrInts(n, 'strides') ?? [1, 1];
-        if (strides[0] !== kh || strides[1] !== kw) refuse(n, 'overlapping windows (strides other than the kernel)');
-        if ((attrInts(n, 'pads') ?? []).some((p) => p !== 0) || (attrString(n, 'auto_pad') ?? 'NOTSET') !== 'NOTSET' && attrString(n, 'auto_pad') !== 'VALID') refuse(n, 'padding');
-        if ((attrInts(n, 'dilations') ?? []).some((d) => d !== 1)) refuse(n, 'dilations');
-        if (attrInt(n, 'ceil_mode', 0) !== 0) refuse(n, 'ceil_mode 1');
-        const [N, C, Ho, Wo] = [0, 1, 2, 3].map((k) => dimOf(y, k)) as [string, string, string, string];
-        const cat = (parts: string[]) => e.op('Concat', parts, [intAttr('axis', 0)]);
-        const win = cat([N, C, Ho, e.i64([1]), Wo, e.i64([1])]);
-        const full = cat([N, C, Ho, e.i64([kh]), Wo, e.i64([kw])]);
-        const Hc = e.op('Mul', [Ho, e.i64([kh])]);
-        const Wc = e.op('Mul', [Wo, e.i64([kw])]);
-        const covered = e.op('Slice', [a, e.i64([0, 0]), cat([Hc, Wc]), e.i64([2, 3])]);
-        const a6 = e.op('Reshape', [covered, full]);
-        const mask = e.op('Cast', [e.op('Equal', [a6, e.op('Reshape', [y, win])])], [intAttr('to', DataType.FLOAT)]);
-        const ties = e.op('ReduceSum', [mask, e.i64([3, 5])], [intAttr('keepdims', 1)]);
-        const share = e.op('Div', [e.op('Reshape', [G, win]), ties]);
-        const d4 = e.op('Reshape', [e.op('Mul', [mask, share]), cat([N, C, Hc, Wc])]);
-        const rest = cat([e.i64([0, 0, 0, 0, 0, 0]), e.op('Sub', [dimOf(a, 2), Hc]), e.op('Sub', [dimOf(a, 3), Wc])]);
-        acc(a, e.op('Pad', [d4, rest], [strAttr('mode', 'constant')]));
+        // The gradient goes to each window's maximum: the same MaxPool run again for its
+        // Indices output (positions in the flattened input, batch and channel included), then
+        // G scattered onto them with addition, so overlapping windows sum (as PyTorch does; a
+        // tie goes to the one element onnxruntime reports).
+        if (attrInt(n, 'storage_order', 0) !== 0) refuse(n, 'storage_order 1');
+        const [, idx] = e.opN('MaxPool', [a], 2, n.attribute.filter((at) => at.name !== 'storage_order'));
+        const flat = e.i64([-1]);
+        const zeros = e.op('Reshape', [zerosLike(a), flat]);
+        const scattered = e.op('ScatterElements', [zeros, e.op('Reshape', [idx!, flat]), e.op('Reshape', [G, flat])], [intAttr('axis', 0), strAttr('reduction', 'add')]);
+        acc(a, e.op('Reshape', [scattered, e.shape(a)]));
         break;
       }
       case 'Resize': {

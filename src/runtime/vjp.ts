@@ -113,10 +113,13 @@ export interface FeatureVjp {
   dispose(): Promise<void>;
 }
 
-/** Why the feature model in `file` has no VJP graph (undefined: it can have one). */
+/**
+ * Why the feature model in `file` has no VJP graph (undefined: it can have one). A uint8 input
+ * is differentiated through its cast to float (gradient.ts, floatPixels): the graph then takes
+ * the student's float pixels unrounded.
+ */
 export function featureVjpSupport(file: string): string | undefined {
-  const io = checkFeatureSignature(file, readModelSignature(file), throwUsage)!;
-  if (io.inputDtype !== 'float32') return `its input '${io.input.name}' is ${io.inputDtype} (a float32 input is needed)`;
+  checkFeatureSignature(file, readModelSignature(file), throwUsage);
   return undefined;
 }
 

@@ -8,7 +8,7 @@
  *     where kinks make central differences first order (so: Richardson-extrapolated);
  *   - a grey image's gradient sums the RGB channels it was repeated into;
  *   - the cached graphs are reused, rebuilt when the model changes, and `adasde inspect` says
- *     which; a uint8 feature model is refused with one line.
+ *     which; a uint8 feature model is differentiated through its cast to float.
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync, statSync, utimesSync } from 'node:fs';
@@ -120,7 +120,7 @@ test('feature network VJP at 32x32 matches central differences; grey images sum 
   await fm.dispose();
 });
 
-test('VJP graphs are cached beside the model and reused; a uint8 feature model is refused', async () => {
+test('VJP graphs are cached beside the model and reused; uint8 feature models are differentiated through their cast', async () => {
   const cache = join(dir, 'unet.vjp.onnx');
   const before = statSync(cache).mtimeMs;
   const again = await loadDenoiserVjp(unet);
@@ -141,12 +141,26 @@ test('VJP graphs are cached beside the model and reused; a uint8 feature model i
   assert.ok(statSync(cache).mtimeMs > before);
   await rebuilt.dispose();
 
+  // A uint8 detector (FID's Inception casts its byte pixels to float) is differentiated through
+  // that cast: features = per-channel means, so d/d pixel = u_c / (H W).
   const b = new GraphBuilder('u8');
   const img = b.input('images', DataType.UINT8, ['N', 3, 8, 8]);
   const f = b.op('ReduceMean', [b.op('Cast', [img], { to: { i: DataType.FLOAT } })], { axes: { ints: [2, 3] }, keepdims: { i: 0 } });
   b.output(f, 'features', DataType.FLOAT, ['N', 3]);
   const u8 = join(dir, 'u8.onnx');
   saveModel(b.model(), u8);
-  assert.match(featureVjpSupport(u8) ?? '', /input 'images' is uint8/);
-  await assert.rejects(loadFeatureVjp(u8, [3, 8, 8]), (e: unknown) => e instanceof UsageError && /u8\.onnx: no reverse-mode gradient: its input 'images' is uint8/.test(e.message));
+  assert.equal(featureVjpSupport(u8), undefined);
+  const fv = await loadFeatureVjp(u8, [3, 8, 8]);
+  const u = Float64Array.of(0.5, -2, 3, 1, 1, 1);
+  const { grad } = await fv.vjp(Float32Array.from({ length: 2 * 192 }, (_, q) => (q * 37) % 256), 2, u);
+  grad.forEach((g, q) => assert.ok(Math.abs(g - u[Math.floor(q / 64)]! / 64) < 1e-7, `pixel ${q}: ${g}`));
+  await fv.dispose();
+  // One that reads its bytes otherwise (here: adds them as integers) is refused with one line.
+  const b2 = new GraphBuilder('u8add');
+  const img2 = b2.input('images', DataType.UINT8, ['N', 3, 8, 8]);
+  const sum = b2.op('Cast', [b2.op('Add', [img2, img2])], { to: { i: DataType.FLOAT } });
+  b2.output(b2.op('ReduceMean', [sum], { axes: { ints: [2, 3] }, keepdims: { i: 0 } }), 'features', DataType.FLOAT, ['N', 3]);
+  const u8add = join(dir, 'u8add.onnx');
+  saveModel(b2.model(), u8add);
+  await assert.rejects(loadFeatureVjp(u8add, [3, 8, 8]), (e: unknown) => e instanceof UsageError && /u8add\.onnx: node '.+' \(Add\) reads the uint8 input 'images' other than by a Cast to float/.test(e.message) && !e.message.includes('\n'));
 });
