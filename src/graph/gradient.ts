@@ -658,6 +658,12 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
     return tail.length >= count ? tail.slice(-count) : undefined;
   };
 
+  // Subgraphs (If, Loop, Scan) read outer values implicitly and are not decoded here, so a
+  // graph holding one can be neither analysed nor written back.
+  const control = g.node.find((n) => n.opType === 'If' || n.opType === 'Loop' || n.opType === 'Scan');
+  if (control) {
+    throw new UsageError(`${file}: node '${control.name || control.output[0]}' (${control.opType}) holds a subgraph, which the gradient transform cannot carry (export the ${what} without data-dependent control flow, e.g. traced at a fixed input size)`);
+  }
   // Values that depend differentiably on the inputs, then those of them the output depends on.
   const active = new Set<string>(spec.wrt.map((w) => w.input));
   for (const n of g.node) {

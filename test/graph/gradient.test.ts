@@ -463,6 +463,12 @@ describe('operators without a rule are refused, naming the node', () => {
     const err = await centralDifferenceError(model, randomInputs([2, 1, 2, 2], 2, 3), 2);
     assert.ok(err < 3e-4, String(err));
   });
+  test('a graph holding a subgraph (If, as TorchScript exports emit) is refused with one line', () => {
+    const m = classifier([1, 2, 2], 2, (b, x, _s, w) => flattenGemm(b, x, 4, 2, w));
+    const g = m.graph!;
+    const withIf = { ...m, graph: { ...g, node: [...g.node, { input: ['sigma'], output: ['branch'], name: 'resize_if', opType: 'If', domain: '', attribute: [] }] } };
+    assert.throws(() => classifierGradientModel(withIf, { file: 'c.onnx' }), (e: unknown) => e instanceof UsageError && /c\.onnx: node 'resize_if' \(If\) holds a subgraph, which the gradient transform cannot carry/.test(e.message) && !e.message.includes('\n'));
+  });
   test('float16 inputs and other opsets are refused with one line', () => {
     const m = classifier([1, 2, 2], 2, (b, x, _s, w) => flattenGemm(b, x, 4, 2, w));
     assert.throws(() => classifierGradientModel({ ...m, opsetImport: [{ domain: '', version: 11 }] }, { file: 'c.onnx' }), /c\.onnx: opset 11; the gradient transform handles opsets 13 to 17/);
