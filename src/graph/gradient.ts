@@ -41,7 +41,7 @@ import { elementCount } from '../core/shape.js';
 export const GRADIENT_IO = { x: 'x', sigma: 'sigma', labels: 'class_labels', logProbs: 'log_probs', grad: 'grad_x' } as const;
 
 /** Bumped whenever a rule changes, so cached gradient graphs are rebuilt. */
-export const GRADIENT_TRANSFORM_VERSION = '6';
+export const GRADIENT_TRANSFORM_VERSION = '7';
 
 /** Operators with a backward rule (shape-only and comparison operators pass as constants). */
 export const DIFFERENTIABLE_OPS = [
@@ -49,7 +49,7 @@ export const DIFFERENTIABLE_OPS = [
   'Identity', 'Cast', 'Where', 'Softmax', 'LogSoftmax', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Expand',
   'Transpose', 'Concat', 'Split', 'Slice', 'Gather', 'Pad', 'Conv', 'Gemm', 'MatMul', 'Einsum', 'AveragePool',
   'GlobalAveragePool', 'ReduceMean', 'ReduceSum', 'InstanceNormalization', 'Sin', 'Cos', 'Resize', 'MaxPool',
-  'BatchNormalization', 'LayerNormalization', 'ConvTranspose', 'Clip',
+  'BatchNormalization', 'LayerNormalization', 'ConvTranspose', 'Clip', 'GridSample',
 ] as const;
 
 /** Outputs of these never carry a gradient (integer/boolean results, or piecewise constant). */
@@ -312,6 +312,11 @@ function inferDims(g: GraphProto, consts: Map<string, TensorProto>): Map<string,
       case 'LayerNormalization': case 'Clip':
         set(0, x);
         break;
+      case 'GridSample': {
+        const gd = d(1);
+        if (x && x.length === 4) set(0, [x[0] ?? null, x[1] ?? null, gd?.[1] ?? null, gd?.[2] ?? null]);
+        break;
+      }
       case 'ArgMax': case 'ArgMin': {
         if (!x) break;
         const ax = normAxis(attrInt(n, 'axis', 0), x.length);
@@ -1209,6 +1214,56 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
         const zeros = e.op('Reshape', [zerosLike(a), flat]);
         const scattered = e.op('ScatterElements', [zeros, e.op('Reshape', [idx!, flat]), e.op('Reshape', [G, flat])], [intAttr('axis', 0), strAttr('reduction', 'add')]);
         acc(a, e.op('Reshape', [scattered, e.shape(a)]));
+        break;
+      }
+      case 'GridSample': {
+        // Bilinear sampling is linear in X for a fixed grid: its transpose scatters g, times each
+        // corner's weight, onto the four corners' positions (ONNX GridSample-16; border padding
+        // clamps the source coordinates, zeros padding drops the corners outside).
+        if (isA(b)) refuse(n, 'a grid that depends on the inputs');
+        const mode = attrString(n, 'mode') ?? 'bilinear';
+        const padding = attrString(n, 'padding_mode') ?? 'zeros';
+        const corners = attrInt(n, 'align_corners', 0) === 1;
+        if (mode !== 'bilinear') refuse(n, `mode '${mode}'`);
+        if (padding !== 'zeros' && padding !== 'border') refuse(n, `padding_mode '${padding}'`);
+        if (rankOf(a, n) !== 4) refuse(n, 'inputs of rank other than 4');
+        const toF = (v: string) => e.op('Cast', [v], [intAttr('to', DataType.FLOAT)]);
+        const Hs = dimOf(a, 2);
+        const Ws = dimOf(a, 3);
+        const [H, W] = [toF(Hs), toF(Ws)];
+        const coord = (c: number, size: string) => {
+          const g1 = e.op('Gather', [b, e.i64([c], true)], [intAttr('axis', 3)]); // [N, Ho, Wo]
+          // align_corners 1: (g + 1) / 2 (size - 1); 0: ((g + 1) size - 1) / 2.
+          const u = corners ? e.op('Mul', [e.op('Mul', [e.op('Add', [g1, e.f32(1)]), e.f32(0.5)]), e.op('Sub', [size, e.f32(1)])]) : e.op('Mul', [e.op('Sub', [e.op('Mul', [e.op('Add', [g1, e.f32(1)]), size]), e.f32(1)]), e.f32(0.5)]);
+          return padding === 'border' ? e.op('Min', [e.op('Max', [u, e.f32(0)]), e.op('Sub', [size, e.f32(1)])]) : u;
+        };
+        const ix = coord(0, W);
+        const iy = coord(1, H);
+        const x0 = e.op('Floor', [ix]);
+        const y0 = e.op('Floor', [iy]);
+        const wx1 = e.op('Sub', [ix, x0]);
+        const wy1 = e.op('Sub', [iy, y0]);
+        const wx0 = e.op('Sub', [e.f32(1), wx1]);
+        const wy0 = e.op('Sub', [e.f32(1), wy1]);
+        const x1 = e.op('Add', [x0, e.f32(1)]);
+        const y1 = e.op('Add', [y0, e.f32(1)]);
+        const inside = (v: string, size: string) => e.op('And', [e.op('GreaterOrEqual', [v, e.f32(0)]), e.op('LessOrEqual', [v, e.op('Sub', [size, e.f32(1)])])]);
+        const clampTo = (v: string, size: string) => e.op('Min', [e.op('Max', [v, e.f32(0)]), e.op('Sub', [size, e.f32(1)])]);
+        const N = dimOf(a, 0);
+        const C = dimOf(a, 1);
+        const flat3 = e.op('Concat', [N, e.i64([1]), e.i64([-1])], [intAttr('axis', 0)]);
+        const full3 = e.op('Concat', [N, C, e.i64([-1])], [intAttr('axis', 0)]);
+        const G3 = e.op('Reshape', [G, full3]);
+        let dx = e.op('Reshape', [zerosLike(a), full3]);
+        const cornersList: [string, string, string, string][] = [[y0, x0, wy0, wx0], [y0, x1, wy0, wx1], [y1, x0, wy1, wx0], [y1, x1, wy1, wx1]];
+        for (const [yk, xk, wy, wx] of cornersList) {
+          const w = e.op('Where', [e.op('And', [inside(yk, H), inside(xk, W)]), e.op('Mul', [wy, wx]), e.f32(0)]);
+          const idxF = e.op('Add', [e.op('Mul', [clampTo(yk, H), W]), clampTo(xk, W)]);
+          const idx = e.op('Expand', [e.op('Reshape', [e.op('Cast', [idxF], [intAttr('to', DataType.INT64)]), flat3]), e.shape(G3)]);
+          const contrib = e.op('Mul', [G3, e.op('Reshape', [w, flat3])]);
+          dx = e.op('ScatterElements', [dx, idx, contrib], [intAttr('axis', 2), strAttr('reduction', 'add')]);
+        }
+        acc(a, e.op('Reshape', [dx, e.shape(a)]));
         break;
       }
       case 'Resize': {

@@ -355,6 +355,20 @@ ZOO.push(
     h: 3e-3,
   },
   {
+    name: 'GridSample bilinear (zeros and border padding, align_corners 0 and 1), as the FID detector resizes',
+    xDims: [2, 5, 6],
+    K: 3,
+    body: (b, x, _s, w) => {
+      // A fixed grid for the batch of 3, reaching a little outside [-1, 1].
+      const rand = seededUniform(21);
+      const grid = b.constant(Float32Array.from({ length: 3 * 4 * 7 * 2 }, () => 2.4 * rand() - 1.2), [3, 4, 7, 2], 'grid');
+      const z = b.op('GridSample', [x, grid], { mode: { s: 'bilinear' }, padding_mode: { s: 'zeros' }, align_corners: { i: 0 } });
+      const br = b.op('GridSample', [b.op('Mul', [x, x]), grid], { mode: { s: 'bilinear' }, padding_mode: { s: 'border' }, align_corners: { i: 1 } });
+      const cat = b.op('Concat', [b.op('Flatten', [z], { axis: { i: 1 } }), b.op('Flatten', [br], { axis: { i: 1 } })], { axis: { i: 1 } }); // 56 + 56
+      return b.op('Gemm', [cat, w([112, 3], 0.4)], {});
+    },
+  },
+  {
     name: 'MaxPool 3x3 stride 2 with padding (overlapping windows, as Inception), ceil_mode',
     xDims: [2, 7, 6],
     K: 3,
