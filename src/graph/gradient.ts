@@ -41,7 +41,7 @@ import { elementCount } from '../core/shape.js';
 export const GRADIENT_IO = { x: 'x', sigma: 'sigma', labels: 'class_labels', logProbs: 'log_probs', grad: 'grad_x' } as const;
 
 /** Bumped whenever a rule changes, so cached gradient graphs are rebuilt. */
-export const GRADIENT_TRANSFORM_VERSION = '7';
+export const GRADIENT_TRANSFORM_VERSION = '8';
 
 /** Operators with a backward rule (shape-only and comparison operators pass as constants). */
 export const DIFFERENTIABLE_OPS = [
@@ -445,6 +445,146 @@ function resizeMatrix(inLen: number, outLen: number, scale: number, mode: string
 }
 
 // ---------------------------------------------------------------------------------------
+// If nodes decided by the input sizes
+// ---------------------------------------------------------------------------------------
+
+/**
+ * Integer (or boolean) values known without running the graph: constants, the Shape of a
+ * value of static dims, and the shape arithmetic exports do on them (Gather, Slice, Concat,
+ * Cast, Unsqueeze/Squeeze/Reshape, comparisons, Not/And/Or, Add/Sub/Mul). Undefined otherwise.
+ */
+function staticValues(g: GraphProto): (name: string) => number[] | undefined {
+  const consts = new Map<string, TensorProto>();
+  for (const t of g.initializer) consts.set(t.name, t);
+  const producer = new Map<string, NodeProto>();
+  for (const n of g.node) {
+    for (const o of n.output) if (o) producer.set(o, n);
+    if (n.opType === 'Constant' && n.output[0]) {
+      const t = constantNodeTensor(n);
+      if (t) consts.set(n.output[0], t);
+    }
+  }
+  const dims = inferDims(g, consts);
+  const memo = new Map<string, number[] | undefined>();
+  const tensorValues = (t: TensorProto): number[] | undefined => {
+    if (t.dataType === DataType.BOOL) return t.rawData ? Array.from(t.rawData) : t.int32Data ? [...t.int32Data] : undefined;
+    return tensorInts(t);
+  };
+  const value = (name: string): number[] | undefined => {
+    if (memo.has(name)) return memo.get(name);
+    memo.set(name, undefined); // cycles cannot occur in a valid graph; this also bounds the recursion
+    let out: number[] | undefined;
+    const t = consts.get(name);
+    if (t) out = tensorValues(t);
+    else {
+      const n = producer.get(name);
+      const ins = (n?.input ?? []).map((v) => (v ? value(v) : undefined));
+      const [x, y] = ins;
+      const pair = (f: (p: number, q: number) => number) =>
+        x && y && (x.length === y.length || x.length === 1 || y.length === 1)
+          ? Array.from({ length: Math.max(x.length, y.length) }, (_, k) => {
+              const [p, q] = [x[x.length === 1 ? 0 : k]!, y[y.length === 1 ? 0 : k]!];
+              return Number.isNaN(p) || Number.isNaN(q) ? NaN : f(p, q);
+            })
+          : undefined;
+      switch (n?.opType) {
+        case 'Shape': {
+          // Unknown sizes (a dynamic batch) are NaN, which every operation below carries along.
+          const d = dims.get(n.input[0]!);
+          if (d) {
+            const r = d.length;
+            const st = normAxis(attrInt(n, 'start', 0), r);
+            const en = attr(n, 'end') ? normAxis(attrInt(n, 'end', r), r) : r;
+            out = d.map((e) => (typeof e === 'number' ? e : NaN)).slice(Math.max(0, st), Math.min(en, r));
+          }
+          break;
+        }
+        case 'Gather':
+          if (x && y && attrInt(n, 'axis', 0) === 0) out = y.map((i) => x[i < 0 ? i + x.length : i]!).filter((v) => v !== undefined);
+          break;
+        case 'Cast': case 'Identity': case 'Unsqueeze': case 'Squeeze': case 'Reshape': case 'Flatten':
+          out = x;
+          break;
+        case 'Concat':
+          if (ins.every(Boolean)) out = ins.flatMap((v) => v!);
+          break;
+        case 'Slice': {
+          const starts = ins[1];
+          const ends = ins[2];
+          if (x && starts && ends && starts.length === 1 && (!ins[4] || ins[4][0] === 1)) {
+            const wrap = (v: number) => Math.min(Math.max(v < 0 ? v + x.length : v, 0), x.length);
+            out = x.slice(wrap(starts[0]!), wrap(ends[0]!));
+          }
+          break;
+        }
+        case 'Equal': out = pair((p, q) => Number(p === q)); break;
+        case 'Less': out = pair((p, q) => Number(p < q)); break;
+        case 'Greater': out = pair((p, q) => Number(p > q)); break;
+        case 'LessOrEqual': out = pair((p, q) => Number(p <= q)); break;
+        case 'GreaterOrEqual': out = pair((p, q) => Number(p >= q)); break;
+        case 'And': out = pair((p, q) => Number(p && q)); break;
+        case 'Or': out = pair((p, q) => Number(p || q)); break;
+        case 'Add': out = pair((p, q) => p + q); break;
+        case 'Sub': out = pair((p, q) => p - q); break;
+        case 'Mul': out = pair((p, q) => p * q); break;
+        case 'Not': out = x?.map((v) => (Number.isNaN(v) ? NaN : Number(!v))); break;
+        default: break;
+      }
+    }
+    memo.set(name, out);
+    return out;
+  };
+  return value;
+}
+
+/** `g` with every If whose condition `staticValues` knows replaced by the branch it takes (repeated for nested Ifs). */
+function inlineStaticIfs(g: GraphProto): GraphProto {
+  for (let round = 0; round < 16; round++) {
+    if (!g.node.some((n) => n.opType === 'If')) return g;
+    const known = staticValues(g);
+    const taken = new Set<string>();
+    for (const n of g.node) {
+      for (const o of n.output) taken.add(o);
+      if (n.name) taken.add(n.name);
+    }
+    let changed = false;
+    const nodes: NodeProto[] = [];
+    const inits: TensorProto[] = [...g.initializer];
+    let k = 0;
+    const fresh = (hint: string) => {
+      let name: string;
+      do name = `inline/${hint}_${k++}`;
+      while (taken.has(name));
+      taken.add(name);
+      return name;
+    };
+    for (const n of g.node) {
+      const cond = n.opType === 'If' ? known(n.input[0] ?? '') : undefined;
+      const branch = cond && cond.length === 1 && Number.isFinite(cond[0]) ? attr(n, cond[0] ? 'then_branch' : 'else_branch')?.g : undefined;
+      if (!branch) {
+        nodes.push(n);
+        continue;
+      }
+      changed = true;
+      // The branch's own values are renamed apart from the outer graph's; its inputs are none.
+      const local = new Map<string, string>();
+      for (const t of branch.initializer) local.set(t.name, fresh('init'));
+      for (const bn of branch.node) for (const o of bn.output) if (o) local.set(o, fresh('v'));
+      const ren = (v: string) => local.get(v) ?? v;
+      for (const t of branch.initializer) inits.push({ ...t, name: local.get(t.name)! });
+      for (const bn of branch.node) nodes.push({ ...bn, name: bn.name ? fresh(bn.name) : '', input: bn.input.map(ren), output: bn.output.map(ren) });
+      branch.output.forEach((o, j) => {
+        const target = n.output[j];
+        if (target) nodes.push({ input: [ren(o.name)], output: [target], name: fresh('out'), opType: 'Identity', domain: '', attribute: [] });
+      });
+    }
+    if (!changed) return g;
+    g = { ...g, node: nodes, initializer: inits };
+  }
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------
 // The transform
 // ---------------------------------------------------------------------------------------
 
@@ -615,9 +755,17 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
   if (opset < 13 || opset > 17) {
     throw new UsageError(`${file}: opset ${opset}; the gradient transform handles opsets 13 to 17 (export the ${what} with opset 17)`);
   }
-  const g: GraphProto = spec.inputDims
+  const gIn: GraphProto = spec.inputDims
     ? { ...g0, input: g0.input.map((v) => (spec.inputDims![v.name] && v.type ? { ...v, type: { ...v.type, shape: [...spec.inputDims![v.name]!] } } : v)) }
     : g0;
+  // Subgraphs read outer values implicitly, which the analysis below does not follow: an If
+  // whose condition is known from the (static) input sizes, as TorchScript exports emit
+  // around a resize, is replaced by its branch; any other control flow is refused.
+  const g = inlineStaticIfs(gIn);
+  const control = g.node.find((n) => n.opType === 'If' || n.opType === 'Loop' || n.opType === 'Scan');
+  if (control) {
+    throw new UsageError(`${file}: node '${control.name || control.output[0]}' (${control.opType}) holds a subgraph whose branch is not known from the input sizes, which the gradient transform cannot differentiate (export the ${what} without data-dependent control flow, e.g. traced at a fixed input size)`);
+  }
   const out = g.output.find((v) => v.name === spec.output);
   if (!out) throw new UsageError(`${file}: a ${what} needs output '${spec.output}' for the gradient transform`);
   const wrtIn = spec.wrt.map((w) => {
@@ -648,6 +796,12 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
   };
   const producer = new Map<string, NodeProto>();
   for (const n of g.node) for (const o of n.output) if (o) producer.set(o, n);
+  const known = staticValues(g);
+  /** The trailing `count` entries of an int vector computed from the (static) input sizes. */
+  const knownTail = (name: string, count: number): number[] | undefined => {
+    const v = known(name)?.slice(-count);
+    return v && v.length === count && v.every(Number.isFinite) ? v : undefined;
+  };
   /** The trailing `count` entries of an int vector: a constant, or a Concat ending in constants. */
   const trailingInts = (name: string, count: number): number[] | undefined => {
     const whole = constInts(name);
@@ -663,12 +817,6 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
     return tail.length >= count ? tail.slice(-count) : undefined;
   };
 
-  // Subgraphs (If, Loop, Scan) read outer values implicitly and are not decoded here, so a
-  // graph holding one can be neither analysed nor written back.
-  const control = g.node.find((n) => n.opType === 'If' || n.opType === 'Loop' || n.opType === 'Scan');
-  if (control) {
-    throw new UsageError(`${file}: node '${control.name || control.output[0]}' (${control.opType}) holds a subgraph, which the gradient transform cannot carry (export the ${what} without data-dependent control flow, e.g. traced at a fixed input size)`);
-  }
   // Values that depend differentiably on the inputs, then those of them the output depends on.
   const active = new Set<string>(spec.wrt.map((w) => w.input));
   for (const n of g.node) {
@@ -1277,7 +1425,7 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
         if (rankOf(a, n) !== 4) refuse(n, 'inputs of rank other than 4');
         const scalesT = n.input[2] ? consts.get(n.input[2]) : undefined;
         const scales = scalesT && elementCount(scalesT.dims) > 0 ? [...tensorFloats(scalesT)] : undefined;
-        const sizes = !scales && n.input[3] ? trailingInts(n.input[3], 2) : undefined;
+        const sizes = !scales && n.input[3] ? (trailingInts(n.input[3], 2) ?? knownTail(n.input[3], 2)) : undefined;
         if (scales && (scales.length !== 4 || scales[0] !== 1 || scales[1] !== 1)) refuse(n, 'scales on the batch or channel axis');
         if (!scales && !sizes) refuse(n, 'scales or sizes that are not constants');
         const xd = dims.get(a);

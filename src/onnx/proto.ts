@@ -110,7 +110,7 @@ export interface AttributeProto {
   t?: TensorProto;
   floats?: number[];
   ints?: number[];
-  /** A subgraph (If branches), written only: the reader skips subgraphs. */
+  /** A subgraph (If branches, Loop/Scan bodies). */
   g?: GraphProto;
 }
 
@@ -668,6 +668,12 @@ function decodeAttribute(r: ProtoReader, opts: DecodeOptions): AttributeProto {
       case 7:
         r.floats(w, (a.floats ??= []));
         break;
+      case 6:
+        // An If branch or a Loop/Scan body: kept, so that a model decoded and encoded again
+        // keeps its control flow (and the gradient transform can inline a branch).
+        r.expect(w, WIRE_LEN, 'AttributeProto.g');
+        a.g = decodeGraph(r.sub(), opts);
+        break;
       case 8:
         r.int64s(w, (a.ints ??= []));
         break;
@@ -676,7 +682,7 @@ function decodeAttribute(r: ProtoReader, opts: DecodeOptions): AttributeProto {
         a.type = r.int64();
         break;
       default:
-        // Subgraphs (g, graphs), strings, tensors lists: not needed here.
+        // Lists of subgraphs, strings, tensors: not needed here.
         r.skip(w);
     }
   }
