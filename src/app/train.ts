@@ -36,7 +36,7 @@ import { readPromptFile } from '../text/prompts.js';
 import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type FeatureVjpFn, type TrainSetup, type TrainState } from '../train/loop.js';
 import { bestReverseFrom, hybridCost, VJP_ROW_COST } from '../train/gradient-plan.js';
 import type { VjpFn } from '../train/tape.js';
-import { denoiserVjpSupport, featureVjpSupport, loadDenoiserVjp, loadFeatureVjp } from '../runtime/vjp.js';
+import { denoiserVjpSupport, loadDenoiserVjp, loadFeatureVjp } from '../runtime/vjp.js';
 import { fileSha256 } from '../io/sha256.js';
 import { TeacherCache } from '../train/teacher-cache.js';
 import { firstLine, RunError, UsageError } from '../core/errors.js';
@@ -45,6 +45,11 @@ const STATE_FILE = 'training-state.json';
 
 /** gamma_min of ALGORITHM.md 4.1. */
 export const GAMMA_MIN = 2e-4;
+
+/** The coefficient bounds of ALGORITHM.md 4.1 that the options set. */
+function boundsOf(o: TrainOptions): CoefficientBounds {
+  return { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
+}
 
 /** `uni1.0`, `poly7.0`, `logsnr`, `discrete` (rho printed as a Python float). */
 export function scheduleTag(type: string, rho: number): string {
@@ -410,14 +415,13 @@ async function openGradient(plan: TrainPlan, model: DenoiserModel, decode: Decod
   if (o.gradient === 'forward') return forward('--gradient forward');
   const recorded = plan.resumed?.resolved['gradient'] as { mode?: string; reverse_from?: number } | undefined;
   if (recorded?.mode === 'forward') return forward('as the run began');
-  const bounds: CoefficientBounds = { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
+  const bounds = boundsOf(o);
   const shape = { intervals: o.numSteps - 1, numPoints: o.numPoints, afs: o.afs, bounds };
   const k = recorded?.reverse_from ?? o.reverseFrom ?? bestReverseFrom(shape, VJP_ROW_COST);
   const why =
     decode ? 'the feature loss goes through a decoder, which has no VJP graph'
     : plan.cg || (o.guidanceType === 'cfg' && o.guidanceRate > 0) ? 'guided training is differentiated in forward mode'
-    : model.hasCondition ? 'text-conditional models are differentiated in forward mode'
-    : (denoiserVjpSupport(plan.modelFile) ?? (plan.detector ? featureVjpSupport(plan.detector) : undefined));
+    : denoiserVjpSupport(plan.modelFile);
   if (why) {
     if (o.gradient === 'hybrid') throw new UsageError(`--gradient hybrid: ${why}`);
     return forward(`auto: ${why}`);
@@ -558,7 +562,7 @@ export async function runTrain(plan: TrainPlan, model: DenoiserModel, sinks: Tra
   }
   if (isMain) log(pieces.gradient.note);
 
-  const bounds: CoefficientBounds = { scaleDir: o.scaleDir, scaleTime: o.scaleTime, gamma: o.gamma, gammaMin: GAMMA_MIN, fcn: o.fcn };
+  const bounds = boundsOf(o);
   const labelDim = model.meta.labelDim || (plan.cg?.classes ?? 0);
   const teacherStore = await openTeacherCache(o, plan.seed, plan.modelFile, model, plan.device, labelDim, plan.cg?.file);
   if (teacherStore && isMain) log(`teacher cache: ${teacherStore.dir}`);

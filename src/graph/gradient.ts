@@ -448,23 +448,27 @@ function resizeMatrix(inLen: number, outLen: number, scale: number, mode: string
 // If nodes decided by the input sizes
 // ---------------------------------------------------------------------------------------
 
-/**
- * Integer (or boolean) values known without running the graph: constants, the Shape of a
- * value of static dims, and the shape arithmetic exports do on them (Gather, Slice, Concat,
- * Cast, Unsqueeze/Squeeze/Reshape, comparisons, Not/And/Or, Add/Sub/Mul). Undefined otherwise.
- */
-function staticValues(g: GraphProto): (name: string) => number[] | undefined {
+/** Initializers and Constant nodes' values, by name. */
+function graphConstants(g: GraphProto): Map<string, TensorProto> {
   const consts = new Map<string, TensorProto>();
   for (const t of g.initializer) consts.set(t.name, t);
-  const producer = new Map<string, NodeProto>();
   for (const n of g.node) {
-    for (const o of n.output) if (o) producer.set(o, n);
     if (n.opType === 'Constant' && n.output[0]) {
       const t = constantNodeTensor(n);
       if (t) consts.set(n.output[0], t);
     }
   }
-  const dims = inferDims(g, consts);
+  return consts;
+}
+
+/**
+ * Integer (or boolean) values known without running the graph: constants, the Shape of a
+ * value of static dims, and the shape arithmetic exports do on them (Gather, Slice, Concat,
+ * Cast, Unsqueeze/Squeeze/Reshape, comparisons, Not/And/Or, Add/Sub/Mul). Undefined otherwise.
+ */
+function staticValues(g: GraphProto, consts = graphConstants(g), dims = inferDims(g, consts)): (name: string) => number[] | undefined {
+  const producer = new Map<string, NodeProto>();
+  for (const n of g.node) for (const o of n.output) if (o) producer.set(o, n);
   const memo = new Map<string, number[] | undefined>();
   const tensorValues = (t: TensorProto): number[] | undefined => {
     if (t.dataType === DataType.BOOL) return t.rawData ? Array.from(t.rawData) : t.int32Data ? [...t.int32Data] : undefined;
@@ -780,14 +784,7 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
     if (g.input.some((v) => v.name === name) || g.output.some((v) => v.name === name)) throw new UsageError(`${file}: already has a value '${name}'`);
   }
 
-  const consts = new Map<string, TensorProto>();
-  for (const t of g.initializer) consts.set(t.name, t);
-  for (const n of g.node) {
-    if (n.opType === 'Constant' && n.output[0]) {
-      const t = constantNodeTensor(n);
-      if (t) consts.set(n.output[0], t);
-    }
-  }
+  const consts = graphConstants(g);
   const dims = inferDims(g, consts);
   const constInts = (name: string | undefined): number[] | undefined => {
     if (!name) return undefined;
@@ -796,7 +793,7 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
   };
   const producer = new Map<string, NodeProto>();
   for (const n of g.node) for (const o of n.output) if (o) producer.set(o, n);
-  const known = staticValues(g);
+  const known = staticValues(g, consts, dims);
   /** The trailing `count` entries of an int vector computed from the (static) input sizes. */
   const knownTail = (name: string, count: number): number[] | undefined => {
     const v = known(name)?.slice(-count);

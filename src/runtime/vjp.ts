@@ -34,14 +34,18 @@ export interface DenoiserVjp {
   dispose(): Promise<void>;
 }
 
-/** Why `file`'s denoiser has no VJP graph here (undefined: it has one), without building it. */
-export function denoiserVjpSupport(file: string): string | undefined {
+/** The denoiser's contract, and why it has no VJP graph here (undefined: it has one). */
+function denoiserContract(file: string) {
   const sig = readModelSignature(file);
   const meta = parseDenoiserMetadata(file, sig.metadata);
   const io = checkDenoiserSignature(file, sig, meta, throwUsage);
-  if (io.x !== 'float32' || io.sigma !== 'float32' || io.out !== 'float32') return 'the model is not float32 at its boundary';
-  if (io.condition) return 'text-conditioned models are not differentiated in reverse';
-  return undefined;
+  const why = io.x !== 'float32' || io.sigma !== 'float32' || io.out !== 'float32' ? 'the model is not float32 at its boundary' : io.condition ? 'text-conditioned models are not differentiated in reverse' : undefined;
+  return { meta, io, why };
+}
+
+/** Why `file`'s denoiser has no VJP graph here (undefined: it has one), without building it. */
+export function denoiserVjpSupport(file: string): string | undefined {
+  return denoiserContract(file).why;
 }
 
 /** Builds (or reuses) the denoiser's VJP graph file. Unsupported operators: UsageError naming the node. */
@@ -57,11 +61,8 @@ export function prepareDenoiserVjp(file: string): string {
 
 /** Opens the VJP graph of the denoiser in `file` (see the file comment). */
 export async function loadDenoiserVjp(file: string, opts: VjpLoadOptions = {}): Promise<DenoiserVjp> {
-  const why = denoiserVjpSupport(file);
+  const { meta, io, why } = denoiserContract(file);
   if (why) throw new UsageError(`${file}: no reverse-mode gradient: ${why}`);
-  const sig = readModelSignature(file);
-  const meta = parseDenoiserMetadata(file, sig.metadata);
-  const io = checkDenoiserSignature(file, sig, meta, throwUsage);
   const path = prepareDenoiserVjp(file);
   const session = await openSession(path, opts);
   const sample = [meta.imgChannels, meta.imgResolution, meta.imgResolution];
@@ -114,19 +115,11 @@ export interface FeatureVjp {
 }
 
 /**
- * Why the feature model in `file` has no VJP graph (undefined: it can have one). A uint8 input
- * is differentiated through its cast to float (gradient.ts, floatPixels): the graph then takes
- * the student's float pixels unrounded.
+ * Opens the VJP graph of the feature model in `file` for images of `shape` [C, H, W]. A uint8
+ * input is differentiated through its cast to float (gradient.ts, floatPixels): the graph then
+ * takes the student's float pixels unrounded.
  */
-export function featureVjpSupport(file: string): string | undefined {
-  checkFeatureSignature(file, readModelSignature(file), throwUsage);
-  return undefined;
-}
-
-/** Opens the VJP graph of the feature model in `file` for images of `shape` [C, H, W]. */
 export async function loadFeatureVjp(file: string, shape: readonly [number, number, number], opts: VjpLoadOptions = {}): Promise<FeatureVjp> {
-  const why = featureVjpSupport(file);
-  if (why) throw new UsageError(`${file}: no reverse-mode gradient: ${why}`);
   const io = checkFeatureSignature(file, readModelSignature(file), throwUsage)!;
   const [c, h, w] = shape;
   if (c !== 1 && c !== 3) throw new UsageError(`${file}: images must have 1 or 3 channels, got ${c}`);

@@ -308,17 +308,18 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
   // 1. Teacher targets (no gradients).
   let teacherRows = 0;
   const secs = { teacher: 0, student: 0 };
-  const timed = async (phase: 'teacher' | 'student', req: Parameters<Denoiser>[0]) => {
+  /** Runs one model call (the denoiser or its VJP), adding its time to the phase's. */
+  const timed = async <T>(phase: 'teacher' | 'student', call: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
     try {
-      return await denoise(req);
+      return await call();
     } finally {
       secs[phase] += (performance.now() - t0) / 1000;
     }
   };
   const countingTeacher: Denoiser = (req) => {
     teacherRows += req.batch;
-    return timed('teacher', req);
+    return timed('teacher', () => denoise(req));
   };
   const computeTargets = () => teacherTargets(setup.teacher, x0.map((v) => v * tTeacher[0]!), { denoise: countingTeacher, tSteps: tTeacher, batch: n, dim, cond }, setup.M);
   let targets: Float64Array[] = [];
@@ -336,7 +337,7 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
   const scheme = setup.jvpScheme ?? 'central';
   const countingStudent: Denoiser = (req) => {
     studentRows += req.batch;
-    return timed('student', req);
+    return timed('student', () => denoise(req));
   };
   const given = setup.jvp;
   const jvp: JvpFn = given
@@ -352,15 +353,10 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
   if (reverseFrom < N - 1 && setup.features && !setup.featureVjp) throw new RangeError('reverse mode with the feature loss needs the detector\'s VJP');
   if (reverseFrom < N - 1 && setup.decode) throw new RangeError('reverse mode does not differentiate a decoder (latent models train in forward mode)');
   const countingVjp: VjpFn = async (xv, sigma, rows, cot, c) => {
-    const t0 = performance.now();
-    try {
-      const r = await setup.vjp!(xv, sigma, rows, cot, c);
-      studentRows += r.rows;
-      studentVjpRows += r.rows;
-      return r;
-    } finally {
-      secs.student += (performance.now() - t0) / 1000;
-    }
+    const r = await timed('student', () => setup.vjp!(xv, sigma, rows, cot, c));
+    studentRows += r.rows;
+    studentVjpRows += r.rows;
+    return r;
   };
   for (let pass = 0; pass < passes; pass++) {
     const noiseStreams = globalIdx.map((g) => new SeedStream(pass === 0 ? streamKey(seed, g) : `${streamKey(seed, g)}/pass${pass}`, 'sde'));
