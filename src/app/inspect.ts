@@ -445,6 +445,7 @@ const DERIVED: Record<string, { what: string; prefix: string; by: string }> = {
   classifier_gradient: { what: "a classifier's input gradient", prefix: 'gradient', by: 'adasde sample/train --guidance_type cg' },
   denoiser_vjp: { what: "a denoiser's vector-Jacobian product (cot_denoised -> grad_x, grad_sigma)", prefix: 'vjp', by: 'adasde train --gradient hybrid/auto' },
   feature_vjp: { what: "a feature extractor's vector-Jacobian product (cot_features -> grad_images)", prefix: 'vjp', by: 'adasde train --gradient hybrid/auto' },
+  decoder_vjp: { what: "a decoder's vector-Jacobian product (cot_image -> grad_z)", prefix: 'vjp', by: 'adasde train --gradient hybrid/auto' },
 };
 
 const REPORTS: Record<Exclude<ContractName, 'tokenizer'>, Report> = {

@@ -27,13 +27,13 @@ import { createReducer } from '../parallel/allreduce.js';
 import type { DistEnv } from '../parallel/launcher.js';
 import { classifierGuided, loadClassifierGradient, type ClassifierGradient } from '../runtime/guidance.js';
 import { loadFeatureModel, type DenoiserModel } from '../runtime/model.js';
-import { classifierFor, needsDecoder, openDecoder, preflightCompanions, PromptEncoder } from '../sample/companions.js';
+import { classifierFor, needsDecoder, openDecoder, openDecoderVjp, preflightCompanions, PromptEncoder } from '../sample/companions.js';
 import { adasdeNfe } from '../solvers/adasde.js';
 import { effectiveCoefficients, RAW_PARAM_NAMES, type CoefficientBounds } from '../solvers/coefficients.js';
 import { discreteTime } from '../solvers/schedule.js';
 import type { Denoiser } from '../core/denoiser.js';
 import { readPromptFile } from '../text/prompts.js';
-import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type FeatureFn, type FeatureVjpFn, type TrainSetup, type TrainState } from '../train/loop.js';
+import { initState, neutralState, stateFromRaw, totalBatches, trainBatch, type CondFn, type DecodeFn, type DecoderVjpFn, type FeatureFn, type FeatureVjpFn, type TrainSetup, type TrainState } from '../train/loop.js';
 import { bestReverseFrom, hybridCost, VJP_ROW_COST } from '../train/gradient-plan.js';
 import type { VjpFn } from '../train/tape.js';
 import { denoiserVjpSupport, loadDenoiserVjp, loadFeatureVjp } from '../runtime/vjp.js';
@@ -396,6 +396,7 @@ interface GradientChoice {
   reverseFrom?: number;
   vjp?: VjpFn;
   featureVjp?: FeatureVjpFn;
+  decoderVjp?: DecoderVjpFn;
   /** The log line saying what was chosen and why. */
   note: string;
   /** training_options.json's "gradient" entry. */
@@ -408,7 +409,8 @@ interface GradientChoice {
  * model and the detector have VJP graphs; auto falls back to forward mode, saying why, and
  * hybrid refuses. A resumed run keeps the split it began with.
  */
-async function openGradient(plan: TrainPlan, model: DenoiserModel, decode: DecodeFn | undefined, features: FeatureFn | undefined, session: { device: string; threads: number | undefined }): Promise<GradientChoice> {
+async function openGradient(plan: TrainPlan, model: DenoiserModel, pieces: { decode?: DecodeFn; features?: FeatureFn; condFor?: CondFn }, session: { device: string; threads: number | undefined }): Promise<GradientChoice> {
+  const { decode, features, condFor } = pieces;
   const o = plan.opts;
   const forward = (why: string): GradientChoice => ({ mode: 'forward', note: `gradient: forward mode (${why})`, record: { mode: 'forward', why }, dispose: async () => {} });
   if (plan.resumed && plan.resumed.options['gradient'] === undefined) return forward('the run began before reverse mode existed');
@@ -418,10 +420,9 @@ async function openGradient(plan: TrainPlan, model: DenoiserModel, decode: Decod
   const bounds = boundsOf(o);
   const shape = { intervals: o.numSteps - 1, numPoints: o.numPoints, afs: o.afs, bounds };
   const k = recorded?.reverse_from ?? o.reverseFrom ?? bestReverseFrom(shape, VJP_ROW_COST);
-  const why =
-    decode ? 'the feature loss goes through a decoder, which has no VJP graph'
-    : plan.cg || (o.guidanceType === 'cfg' && o.guidanceRate > 0) ? 'guided training is differentiated in forward mode'
-    : denoiserVjpSupport(plan.modelFile);
+  // Classifier guidance adds the classifier's input gradient to D: its VJP would need the
+  // classifier's second derivatives, which the gradient graph does not have.
+  const why = plan.cg ? 'classifier-guided training is differentiated in forward mode' : denoiserVjpSupport(plan.modelFile);
   if (why) {
     if (o.gradient === 'hybrid') throw new UsageError(`--gradient hybrid: ${why}`);
     return forward(`auto: ${why}`);
@@ -429,21 +430,31 @@ async function openGradient(plan: TrainPlan, model: DenoiserModel, decode: Decod
   if (k >= o.numSteps - 1) return forward(`auto: reverse mode saves nothing at num_steps ${o.numSteps}, num_points ${o.numPoints}`);
   const opened: { dispose(): Promise<void> }[] = [];
   try {
-    const dv = await loadDenoiserVjp(plan.modelFile, { ...session, maxBatch: model.maxBatch });
+    const guidanceRate = o.guidanceType === 'cfg' && o.guidanceRate > 0 ? o.guidanceRate : undefined;
+    const dv = await loadDenoiserVjp(plan.modelFile, { ...session, maxBatch: model.maxBatch, guidanceRate });
     opened.push(dv);
     const [C, H, W] = model.sampleShape;
-    const fv = plan.detector ? await loadFeatureVjp(plan.detector, [C, H, W], session) : undefined;
+    const dim = C * H * W;
+    // Latent models with the feature loss: the decoder's VJP, and the detector's at the decoded size.
+    const dec = plan.detector && decode ? await openDecoderVjp(model, session) : undefined;
+    if (dec) opened.push(dec);
+    const image = decode && dec ? (await decode(new Float64Array(dim), 1)).shape : ([C, H, W] as [number, number, number]);
+    const fv = plan.detector ? await loadFeatureVjp(plan.detector, image, session) : undefined;
     if (fv) opened.push(fv);
     // One trial row each, so that a graph onnxruntime cannot run fails here (and auto falls back)
     // rather than in the middle of training.
-    const dim = C * H * W;
     const xs = Float64Array.from({ length: dim }, (_, q) => Math.sin(q));
-    const labels = model.meta.labelDim > 0 ? { classLabels: Float32Array.from({ length: model.meta.labelDim }, (_, q) => (q === 0 ? 1 : 0)), labelDim: model.meta.labelDim } : undefined;
-    const trial = await dv.vjp(xs, Float64Array.of(1), 1, xs, labels);
+    const cond = condFor ? await condFor([0]) : model.meta.labelDim > 0 ? { classLabels: Float32Array.from({ length: model.meta.labelDim }, (_, q) => (q === 0 ? 1 : 0)), labelDim: model.meta.labelDim } : undefined;
+    const trial = await dv.vjp(xs, Float64Array.of(1), 1, xs, cond);
     if (![...trial.gx, ...trial.gs].every(Number.isFinite)) throw new RunError(`${dv.path}: the VJP graph's trial run is not finite`);
+    const imageDim = image[0] * image[1] * image[2];
+    if (dec) {
+      const g = await dec.vjp(xs, 1, Float64Array.from({ length: imageDim }, (_, q) => Math.cos(q)), image);
+      if (!g.grad.every(Number.isFinite)) throw new RunError(`${dec.path}: the VJP graph's trial run is not finite`);
+    }
     if (fv) {
-      const img = Float32Array.from({ length: dim }, (_, q) => 128 + 100 * Math.sin(q));
-      const D = features ? (await features(img, 1)).dim : 0;
+      const img = Float32Array.from({ length: imageDim }, (_, q) => 128 + 100 * Math.sin(q));
+      const D = features ? (await features(img, 1, image)).dim : 0;
       const g = await fv.vjp(img, 1, new Float64Array(D).fill(1));
       if (!g.grad.every(Number.isFinite)) throw new RunError(`${fv.path}: the VJP graph's trial run is not finite`);
     }
@@ -454,8 +465,9 @@ async function openGradient(plan: TrainPlan, model: DenoiserModel, decode: Decod
       reverseFrom: k,
       vjp: (x, sigma, rows, u, cond) => dv.vjp(x, sigma, rows, u, cond),
       featureVjp: fv ? (images, n, u) => fv.vjp(images, n, u) : undefined,
-      note: `gradient: hybrid, forward tangents before interval ${k}, reverse mode from it (per trajectory ${cost.forwardRows} forward + ${cost.vjpRows} VJP rows, ${cost.total} at ${VJP_ROW_COST} rows a VJP, against ${fwd.total} in forward mode); VJP graph ${dv.path}`,
-      record: { mode: 'hybrid', reverse_from: k, vjp_row_cost: VJP_ROW_COST, rows_per_trajectory: { forward: cost.forwardRows, vjp: cost.vjpRows }, vjp_graph: dv.path, detector_vjp_graph: fv?.path ?? null },
+      decoderVjp: dec ? (z, n, u, img) => dec.vjp(z, n, u, img) : undefined,
+      note: `gradient: hybrid, forward tangents before interval ${k}, reverse mode from it (per trajectory ${cost.forwardRows} forward + ${cost.vjpRows} VJP rows, ${cost.total} at ${VJP_ROW_COST} rows a VJP, against ${fwd.total} in forward mode); VJP graph ${dv.path}${dec ? `; decoder VJP graph ${dec.path}` : ''}`,
+      record: { mode: 'hybrid', reverse_from: k, vjp_row_cost: VJP_ROW_COST, rows_per_trajectory: { forward: cost.forwardRows, vjp: cost.vjpRows }, vjp_graph: dv.path, detector_vjp_graph: fv?.path ?? null, decoder_vjp_graph: dec?.path ?? null },
       dispose: async () => {
         for (const d of opened) await d.dispose();
       },
@@ -513,7 +525,7 @@ async function openPieces(plan: TrainPlan, model: DenoiserModel): Promise<Pieces
     const grad = await loadClassifierGradient(plan.cg.file, { ...session, sampleShape: model.sampleShape, labelDim: plan.cg.classes });
     guidance = { grad, denoise: classifierGuided(model.denoise, grad, { rate: plan.cg.rate, clamp: model.meta.family === 'adm' }) };
   }
-  const gradient = await openGradient(plan, model, decode, features, session);
+  const gradient = await openGradient(plan, model, { decode, features, condFor }, session);
   return { decode, features, condFor, guidance, gradient };
 }
 
@@ -607,6 +619,7 @@ export async function runTrain(plan: TrainPlan, model: DenoiserModel, sinks: Tra
     reverseFrom: pieces.gradient.reverseFrom,
     vjp: pieces.gradient.vjp,
     featureVjp: pieces.gradient.featureVjp,
+    decoderVjp: pieces.gradient.decoderVjp,
   };
   const state = plan.resumed?.state ?? init!.state;
   let cacheHits = 0;

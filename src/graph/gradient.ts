@@ -624,6 +624,8 @@ export interface VjpSpec {
 export const DENOISER_VJP_IO = { output: 'denoised', cotangent: 'cot_denoised', gradX: 'grad_x', gradSigma: 'grad_sigma' } as const;
 /** Names in the feature model VJP graph's signature. */
 export const FEATURE_VJP_IO = { cotangent: 'cot_features', grad: 'grad_images' } as const;
+/** Names in the decoder VJP graph's signature (the latent input keeps the decoder's name). */
+export const DECODER_VJP_IO = { cotangent: 'cot_image', grad: 'grad_z' } as const;
 
 /** Builds new nodes with names that cannot collide with the source graph's. */
 class Emitter {
@@ -732,6 +734,22 @@ export function featureVjpModel(model: ModelProto, size: { height: number; width
 }
 
 /**
+ * The VJP graph of a float32 first-stage decoder z [N, C, h, w] -> image [N, 3, H, W] (latent
+ * models' feature loss sees decoded images) at one latent size, made static as for the feature
+ * model: the extra input `cot_image` and the output grad_z, keeping the image.
+ */
+export function decoderVjpModel(model: ModelProto, latent: readonly [number, number, number], opts: GradientModelOptions = {}): ModelProto {
+  const g = model.graph;
+  const file = opts.file ?? 'decoder';
+  const input = g?.input.find((v) => v.name === 'z' || v.name === 'latents')?.name;
+  const output = g?.output.find((v) => v.name === 'image' || v.name === 'images')?.name;
+  if (g && (!input || !output)) throw new UsageError(`${file}: a decoder needs input 'z' and output 'image' for the gradient transform`);
+  const decl = g?.input.find((v) => v.name === input)?.type?.shape;
+  const inputDims: Dim[] = [decl?.[0] ?? 'N', ...latent];
+  return vjpModel(model, { what: 'decoder', output: output ?? 'image', cotangent: DECODER_VJP_IO.cotangent, wrt: [{ input: input ?? 'z', grad: DECODER_VJP_IO.grad }], role: 'decoder_vjp', inputDims: { [input ?? 'z']: inputDims } }, opts);
+}
+
+/**
  * A uint8-input detector (FID's Inception takes pixels as bytes and casts them to float
  * first) with a float32 input instead, its casts of that input turned into identities: the
  * same function on integer pixels, and on the student's real-valued pixels the function the
@@ -825,6 +843,13 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
       continue;
     }
     if (n.input.some((v) => active.has(v))) for (const o of n.output) if (o) active.add(o);
+  }
+  if (!active.has(spec.output)) {
+    // E.g. a VQ decoder (ArgMin over codebook distances, then a Gather of the codebook): the
+    // output is piecewise constant in the input and its gradient zero wherever it exists.
+    const cut = g.node.find((n) => NON_DIFFERENTIABLE.has(n.opType) && !['Shape', 'Size'].includes(n.opType) && n.input.some((v) => active.has(v)));
+    const via = cut ? `: it reaches '${spec.output}' only through node '${cut.name || cut.output[0]}' (${cut.opType}), which is piecewise constant` : '';
+    throw new UsageError(`${file}: '${spec.output}' does not depend differentiably on ${spec.wrt.map((w) => `'${w.input}'`).join(', ')}${via}; its gradient is zero`);
   }
   const needed = new Set<string>([spec.output]);
   const backNodes: NodeProto[] = [];

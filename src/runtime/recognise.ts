@@ -12,7 +12,7 @@ import type { ModelSignature } from './session.js';
 export type ContractName = 'denoiser' | 'decoder' | 'text_encoder' | 'classifier' | 'feature extractor' | 'fused sampler' | 'derived graph' | 'tokenizer';
 
 /** `adasde.role` of the graphs src/graph/gradient.ts derives from a model (caches, not exports). */
-export const DERIVED_ROLES = ['classifier_gradient', 'denoiser_vjp', 'feature_vjp'] as const;
+export const DERIVED_ROLES = ['classifier_gradient', 'denoiser_vjp', 'feature_vjp', 'decoder_vjp'] as const;
 
 /** What the rules look at: the metadata and the sets of input and output names. */
 interface SignatureView {

@@ -15,7 +15,8 @@
 import { firstLine, UsageError } from '../core/errors.js';
 import type { Conditioning } from '../core/denoiser.js';
 import { elementCount } from '../core/shape.js';
-import { DENOISER_VJP_IO, FEATURE_VJP_IO, GRADIENT_TRANSFORM_VERSION, denoiserVjpModel, featureVjpModel } from '../graph/gradient.js';
+import { DECODER_VJP_IO, DENOISER_VJP_IO, FEATURE_VJP_IO, GRADIENT_TRANSFORM_VERSION, decoderVjpModel, denoiserVjpModel, featureVjpModel } from '../graph/gradient.js';
+import { checkDecoderSignature } from './companions.js';
 import { throwUsage } from './contract.js';
 import { prepareDerivedGraph } from './derived.js';
 import { checkDenoiserSignature, checkFeatureSignature, parseDenoiserMetadata, readFloatOutput } from './model.js';
@@ -27,9 +28,17 @@ export interface VjpLoadOptions extends SessionOptions {
   maxBatch?: number;
 }
 
+export interface DenoiserVjpOptions extends VjpLoadOptions {
+  /**
+   * Classifier-free guidance weight w, as loadDenoiserModel's: a request whose conditioning
+   * has `uncondition` differentiates D_u + w (D_c - D_u), i.e. w J_c^T u + (1 - w) J_u^T u.
+   */
+  guidanceRate?: number;
+}
+
 export interface DenoiserVjp {
   readonly path: string;
-  /** J_x^T u [rows * dim] and J_sigma^T u [rows] at (x, sigma). */
+  /** J_x^T u [rows * dim] and J_sigma^T u [rows] at (x, sigma); `rows` counts the graph's rows sent (twice the samples under guidance). */
   vjp(x: Float64Array, sigma: Float64Array, rows: number, cotangent: Float64Array, cond?: Conditioning): Promise<{ gx: Float64Array; gs: Float64Array; rows: number }>;
   dispose(): Promise<void>;
 }
@@ -39,7 +48,10 @@ function denoiserContract(file: string) {
   const sig = readModelSignature(file);
   const meta = parseDenoiserMetadata(file, sig.metadata);
   const io = checkDenoiserSignature(file, sig, meta, throwUsage);
-  const why = io.x !== 'float32' || io.sigma !== 'float32' || io.out !== 'float32' ? 'the model is not float32 at its boundary' : io.condition ? 'text-conditioned models are not differentiated in reverse' : undefined;
+  const why =
+    io.x !== 'float32' || io.sigma !== 'float32' || io.out !== 'float32' ? 'the model is not float32 at its boundary'
+    : io.condition && io.condition.kind !== 'float32' ? "the model's 'condition' input is not float32"
+    : undefined;
   return { meta, io, why };
 }
 
@@ -60,9 +72,11 @@ export function prepareDenoiserVjp(file: string): string {
 }
 
 /** Opens the VJP graph of the denoiser in `file` (see the file comment). */
-export async function loadDenoiserVjp(file: string, opts: VjpLoadOptions = {}): Promise<DenoiserVjp> {
+export async function loadDenoiserVjp(file: string, opts: DenoiserVjpOptions = {}): Promise<DenoiserVjp> {
   const { meta, io, why } = denoiserContract(file);
   if (why) throw new UsageError(`${file}: no reverse-mode gradient: ${why}`);
+  const w = opts.guidanceRate;
+  if (w !== undefined && !Number.isFinite(w)) throw new UsageError(`guidance rate must be a finite number, got ${w}`);
   const path = prepareDenoiserVjp(file);
   const session = await openSession(path, opts);
   const sample = [meta.imgChannels, meta.imgResolution, meta.imgResolution];
@@ -76,33 +90,106 @@ export async function loadDenoiserVjp(file: string, opts: VjpLoadOptions = {}): 
     }
     const labels = cond?.classLabels;
     if (io.labels && (!labels || labels.length !== rows * L)) throw new UsageError(`${file}: input 'class_labels' needs ${L} label values per sample`);
+    let text: { L: number; E: number } | undefined;
+    if (io.condition) {
+      if (!cond?.condition) throw new UsageError(`${file}: input 'condition' needs text-encoder states (none given)`);
+      const [cl, ce] = cond.conditionShape ?? [io.condition.seqLen, io.condition.embedDim];
+      if (cl === undefined || ce === undefined || cond.condition.length !== rows * cl * ce) throw new RangeError(`condition has ${cond.condition.length} values for ${rows} samples`);
+      text = { L: cl, E: ce };
+    }
+    const guided = w !== undefined && cond?.uncondition !== undefined;
+    if (guided && !io.condition && !io.labels) throw new UsageError(`${file}: classifier-free guidance needs a conditional model (no 'condition' or 'class_labels' input)`);
     const gx = new Float64Array(rows * dim);
     const gs = new Float64Array(rows);
     let sent = 0;
-    await inRuns(rows, cap, io.fixedBatch, async (s, b, padded) => {
-      const f32 = (src: Float64Array | Float32Array, w: number) => Float32Array.from(rowsOf(src instanceof Float64Array ? src : Float64Array.from(src), s, b, padded, w, (k) => new Float64Array(k)));
-      const feeds: Record<string, HostTensor> = {
-        x: { type: 'float32', data: f32(x, dim), dims: [padded, ...sample] },
-        sigma: { type: 'float32', data: f32(sigma, 1), dims: [padded] },
-        // A fixed batch's padded rows get a zero cotangent, so they add nothing.
-        [IO.cotangent]: { type: 'float32', data: (() => {
-          const u = new Float32Array(padded * dim);
-          u.set(cotangent.subarray(s * dim, (s + b) * dim));
-          return u;
-        })(), dims: [padded, ...sample] },
-      };
-      if (io.labels && labels) feeds['class_labels'] = { type: 'float32', data: f32(labels, L), dims: [padded, L] };
+    const f32 = (src: Float64Array | Float32Array, s: number, b: number, padded: number, width: number) =>
+      Float32Array.from(rowsOf(src instanceof Float64Array ? src : Float64Array.from(src), s, b, padded, width, (k) => new Float64Array(k)));
+    // One pass over the rows with one conditioning, adding weight * (J^T u) into gx, gs.
+    const pass = async (lab: Float32Array | undefined, txt: Float32Array | undefined, weight: number) => {
+      await inRuns(rows, cap, io.fixedBatch, async (s, b, padded) => {
+        const feeds: Record<string, HostTensor> = {
+          x: { type: 'float32', data: f32(x, s, b, padded, dim), dims: [padded, ...sample] },
+          sigma: { type: 'float32', data: f32(sigma, s, b, padded, 1), dims: [padded] },
+          // A fixed batch's padded rows get a zero cotangent, so they add nothing.
+          [IO.cotangent]: { type: 'float32', data: (() => {
+            const u = new Float32Array(padded * dim);
+            u.set(cotangent.subarray(s * dim, (s + b) * dim));
+            return u;
+          })(), dims: [padded, ...sample] },
+        };
+        if (io.labels && lab) feeds['class_labels'] = { type: 'float32', data: f32(lab, s, b, padded, L), dims: [padded, L] };
+        if (text && txt) feeds['condition'] = { type: 'float32', data: f32(txt, s, b, padded, text.L * text.E), dims: [padded, text.L, text.E] };
+        let res: Record<string, HostTensor>;
+        try {
+          res = await session.run(feeds, [IO.gradX, IO.gradSigma]);
+        } catch (e) {
+          throw new Error(`${path}: VJP run failed on ${padded} rows: ${firstLine(e)}`);
+        }
+        const px = new Float64Array(b * dim);
+        const ps = new Float64Array(b);
+        readFloatOutput(res[IO.gradX]!, px, b * dim);
+        readFloatOutput(res[IO.gradSigma]!, ps, b);
+        for (let j = 0; j < b * dim; j++) gx[s * dim + j]! += weight * px[j]!;
+        for (let j = 0; j < b; j++) gs[s + j]! += weight * ps[j]!;
+        sent += padded;
+      });
+    };
+    if (!guided) await pass(labels, cond?.condition, 1);
+    else {
+      // As the guided forward (model.ts): `uncondition` replaces the text states, or the labels.
+      await pass(labels, cond!.condition, w!);
+      await pass(io.condition ? labels : cond!.uncondition, io.condition ? cond!.uncondition : undefined, 1 - w!);
+    }
+    return { gx, gs, rows: sent };
+  }
+  return { path, vjp, dispose: () => session.dispose() };
+}
+
+export interface DecoderVjp {
+  readonly path: string;
+  /** d/dz of sum(cotangent * decoder(z)), z [n, ...latent], cotangent [n, ...image] (the decoder's output [3, H, W]). */
+  vjp(z: Float64Array, n: number, cotangent: Float64Array, image: readonly [number, number, number]): Promise<{ grad: Float64Array; rows: number }>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Opens the VJP graph of a latent model's decoder in `file` for latents of `latent` [C, h, w]
+ * (the feature loss of latent models differentiates F(img(decoder(z))) back to z).
+ */
+export async function loadDecoderVjp(file: string, latent: readonly [number, number, number], opts: VjpLoadOptions = {}): Promise<DecoderVjp> {
+  const io = checkDecoderSignature(file, readModelSignature(file), throwUsage, latent)!;
+  if (io.inKind !== 'float32' || io.outKind !== 'float32') throw new UsageError(`${file}: no reverse-mode gradient: the decoder is not float32 at its boundary`);
+  const [C, h, w] = latent;
+  const path = prepareDerivedGraph(file, {
+    suffix: `vjp-${C}x${h}x${w}`,
+    stampPrefix: 'vjp',
+    version: GRADIENT_TRANSFORM_VERSION,
+    what: "decoder's VJP graph",
+    build: (model, stamp) => decoderVjpModel(model, latent, { file, metadata: stamp }),
+  });
+  const session = await openSession(path, opts);
+  const cap = io.fixedBatch ?? opts.maxBatch ?? 16;
+  const dim = C * h * w;
+  async function vjp(z: Float64Array, n: number, cotangent: Float64Array, image: readonly [number, number, number]) {
+    if (z.length !== n * dim) throw new RangeError(`z has ${z.length} values; ${n} x [${latent.join(',')}] expected`);
+    const per = elementCount(image);
+    if (cotangent.length !== n * per) throw new RangeError(`cotangent has ${cotangent.length} values; ${n} x [${image.join(',')}] expected`);
+    const grad = new Float64Array(n * dim);
+    let sent = 0;
+    await inRuns(n, cap, io.fixedBatch, async (s, b, padded) => {
+      const u = new Float32Array(padded * per);
+      u.set(cotangent.subarray(s * per, (s + b) * per));
+      const zs = Float32Array.from(rowsOf(z, s, b, padded, dim, (k) => new Float64Array(k)));
       let res: Record<string, HostTensor>;
       try {
-        res = await session.run(feeds, [IO.gradX, IO.gradSigma]);
+        res = await session.run({ [io.input.name]: { type: 'float32', data: zs, dims: [padded, C, h, w] }, [DECODER_VJP_IO.cotangent]: { type: 'float32', data: u, dims: [padded, ...image] } }, [DECODER_VJP_IO.grad]);
       } catch (e) {
-        throw new Error(`${path}: VJP run failed on ${padded} rows: ${firstLine(e)}`);
+        throw new Error(`${path}: VJP run failed on ${padded} latents of [${latent.join(',')}]: ${firstLine(e)}`);
       }
-      readFloatOutput(res[IO.gradX]!, gx, b * dim, s * dim);
-      readFloatOutput(res[IO.gradSigma]!, gs, b, s);
+      readFloatOutput(res[DECODER_VJP_IO.grad]!, grad, b * dim, s * dim);
       sent += padded;
     });
-    return { gx, gs, rows: sent };
+    return { grad, rows: sent };
   }
   return { path, vjp, dispose: () => session.dispose() };
 }

@@ -13,6 +13,7 @@ import { UsageError } from '../core/errors.js';
 import { checkClassifierSignature, checkDecoderSignature, checkTextEncoderSignature, loadDecoder, loadTextEncoder, type DecoderIO, type DecoderModel, type TextEncoderModel } from '../runtime/companions.js';
 import { throwUsage } from '../runtime/contract.js';
 import { prepareClassifierGradient } from '../runtime/guidance.js';
+import { loadDecoderVjp, type DecoderVjp } from '../runtime/vjp.js';
 import { COMPANION_KEYS, isLatentFamily, type DenoiserModel, type PartialDenoiserMetadata } from '../runtime/model.js';
 import { readModelSignature, type SessionOptions } from '../runtime/session.js';
 import type { Conditioning } from '../core/denoiser.js';
@@ -201,6 +202,12 @@ export class PromptEncoder {
 /** Opens the first-stage decoder of a latent model. */
 export async function openDecoder(model: ModelView, opts: SessionOptions & { maxBatch?: number } = {}): Promise<DecoderModel> {
   return loadDecoder(companionPath(model, 'decoder'), { ...opts, latentShape: model.sampleShape });
+}
+
+/** The VJP graph of the denoiser's decoder companion (latent models' feature loss in reverse mode). */
+export async function openDecoderVjp(model: ModelView, opts: SessionOptions & { maxBatch?: number } = {}): Promise<DecoderVjp> {
+  const [C, h, w] = model.sampleShape;
+  return loadDecoderVjp(companionPath(model, 'decoder'), [C!, h!, w!], opts);
 }
 
 /**

@@ -35,6 +35,9 @@ export type FeatureVjpFn = (images: Float32Array, n: number, cotangent: Float64A
 /** Latent models: the first-stage decoder, latents [n, ...] -> images [n, 3, H, W] in [-1, 1]. */
 export type DecodeFn = (z: Float64Array, n: number) => Promise<{ images: Float64Array; shape: [number, number, number] }>;
 
+/** Latent models: the decoder's vector-Jacobian product d/dz sum(cotangent * decoder(z)), cotangent [n, ...image]. */
+export type DecoderVjpFn = (z: Float64Array, n: number, cotangent: Float64Array, image: readonly [number, number, number]) => Promise<{ grad: Float64Array; rows: number }>;
+
 /** Per-trajectory conditioning of a batch (text-conditional models), by global trajectory index. */
 export type CondFn = (globalIdx: readonly number[]) => Promise<Conditioning>;
 
@@ -86,6 +89,8 @@ export interface TrainSetup {
   /** The denoiser's JVP; default finite differences of `denoise` (jvp.ts). Closed forms for the analytic models. */
   jvp?: JvpFn;
   featureVjp?: FeatureVjpFn;
+  /** Latent models in reverse mode: the decoder's VJP, for the feature loss on decoded images. */
+  decoderVjp?: DecoderVjpFn;
 }
 
 export interface TrainState {
@@ -233,7 +238,8 @@ export async function featureLoss(
  * The same final-interval loss as `featureLoss`, differentiated in reverse: its gradient with
  * respect to x itself (all pixels), for the tape. F is run on [x; y] once, then its VJP
  * carries d loss / d F(img(x)) = 2 scale (F(img(x)) - F(img(y))) back to the pixels, and
- * img's clip passes it where 0 <= 127.5 x + 128 <= 255 (PyTorch's clamp rule).
+ * img's clip passes it where 0 <= 127.5 v + 128 <= 255 (PyTorch's clamp rule). Latent
+ * models decode [x; y] first, and the decoder's VJP carries the image cotangent on to x.
  */
 export async function featureLossReverse(
   features: FeatureFn,
@@ -244,13 +250,16 @@ export async function featureLossReverse(
   dim: number,
   globalB: number,
   alpha: number,
+  decoder?: { decode: DecodeFn; vjp: DecoderVjpFn },
 ): Promise<{ loss: number; cot: Float64Array; rows: number }> {
-  const toPixels = (v: Float64Array) => Float32Array.from(v, (u) => Math.min(Math.max(127.5 * u + 128, 0), 255));
-  const px = toPixels(x);
-  const both = new Float32Array(2 * n * dim);
-  both.set(px, 0);
-  both.set(toPixels(y), n * dim);
-  const { features: f, dim: D } = await features(both, 2 * n);
+  const X = new Float64Array(2 * n * dim);
+  X.set(x, 0);
+  X.set(y, n * dim);
+  const decoded = decoder ? await decoder.decode(X, 2 * n) : undefined;
+  const images = decoded?.images ?? X;
+  const per = images.length / (2 * n || 1);
+  const both = Float32Array.from(images, (u) => Math.min(Math.max(127.5 * u + 128, 0), 255));
+  const { features: f, dim: D } = await features(both, 2 * n, decoded?.shape);
   const scale = (alpha * dim) / (globalB * D);
   let loss = 0;
   const cotF = new Float64Array(n * D);
@@ -259,12 +268,13 @@ export async function featureLossReverse(
     loss += d * d;
     cotF[q] = 2 * scale * d;
   }
-  const { grad, rows } = await featureVjp(px, n, cotF);
-  const cot = new Float64Array(n * dim);
-  for (let k = 0; k < n * dim; k++) {
-    const pix = 127.5 * x[k]! + 128;
-    cot[k] = pix >= 0 && pix <= 255 ? 127.5 * grad[k]! : 0;
+  const { grad, rows } = await featureVjp(both.subarray(0, n * per), n, cotF, decoded?.shape);
+  const cotImg = new Float64Array(n * per);
+  for (let k = 0; k < n * per; k++) {
+    const pix = 127.5 * images[k]! + 128;
+    cotImg[k] = pix >= 0 && pix <= 255 ? 127.5 * grad[k]! : 0;
   }
+  const cot = decoder && decoded ? (await decoder.vjp(x, n, cotImg, decoded.shape)).grad : cotImg;
   return { loss: loss * scale, cot, rows: 2 * n + rows };
 }
 
@@ -351,7 +361,7 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
   const reverseFrom = setup.reverseFrom ?? N - 1;
   if (reverseFrom < N - 1 && !setup.vjp) throw new RangeError('reverse mode needs the denoiser\'s VJP');
   if (reverseFrom < N - 1 && setup.features && !setup.featureVjp) throw new RangeError('reverse mode with the feature loss needs the detector\'s VJP');
-  if (reverseFrom < N - 1 && setup.decode) throw new RangeError('reverse mode does not differentiate a decoder (latent models train in forward mode)');
+  if (reverseFrom < N - 1 && setup.features && setup.decode && !setup.decoderVjp) throw new RangeError("reverse mode with the feature loss on decoded images needs the decoder's VJP");
   const countingVjp: VjpFn = async (xv, sigma, rows, cot, c) => {
     const r = await timed('student', () => setup.vjp!(xv, sigma, rows, cot, c));
     studentRows += r.rows;
@@ -391,7 +401,7 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
         const y = targets[i]!;
         let seed: Float64Array;
         if (i === N - 2 && setup.features) {
-          const fl = await featureLossReverse(setup.features, setup.featureVjp!, xi, y, n, dim, B, setup.alpha);
+          const fl = await featureLossReverse(setup.features, setup.featureVjp!, xi, y, n, dim, B, setup.alpha, setup.decode && { decode: setup.decode, vjp: setup.decoderVjp! });
           detectorRows += fl.rows;
           localLoss = fl.loss;
           seed = fl.cot;

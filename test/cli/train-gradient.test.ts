@@ -11,7 +11,7 @@
  *     forward mode.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -22,7 +22,7 @@ import { saveModel } from '../../src/onnx/builder.js';
 import { hybridCost } from '../../src/train/gradient-plan.js';
 import { buildConvDenoiserModel, buildFeatureModel } from '../support/models.js';
 import { makeModelDir } from './sample-fixture.js';
-import { captureStderr } from '../helpers.js';
+import { captureStderr, repoRoot } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'adasde-grad-'));
 after(() => (process.env.KEEP ? console.log(dir) : rmSync(dir, { recursive: true, force: true })));
@@ -126,4 +126,39 @@ test('auto falls back to forward mode where no VJP graph can be built; hybrid an
     assert.match(r.lines[0]!, msg);
   }
   rmSync(gdir, { recursive: true, force: true });
+});
+
+test('latent models: auto takes the hybrid through a KL decoder with text states and CFG, and falls back, saying why, for a VQ decoder', async () => {
+  const FIX = join(repoRoot, 'test', 'fixtures', 'export');
+  const det16 = join(dir, 'features16.onnx');
+  saveModel(buildFeatureModel({ dim: 16, size: 16, seed: 3 }), det16);
+  const prompts = join(dir, 'prompts.txt');
+  writeFileSync(prompts, 'a cat\na red car\n');
+  const copyFamily = (fam: string) => {
+    const to = join(dir, fam);
+    cpSync(join(FIX, fam), to, { recursive: true });
+    return join(to, 'denoiser.onnx');
+  };
+  const run = (m: string, outdir: string, ...extra: string[]) =>
+    main(['node', 'adasde', 'train', '--model', m, '--detector', det16, '--outdir', outdir, '--num_steps', '4', '--M', '1', '--total_kimg', '0.008', '--batch', '4', '--seed', '2', '--teacher_cache', 'none', '--quiet', ...extra]);
+  const sd = copyFamily('sd');
+  assert.equal(await run(sd, join(dir, 'sd'), '--prompt_path', prompts, '--guidance_type', 'cfg', '--guidance_rate', '2'), 0);
+  const sdRun = runDirOf(join(dir, 'sd'));
+  const g = resolved(sdRun) as { mode: string; decoder_vjp_graph?: string; detector_vjp_graph?: string };
+  assert.equal(g.mode, 'hybrid');
+  assert.match(g.decoder_vjp_graph ?? '', /denoiser\.decoder\.vjp-4x8x8\.onnx$/);
+  assert.match(g.detector_vjp_graph ?? '', /features16\.vjp-16x16\.onnx$/);
+  assert.match(readFileSync(join(sdRun, 'log.txt'), 'utf8'), /^gradient: hybrid, .*; decoder VJP graph .*denoiser\.decoder\.vjp-4x8x8\.onnx/m);
+  const last = stats(sdRun).at(-1)!;
+  assert.ok(last.model_rows.student_vjp > 0);
+  assert.ok(stats(sdRun).every((s) => (s as unknown as { loss: number[] }).loss.every(Number.isFinite)));
+
+  const ldm = copyFamily('ldm');
+  assert.equal(await run(ldm, join(dir, 'ldm')), 0);
+  const log = readFileSync(join(runDirOf(join(dir, 'ldm')), 'log.txt'), 'utf8');
+  assert.match(log, /^gradient: forward mode \(auto: .*denoiser\.decoder\.onnx: 'image' does not depend differentiably on 'z': it reaches 'image' only through node '.+' \(ArgMin\), which is piecewise constant; its gradient is zero\)$/m);
+  const refused = await stderrOf(() => run(ldm, join(dir, 'ldm-h'), '--gradient', 'hybrid'));
+  assert.equal(refused.code, 2);
+  assert.equal(refused.lines.length, 1, refused.lines.join('\n'));
+  assert.match(refused.lines[0]!, /--gradient hybrid: .*ArgMin/);
 });
