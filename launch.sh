@@ -94,6 +94,25 @@ case "${1:-help}" in
       --gradient hybrid --jvp forward --passes 1 --teacher_cache "${TEACHER_CACHE:-exp/.teacher-cache}" --teacher_cache_gb 8 \
       --desc tiny-warm-10k-hybrid --outdir exp --quiet --init 6
     ;;
+  bundled-poly)
+    # exp/00029-00030: the recipe of `bundled` at NFE 9 and 7 on EDM's polynomial schedule (rho 7), the
+    # grid the baselines of the quality table use, from the neutral start (the released coefficients
+    # were distilled for time_uniform); hybrid gradients where the VJP graphs build (auto). A pilot
+    # at 1 kimg put NFE 9 at 2.75 on this grid against 2.83 on time_uniform (bench/RESULTS.md).
+    # Continue an interrupted run with: node bin/adasde.js train --resume N --outdir exp
+    poly() {  # num_steps M gamma scale_dir desc
+      $ADASDE train --model models/cifar10-tiny-edm.onnx --detector models/cifar10-features.onnx --alpha 20 \
+        --threads 1 --batch 32 --total_kimg 10 --num_steps "$1" --num_points 1 --M "$2" --sampler_tea dpm \
+        --gamma "$3" --scale_dir "$4" --scale_time 0.2 --fcn False --lr 0.2 --coslr True \
+        --schedule_type polynomial --schedule_rho 7 --afs True --seed 0 --tick 0.25 --snap 1 \
+        --gradient auto --jvp forward --passes 1 --teacher_cache "${TEACHER_CACHE:-exp/.teacher-cache}" --teacher_cache_gb 8 \
+        --desc "$5" --outdir exp --quiet --init neutral
+    }
+    poly 6 2 0.01 0.1 tiny-neutral-10k &
+    sleep 20
+    poly 5 3 0.01 0.1 tiny-neutral-10k &
+    wait
+    ;;
   bundled-short)
     # The earlier 1-kimg predictors exp/00008-00013, 00015, 00016 (exp/README.md): L2 loss on every
     # interval, batch 16, central differences (the gradient scheme of the time).
@@ -108,6 +127,6 @@ case "${1:-help}" in
     wait
     ;;
   *)
-    echo "usage: bash launch.sh cifar10|ffhq|imagenet64|ms_coco|bundled|bundled-hybrid|bundled-short   (NPROC=8 DEVICE=cuda bash launch.sh cifar10)"
+    echo "usage: bash launch.sh cifar10|ffhq|imagenet64|ms_coco|bundled|bundled-hybrid|bundled-poly|bundled-short   (NPROC=8 DEVICE=cuda bash launch.sh cifar10)"
     ;;
 esac

@@ -38,7 +38,11 @@ export interface DenoiserVjpOptions extends VjpLoadOptions {
 
 export interface DenoiserVjp {
   readonly path: string;
-  /** J_x^T u [rows * dim] and J_sigma^T u [rows] at (x, sigma); `rows` counts the graph's rows sent (twice the samples under guidance). */
+  /**
+   * J_x^T u [rows * dim] and J_sigma^T u [rows] at (x, sigma); `rows` counts the rows sent (a
+   * fixed batch's padding included) per conditioning, as the forward model's counts its samples
+   * under guidance (the graph then runs twice).
+   */
   vjp(x: Float64Array, sigma: Float64Array, rows: number, cotangent: Float64Array, cond?: Conditioning): Promise<{ gx: Float64Array; gs: Float64Array; rows: number }>;
   dispose(): Promise<void>;
 }
@@ -140,7 +144,7 @@ export async function loadDenoiserVjp(file: string, opts: DenoiserVjpOptions = {
       await pass(labels, cond!.condition, w!);
       await pass(io.condition ? labels : cond!.uncondition, io.condition ? cond!.uncondition : undefined, 1 - w!);
     }
-    return { gx, gs, rows: sent };
+    return { gx, gs, rows: guided ? sent / 2 : sent };
   }
   return { path, vjp, dispose: () => session.dispose() };
 }

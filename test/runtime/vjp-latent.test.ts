@@ -52,7 +52,7 @@ test('SD denoiser VJP with text states and CFG matches central differences of th
     const u = r(n * dim);
     const v = r(n * dim);
     const g = await dv.vjp(x, sigma, n, u, cond);
-    assert.equal(g.rows, 2 * n, 'guided: a conditional and an unconditional row per sample');
+    assert.equal(g.rows, n, 'rows count samples, as the guided forward model counts them');
     const D = (xx: Float64Array, ss: Float64Array) => model.denoise({ x: xx, sigma: ss, batch: n, cond });
     for (let b = 0; b < n; b++) {
       const [lo, hi] = [b * dim, (b + 1) * dim];
