@@ -10,6 +10,9 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { inspectFile } from '../../src/app/inspect.js';
+import { parseOptions } from '../../src/config/options.js';
+import { inspectTable } from '../../src/config/inspect.js';
 import { UsageError } from '../../src/core/errors.js';
 import { loadDecoder } from '../../src/runtime/companions.js';
 import { loadDenoiserModel } from '../../src/runtime/model.js';
@@ -129,6 +132,13 @@ for (const fam of ['sd']) {
         assert.ok(Math.abs(gv - fd) <= 3e-3 * Math.max(1, Math.abs(fd)), `row ${b}: ${gv} vs ${fd}`);
       }
       await assert.rejects(dv.vjp(z, n, u.subarray(1), image), /cotangent has/);
+      // Cached beside the decoder, and named by `adasde inspect`.
+      assert.equal(dv.path, file.replace(/\.onnx$/, `.vjp-${latent.join('x')}.onnx`));
+      const info = await inspectFile(dv.path, parseOptions(inspectTable, {}));
+      assert.equal(info.contract, 'derived graph');
+      assert.deepEqual(info.problems, []);
+      assert.ok(info.lines.some((l) => /^contract {4}derived graph: a decoder's vector-Jacobian product \(cot_image -> grad_z\)/.test(l)), info.lines.join('\n'));
+      assert.ok(info.lines.some((l) => /^source {6}up to date with .*decoder\.onnx/.test(l)), info.lines.join('\n'));
     } finally {
       await dv.dispose();
       await dec.dispose();
