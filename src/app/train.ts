@@ -191,7 +191,7 @@ function initialState(o: TrainOptions, seed: number): InitChoice {
 }
 
 /** What of the loaded denoiser the plan depends on. */
-export type TrainModelInfo = Pick<DenoiserModel, 'path' | 'meta' | 'sampleShape'>;
+export type TrainModelInfo = Pick<DenoiserModel, 'path' | 'meta' | 'sampleShape' | 'hasCondition'>;
 
 /** Where and how this process runs: the model file, the detector's local file, its rank. */
 export interface TrainContext {
@@ -251,6 +251,9 @@ export function resolveTrain(o: TrainOptions, model: TrainModelInfo, ctx: TrainC
   if (o.reverseFrom !== undefined) {
     if (o.gradient === 'forward') throw new UsageError('--reverse_from applies to hybrid gradients; give --gradient hybrid or auto');
     if (o.reverseFrom > o.numSteps - 2) throw new UsageError(`--reverse_from ${o.reverseFrom}: num_steps ${o.numSteps} has intervals 0 to ${o.numSteps - 2}`);
+  }
+  if (o.guidanceType === 'cfg' && o.guidanceRate > 0 && model.meta.labelDim === 0 && !model.hasCondition) {
+    throw new UsageError(`--guidance_type cfg: ${ctx.modelFile} is unconditional (no class_labels or condition input); classifier-free guidance needs a conditional model`);
   }
   // Classifier guidance wraps the denoiser (teacher and student alike), as sample does.
   const cg = o.guidanceType === 'cg' ? classifierFor(model, o.guidanceRate, !o.dryRun) : undefined;
@@ -332,12 +335,18 @@ async function openTeacherCache(o: TrainOptions, seed: number, modelFile: string
     // src/train/loop.ts: trajectory g's latent and label from Alea streams `train<seed>/<g>`, Box-Muller normals.
     generator: 'alea:train<seed>/<g>:latent,label;box-muller',
     label_dim: labelDim,
-    guidance: { type: o.guidanceType ?? null, rate: o.guidanceRate },
+    // Class-conditional CFG's unconditional rows see zero labels (before that, such runs trained unguided).
+    guidance: { type: o.guidanceType ?? null, rate: o.guidanceRate, ...(cfgLabelsOf(o, model) ? { unconditional: 'zero labels' } : {}) },
     dtype: model.dtype,
     device: device.replace(/:\d+$/, ''),
     batch_gpu: o.batchGpu ?? null,
   };
   return new TeacherCache(root, key, { maxBytes: o.teacherCacheGb * 1e9 });
+}
+
+/** Class-conditional classifier-free guidance (loop.ts TrainSetup.cfgLabels). */
+function cfgLabelsOf(o: TrainOptions, model: DenoiserModel): boolean {
+  return o.guidanceType === 'cfg' && o.guidanceRate > 0 && model.meta.labelDim > 0 && !model.hasCondition;
 }
 
 function predictorOf(p: TrainPlan, runDir: string, state: TrainState, kimg: number, sigmaMin: number, sigmaMax: number): PredictorFile {
@@ -444,7 +453,8 @@ async function openGradient(plan: TrainPlan, model: DenoiserModel, pieces: { dec
     // One trial row each, so that a graph onnxruntime cannot run fails here (and auto falls back)
     // rather than in the middle of training.
     const xs = Float64Array.from({ length: dim }, (_, q) => Math.sin(q));
-    const cond = condFor ? await condFor([0]) : model.meta.labelDim > 0 ? { classLabels: Float32Array.from({ length: model.meta.labelDim }, (_, q) => (q === 0 ? 1 : 0)), labelDim: model.meta.labelDim } : undefined;
+    const L = model.meta.labelDim;
+    const cond = condFor ? await condFor([0]) : L > 0 ? { classLabels: Float32Array.from({ length: L }, (_, q) => (q === 0 ? 1 : 0)), labelDim: L, ...(cfgLabelsOf(o, model) ? { uncondition: new Float32Array(L) } : {}) } : undefined;
     const trial = await dv.vjp(xs, Float64Array.of(1), 1, xs, cond);
     if (![...trial.gx, ...trial.gs].every(Number.isFinite)) throw new RunError(`${dv.path}: the VJP graph's trial run is not finite`);
     const imageDim = image[0] * image[1] * image[2];
@@ -583,6 +593,7 @@ export async function runTrain(plan: TrainPlan, model: DenoiserModel, sinks: Tra
     denoise: pieces.guidance?.denoise ?? model.denoise,
     sampleShape: model.sampleShape,
     labelDim,
+    cfgLabels: cfgLabelsOf(o, model),
     schedule: {
       numSteps: o.numSteps,
       sigmaMin: model.meta.sigmaMin,

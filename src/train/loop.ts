@@ -66,6 +66,12 @@ export interface TrainSetup {
   decode?: DecodeFn;
   /** Text-conditional models: conditioning of each trajectory. */
   condFor?: CondFn;
+  /**
+   * Class-conditional classifier-free guidance: every row also carries all-zero labels as its
+   * unconditional half (`uncondition`), as `adasde sample` gives them, so that teacher and
+   * student are the guided D the predictor will sample with.
+   */
+  cfgLabels?: boolean;
   /** Relative finite-difference step of the JVPs (see jvp.ts). */
   jvpRelStep: number;
   /** Finite-difference scheme of the JVPs and the feature loss; default central. */
@@ -307,7 +313,7 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
   let cond: Conditioning | undefined;
   if (setup.labelDim > 0) {
     const labels = seedClassIndices(globalIdx.map((g) => streamKey(seed, g)), setup.labelDim);
-    cond = { classLabels: oneHot(labels, setup.labelDim), labelDim: setup.labelDim };
+    cond = { classLabels: oneHot(labels, setup.labelDim), labelDim: setup.labelDim, ...(setup.cfgLabels ? { uncondition: new Float32Array(n * setup.labelDim) } : {}) };
   } else if (setup.condFor) {
     cond = await setup.condFor(globalIdx);
   }

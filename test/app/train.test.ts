@@ -16,7 +16,7 @@ import type { DenoiserMetadata } from '../../src/runtime/model.js';
 
 const root = mkdtempSync(join(tmpdir(), 'adasde-app-train-'));
 const meta: DenoiserMetadata = { sigmaMin: 0.002, sigmaMax: 80, imgResolution: 8, imgChannels: 3, labelDim: 0, family: 'edm', datasetName: 'gmm', raw: {} };
-const model: TrainModelInfo = { path: join(root, 'gmm.onnx'), meta, sampleShape: [3, 8, 8] };
+const model: TrainModelInfo = { path: join(root, 'gmm.onnx'), meta, sampleShape: [3, 8, 8], hasCondition: false };
 const single = { rank: 0, world: 1, localRank: 0 };
 const flags = (raw: Record<string, unknown>): TrainOptions => parseOptions(trainTable, raw);
 const plan = (o: TrainOptions, dist = single) => resolveTrain(o, model, { modelFile: model.path, detectorFile: undefined, resumed: undefined, extended: false, dist, device: 'cpu' });
@@ -43,9 +43,11 @@ test('a new run: the next number in --outdir and the reference name, recorded as
   assert.ok(!existsSync(p.runDir), 'resolving claims no folder');
 });
 
-test('CFG doubles the evaluations in the name; no seed draws one and records it', () => {
+test('CFG doubles the evaluations in the name; no seed draws one and records it; an unconditional model refuses cfg', () => {
   const o = flags({ outdir: join(root, 'cfg'), guidance_type: 'cfg', guidance_rate: '2' });
-  const p = plan(o);
+  assert.throws(() => plan(o), (e: unknown) => e instanceof UsageError && /^--guidance_type cfg: .*gmm\.onnx is unconditional/.test(e.message));
+  const labelled: TrainModelInfo = { ...model, meta: { ...meta, labelDim: 10 } };
+  const p = resolveTrain(o, labelled, { modelFile: model.path, detectorFile: undefined, resumed: undefined, extended: false, dist: single, device: 'cpu' });
   assert.match(p.runDir, /00000-gmm-4-10-adasde-dpm-3-uni7\.0-afs$/);
   assert.equal(p.opts.seed, p.seed);
   assert.ok(Number.isInteger(p.seed) && p.seed >= 0);
