@@ -41,7 +41,7 @@ export interface DenoiserVjp {
   /**
    * J_x^T u [rows * dim] and J_sigma^T u [rows] at (x, sigma); `rows` counts the rows sent (a
    * fixed batch's padding included) per conditioning, as the forward model's counts its samples
-   * under guidance (the graph then runs twice).
+   * under guidance (the graph then gets two rows per sample).
    */
   vjp(x: Float64Array, sigma: Float64Array, rows: number, cotangent: Float64Array, cond?: Conditioning): Promise<{ gx: Float64Array; gs: Float64Array; rows: number }>;
   dispose(): Promise<void>;
@@ -103,48 +103,61 @@ export async function loadDenoiserVjp(file: string, opts: DenoiserVjpOptions = {
     }
     const guided = w !== undefined && cond?.uncondition !== undefined;
     if (guided && !io.condition && !io.labels) throw new UsageError(`${file}: classifier-free guidance needs a conditional model (no 'condition' or 'class_labels' input)`);
-    const gx = new Float64Array(rows * dim);
-    const gs = new Float64Array(rows);
+    // Under guidance the request becomes 2 * rows stacked rows, [conditional; unconditional],
+    // with the weights folded into the cotangent (the VJP is linear in it): w u and (1 - w) u.
+    // The stack then splits into runs as any request does, so both halves share a run where they fit.
+    const R = guided ? 2 * rows : rows;
+    const twice = <T extends Float64Array | Float32Array>(a: T, make: (n: number) => T): T => {
+      const out = make(2 * a.length);
+      out.set(a, 0);
+      out.set(a, a.length);
+      return out;
+    };
+    const X = guided ? twice(x, (k) => new Float64Array(k)) : x;
+    const S = guided ? twice(sigma, (k) => new Float64Array(k)) : sigma;
+    const U = guided ? Float64Array.from({ length: R * dim }, (_, k) => (k < rows * dim ? w! : 1 - w!) * cotangent[k % (rows * dim)]!) : cotangent;
+    // As the guided forward (model.ts): `uncondition` replaces the text states, or the labels.
+    const stack = (c: Float32Array | undefined, u: Float32Array | undefined) => {
+      if (!guided || !c) return c;
+      const out = new Float32Array(2 * c.length);
+      out.set(c, 0);
+      out.set(u ?? c, c.length);
+      return out;
+    };
+    const lab = stack(labels, io.condition ? labels : cond?.uncondition);
+    const txt = stack(cond?.condition, cond?.uncondition);
+    const gx2 = new Float64Array(R * dim);
+    const gs2 = new Float64Array(R);
     let sent = 0;
     const f32 = (src: Float64Array | Float32Array, s: number, b: number, padded: number, width: number) =>
       Float32Array.from(rowsOf(src instanceof Float64Array ? src : Float64Array.from(src), s, b, padded, width, (k) => new Float64Array(k)));
-    // One pass over the rows with one conditioning, adding weight * (J^T u) into gx, gs.
-    const pass = async (lab: Float32Array | undefined, txt: Float32Array | undefined, weight: number) => {
-      await inRuns(rows, cap, io.fixedBatch, async (s, b, padded) => {
-        const feeds: Record<string, HostTensor> = {
-          x: { type: 'float32', data: f32(x, s, b, padded, dim), dims: [padded, ...sample] },
-          sigma: { type: 'float32', data: f32(sigma, s, b, padded, 1), dims: [padded] },
-          // A fixed batch's padded rows get a zero cotangent, so they add nothing.
-          [IO.cotangent]: { type: 'float32', data: (() => {
-            const u = new Float32Array(padded * dim);
-            u.set(cotangent.subarray(s * dim, (s + b) * dim));
-            return u;
-          })(), dims: [padded, ...sample] },
-        };
-        if (io.labels && lab) feeds['class_labels'] = { type: 'float32', data: f32(lab, s, b, padded, L), dims: [padded, L] };
-        if (text && txt) feeds['condition'] = { type: 'float32', data: f32(txt, s, b, padded, text.L * text.E), dims: [padded, text.L, text.E] };
-        let res: Record<string, HostTensor>;
-        try {
-          res = await session.run(feeds, [IO.gradX, IO.gradSigma]);
-        } catch (e) {
-          throw new Error(`${path}: VJP run failed on ${padded} rows: ${firstLine(e)}`);
-        }
-        const px = new Float64Array(b * dim);
-        const ps = new Float64Array(b);
-        readFloatOutput(res[IO.gradX]!, px, b * dim);
-        readFloatOutput(res[IO.gradSigma]!, ps, b);
-        for (let j = 0; j < b * dim; j++) gx[s * dim + j]! += weight * px[j]!;
-        for (let j = 0; j < b; j++) gs[s + j]! += weight * ps[j]!;
-        sent += padded;
-      });
-    };
-    if (!guided) await pass(labels, cond?.condition, 1);
-    else {
-      // As the guided forward (model.ts): `uncondition` replaces the text states, or the labels.
-      await pass(labels, cond!.condition, w!);
-      await pass(io.condition ? labels : cond!.uncondition, io.condition ? cond!.uncondition : undefined, 1 - w!);
-    }
-    return { gx, gs, rows: guided ? sent / 2 : sent };
+    await inRuns(R, cap, io.fixedBatch, async (s, b, padded) => {
+      const feeds: Record<string, HostTensor> = {
+        x: { type: 'float32', data: f32(X, s, b, padded, dim), dims: [padded, ...sample] },
+        sigma: { type: 'float32', data: f32(S, s, b, padded, 1), dims: [padded] },
+        // A fixed batch's padded rows get a zero cotangent, so they add nothing.
+        [IO.cotangent]: { type: 'float32', data: (() => {
+          const u = new Float32Array(padded * dim);
+          u.set(U.subarray(s * dim, (s + b) * dim));
+          return u;
+        })(), dims: [padded, ...sample] },
+      };
+      if (io.labels && lab) feeds['class_labels'] = { type: 'float32', data: f32(lab, s, b, padded, L), dims: [padded, L] };
+      if (text && txt) feeds['condition'] = { type: 'float32', data: f32(txt, s, b, padded, text.L * text.E), dims: [padded, text.L, text.E] };
+      let res: Record<string, HostTensor>;
+      try {
+        res = await session.run(feeds, [IO.gradX, IO.gradSigma]);
+      } catch (e) {
+        throw new Error(`${path}: VJP run failed on ${padded} rows: ${firstLine(e)}`);
+      }
+      readFloatOutput(res[IO.gradX]!, gx2, b * dim, s * dim);
+      readFloatOutput(res[IO.gradSigma]!, gs2, b, s);
+      sent += padded;
+    });
+    if (!guided) return { gx: gx2, gs: gs2, rows: sent };
+    const gx = Float64Array.from({ length: rows * dim }, (_, k) => gx2[k]! + gx2[rows * dim + k]!);
+    const gs = Float64Array.from({ length: rows }, (_, k) => gs2[k]! + gs2[rows + k]!);
+    return { gx, gs, rows: sent / 2 };
   }
   return { path, vjp, dispose: () => session.dispose() };
 }

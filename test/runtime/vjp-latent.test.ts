@@ -1,7 +1,7 @@
 /**
  * Reverse mode for latent and text-conditional models (src/runtime/vjp.ts): the exported
  * Stable Diffusion fixture's denoiser VJP with its text states and classifier-free guidance
- * (w J_c^T u + (1 - w) J_u^T u, two runs of the graph per row), and the LDM and SD decoders'
+ * (w J_c^T u + (1 - w) J_u^T u, two stacked rows of the graph per sample), and the LDM and SD decoders'
  * VJPs, each against central differences of the same files run forward through the loaders
  * that sampling and training use (loadDenoiserModel with --guidance_rate, loadDecoder).
  */
@@ -84,7 +84,8 @@ test('SD denoiser VJP with text states and CFG matches central differences of th
     assert.equal(c.rows, n);
     let diff = 0;
     for (let k = 0; k < n * dim; k++) {
-      assert.ok(Math.abs(g.gx[k]! - (w * c.gx[k]! + (1 - w) * uc.gx[k]!)) <= 1e-9 * Math.max(1, Math.abs(g.gx[k]!)));
+      // To float32 rounding: the weights are folded into the cotangent the graph sees.
+      assert.ok(Math.abs(g.gx[k]! - (w * c.gx[k]! + (1 - w) * uc.gx[k]!)) <= 1e-5 * Math.max(1, Math.abs(g.gx[k]!)));
       diff = Math.max(diff, Math.abs(g.gx[k]! - c.gx[k]!));
     }
     assert.ok(diff > 1e-3, 'guidance changes the VJP');

@@ -3,7 +3,7 @@
  * teacher and student are the guided D_u + w (D_c - D_u) with all-zero labels for D_u, as
  * `adasde sample` guides. One training batch with `cfgLabels` and the model opened with
  * --guidance_rate equals, to float rounding, the same batch over a hand-written guided denoiser
- * of the unguided model in forward mode, and the hybrid (two VJP runs per row) agrees with it
+ * of the unguided model in forward mode, and the hybrid (two VJP rows per sample) agrees with it
  * to the central differences' own error (2-4e-3 here, as without guidance: ADM's in-graph clamp
  * has kinks that larger steps straddle, and float32 rounding limits smaller ones); the
  * unguided batch differs. Through the CLI: the run records and uses the guidance, and

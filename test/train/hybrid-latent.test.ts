@@ -6,7 +6,7 @@
  * with respect to every raw coefficient, for splits k = 0 and 2. Measured: 7e-4 to 5e-3
  * relative (the references' own error), against a bound of 1e-2. Reverse mode carries the
  * feature loss back through the detector's, the clip's and the decoder's VJPs, and the
- * denoiser's through two graph runs per row (conditional and unconditional).
+ * denoiser's through two stacked graph rows per sample (conditional and unconditional).
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
