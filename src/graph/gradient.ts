@@ -41,7 +41,7 @@ import { elementCount } from '../core/shape.js';
 export const GRADIENT_IO = { x: 'x', sigma: 'sigma', labels: 'class_labels', logProbs: 'log_probs', grad: 'grad_x' } as const;
 
 /** Bumped whenever a rule changes, so cached gradient graphs are rebuilt. */
-export const GRADIENT_TRANSFORM_VERSION = '8';
+export const GRADIENT_TRANSFORM_VERSION = '9';
 
 /** Operators with a backward rule (shape-only and comparison operators pass as constants). */
 export const DIFFERENTIABLE_OPS = [
@@ -53,9 +53,13 @@ export const DIFFERENTIABLE_OPS = [
 ] as const;
 
 /** Outputs of these never carry a gradient (integer/boolean results, or piecewise constant). */
+/** Internal: the identity with a zero gradient (straight-through estimators); emitted as Identity. */
+const STOP_GRADIENT = 'adasde.StopGradient';
+
 const NON_DIFFERENTIABLE = new Set([
   'Shape', 'Size', 'Constant', 'ConstantOfShape', 'Range', 'NonZero', 'Equal', 'Less', 'Greater', 'LessOrEqual',
   'GreaterOrEqual', 'Not', 'And', 'Or', 'Xor', 'ArgMax', 'ArgMin', 'Floor', 'Ceil', 'Round', 'Sign', 'IsNaN', 'IsInf', 'OneHot',
+  STOP_GRADIENT,
 ]);
 
 const INT64_MAX = Number.MAX_SAFE_INTEGER;
@@ -356,6 +360,12 @@ function inferDims(g: GraphProto, consts: Map<string, TensorProto>): Map<string,
         const keep = attrInt(n, 'keepdims', 1) === 1;
         const ax = axes && axes.length ? new Set(axes.map((a) => normAxis(a, x.length))) : new Set(x.map((_, k) => k));
         set(0, keep ? x.map((e, k) => (ax.has(k) ? 1 : e)) : x.filter((_, k) => !ax.has(k)));
+        break;
+      }
+      case 'ArgMin': case 'ArgMax': {
+        if (!x) break;
+        const ax = normAxis(attrInt(n, 'axis', 0), x.length);
+        set(0, attrInt(n, 'keepdims', 1) === 1 ? x.map((e, k) => (k === ax ? 1 : e)) : x.filter((_, k) => k !== ax));
         break;
       }
       default:
@@ -767,6 +777,83 @@ function floatPixels(model: ModelProto, input: string, file: string): ModelProto
   return { ...model, graph: { ...g, node, input: g.input.map((i) => (i.name === input ? { ...i, type: { ...i.type!, elemType: DataType.FLOAT } } : i)) } };
 }
 
+/**
+ * Vector quantisers (taming's VectorQuantizer as exported: each latent vector replaced by its
+ * nearest codebook row, Gather(codebook, ArgMin(distances))) are piecewise constant, so their
+ * gradient is zero. The reference back-propagates through them with the straight-through
+ * estimator, z_q = z + sg(z_q - z). Each such Gather becomes Add(v, Sub(Gather(...), sg(v))),
+ * v the latent vectors its distances were computed from (the tensor of the Gather's shape
+ * through which every differentiable path to the ArgMin passes, nearest to it): the same value
+ * to rounding, and the identity as its gradient.
+ */
+function straightThroughQuantisers(g: GraphProto, wrt: readonly string[]): GraphProto {
+  const producer = new Map<string, { n: NodeProto; k: number }>();
+  g.node.forEach((n, k) => n.output.forEach((o) => o && producer.set(o, { n, k })));
+  const consts = graphConstants(g);
+  const activeFrom = (cut?: string): Set<string> => {
+    const act = new Set(wrt.filter((w) => w !== cut));
+    for (const n of g.node) {
+      if (NON_DIFFERENTIABLE.has(n.opType) || (n.opType === 'Cast' && attrInt(n, 'to', 0) !== DataType.FLOAT)) continue;
+      if (n.input.some((v) => act.has(v))) for (const o of n.output) if (o && o !== cut) act.add(o);
+    }
+    return act;
+  };
+  const active = activeFrom();
+  const PASS = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Flatten', 'Cast', 'Identity']);
+  const rewrites = new Map<NodeProto, string>();
+  let dims: Map<string, Dims> | undefined;
+  for (const n of g.node) {
+    if (n.opType !== 'Gather' || attrInt(n, 'axis', 0) !== 0 || !consts.has(n.input[0] ?? '') || active.has(n.input[1] ?? '')) continue;
+    let idx = producer.get(n.input[1] ?? '')?.n;
+    while (idx && PASS.has(idx.opType)) idx = producer.get(idx.input[0] ?? '')?.n;
+    if (!idx || (idx.opType !== 'ArgMin' && idx.opType !== 'ArgMax') || !active.has(idx.input[0] ?? '')) continue;
+    dims ??= inferDims(g, consts);
+    const want = dims.get(n.output[0] ?? '');
+    if (!want) continue;
+    // Same rank, and equal sizes where both are known (the batch, and sizes computed from it, are not).
+    const same = (v: string) => {
+      const d = dims!.get(v);
+      return !!d && d.length === want.length && d.every((x, k) => typeof x !== 'number' || typeof want[k] !== 'number' || x === want[k]);
+    };
+    // The differentiable cone of the distances, and in it the tensors of the quantised shape.
+    const cone = new Set<string>();
+    const stack = [idx.input[0]!];
+    while (stack.length) {
+      const v = stack.pop()!;
+      if (cone.has(v) || !active.has(v)) continue;
+      cone.add(v);
+      for (const i of producer.get(v)?.n.input ?? []) if (i) stack.push(i);
+    }
+    const order = (v: string) => producer.get(v)?.k ?? -1;
+    const source = [...cone]
+      .filter(same)
+      .sort((p, q) => order(q) - order(p))
+      .find((c) => !activeFrom(c).has(idx!.input[0]!));
+    if (source) rewrites.set(n, source);
+  }
+  if (!rewrites.size) return g;
+  const node: NodeProto[] = [];
+  for (const n of g.node) {
+    const src = rewrites.get(n);
+    if (!src) {
+      node.push(n);
+      continue;
+    }
+    const out = n.output[0]!;
+    const base = `${n.name || out}_straight_through`;
+    // v is reshaped to the quantised tensor's shape, so that a v of another size fails at run
+    // time rather than broadcasting.
+    const op = (opType: string, input: string[], output: string) => node.push({ name: `${base}/${output}`, opType, domain: '', input, output: [output === 'out' ? out : `${base}/${output}`], attribute: [] });
+    node.push({ ...n, output: [`${base}/quantised`] });
+    op('Shape', [`${base}/quantised`], 'shape');
+    op('Reshape', [src, `${base}/shape`], 'v');
+    op(STOP_GRADIENT, [`${base}/v`], 'sg');
+    op('Sub', [`${base}/quantised`, `${base}/sg`], 'delta');
+    op('Add', [`${base}/v`, `${base}/delta`], 'out');
+  }
+  return { ...g, node };
+}
+
 /** The VJP graph of `spec` (see the file comment and VjpSpec). */
 export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOptions = {}): ModelProto {
   const what = spec.what;
@@ -783,7 +870,7 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
   // Subgraphs read outer values implicitly, which the analysis below does not follow: an If
   // whose condition is known from the (static) input sizes, as TorchScript exports emit
   // around a resize, is replaced by its branch; any other control flow is refused.
-  const g = inlineStaticIfs(gIn);
+  const g = straightThroughQuantisers(inlineStaticIfs(gIn), spec.wrt.map((w) => w.input));
   const control = g.node.find((n) => n.opType === 'If' || n.opType === 'Loop' || n.opType === 'Scan');
   if (control) {
     throw new UsageError(`${file}: node '${control.name || control.output[0]}' (${control.opType}) holds a subgraph whose branch is not known from the input sizes, which the gradient transform cannot differentiate (export the ${what} without data-dependent control flow, e.g. traced at a fixed input size)`);
@@ -1506,7 +1593,7 @@ export function vjpModel(model: ModelProto, spec: VjpSpec, opts: GradientModelOp
     producerName: 'adasde',
     graph: {
       ...g,
-      node: [...g.node, ...e.nodes],
+      node: [...g.node.map((n) => (n.opType === STOP_GRADIENT ? { ...n, opType: 'Identity' } : n)), ...e.nodes],
       initializer: [...g.initializer, ...e.inits],
       input: [...g.input, cotIn],
       output: [...gradOuts, ...g.output],

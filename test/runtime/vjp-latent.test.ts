@@ -1,15 +1,18 @@
 /**
  * Reverse mode for latent and text-conditional models (src/runtime/vjp.ts): the exported
  * Stable Diffusion fixture's denoiser VJP with its text states and classifier-free guidance
- * (w J_c^T u + (1 - w) J_u^T u, two stacked rows of the graph per sample), and the LDM and SD decoders'
- * VJPs, each against central differences of the same files run forward through the loaders
+ * (w J_c^T u + (1 - w) J_u^T u, two stacked rows of the graph per sample), the SD decoder's
+ * VJP and the LDM VQ decoder's straight-through VJP, each against central differences of the same files run forward through the loaders
  * that sampling and training use (loadDenoiserModel with --guidance_rate, loadDecoder).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import ort from 'onnxruntime-node';
+import { GraphBuilder, saveModel } from '../../src/onnx/builder.js';
+import { DataType, decodeModel, encodeModel, type ModelProto, type TensorProto } from '../../src/onnx/proto.js';
 import { inspectFile } from '../../src/app/inspect.js';
 import { parseOptions } from '../../src/config/options.js';
 import { inspectTable } from '../../src/config/inspect.js';
@@ -147,10 +150,81 @@ for (const fam of ['sd']) {
   });
 }
 
-test('a VQ decoder (ArgMin over the codebook, then Gather) is refused in one line: its gradient is zero', { skip: !existsSync(join(FIX, 'ldm')) && 'no LDM fixture' }, async () => {
+test('a VQ decoder gets the straight-through gradient: the decoder with its quantiser replaced by z_q + (v - v0) at the point, by central differences', { skip: !existsSync(join(FIX, 'ldm')) && 'no LDM fixture' }, async (t) => {
   const file = copy('ldm', 'denoiser.decoder.onnx');
   const model = await loadDenoiserModel(join(FIX, 'ldm', 'denoiser.onnx'), { threads: 1 });
   const latent = model.sampleShape as [number, number, number];
   await model.dispose();
-  await assert.rejects(loadDecoderVjp(file, latent), (e: unknown) => e instanceof UsageError && /'image' does not depend differentiably on 'z': it reaches 'image' only through node '.+' \(ArgMin\), which is piecewise constant/.test(e.message) && !e.message.includes('\n'));
+  const n = 2;
+  const dim = latent[0] * latent[1] * latent[2];
+  const rand = seededUniform(8);
+  const z = Float32Array.from({ length: n * dim }, () => 2 * rand() - 1);
+  // The fixture's quantiser: Gather(codebook, ArgMin(|v|^2 + |e|^2 - 2 Einsum(v, e))); v is the Einsum's latent input.
+  const m = decodeModel(new Uint8Array(readFileSync(file)));
+  const g = m.graph!;
+  const argmin = g.node.find((q) => q.opType === 'ArgMin')!;
+  const gather = g.node.find((q) => q.opType === 'Gather' && q.input[1] === argmin.output[0])!;
+  const v = g.node.find((q) => q.opType === 'Einsum')!.input[0]!;
+  // v and z_q at z, read from the forward graph with both as extra outputs.
+  const probe = await ort.InferenceSession.create(encodeModel({ ...m, graph: { ...g, output: [...g.output, { name: v, type: { elemType: DataType.FLOAT } }, { name: gather.output[0]!, type: { elemType: DataType.FLOAT } }] } }));
+  const at = await probe.run({ z: new ort.Tensor('float32', z, [n, ...latent]) });
+  const v0 = at[v]!;
+  const zq = at[gather.output[0]!]!;
+  await probe.release();
+  // The straight-through linearisation: z_q + (v - v0), the same value at z, and v's derivative.
+  const lin: ModelProto = {
+    ...m,
+    graph: {
+      ...g,
+      node: g.node.flatMap((q) =>
+        q !== gather
+          ? [q]
+          : [
+              { name: 'st_sub', opType: 'Sub', domain: '', input: [v, 'st_v0'], output: ['st_delta'], attribute: [] },
+              { name: 'st_add', opType: 'Add', domain: '', input: ['st_zq', 'st_delta'], output: [gather.output[0]!], attribute: [] },
+            ],
+      ),
+      initializer: [...g.initializer, floatInit('st_v0', v0), floatInit('st_zq', zq)],
+    },
+  };
+  const fwd = await ort.InferenceSession.create(encodeModel(lin));
+  const D = async (zz: Float32Array) => (await fwd.run({ z: new ort.Tensor('float32', zz, [n, ...latent]) }))['image']!.data as Float32Array;
+  const img = await D(z);
+  const per = img.length / n;
+  const dv = await loadDecoderVjp(file, latent, { threads: 1 });
+  try {
+    // Pixels near the output clip get no cotangent (as for the KL decoder above).
+    const u = Float64Array.from(img, (p) => (Math.abs(p) < 0.97 ? 2 * rand() - 1 : 0));
+    const dir = Float32Array.from({ length: n * dim }, () => 2 * rand() - 1);
+    const gz = await dv.vjp(Float64Array.from(z), n, u, [3, Math.sqrt(per / 3), Math.sqrt(per / 3)]);
+    assert.ok(gz.grad.some((q) => q !== 0), 'the gradient is not zero');
+    for (let b = 0; b < n; b++) {
+      const along = async (h: number) => {
+        const p = Float32Array.from(z, (q, k) => (Math.floor(k / dim) === b ? q + h * dir[k]! : q));
+        const mm = Float32Array.from(z, (q, k) => (Math.floor(k / dim) === b ? q - h * dir[k]! : q));
+        return (dot(u, await D(p), b * per, (b + 1) * per) - dot(u, await D(mm), b * per, (b + 1) * per)) / (2 * h);
+      };
+      const fd = (4 * (await along(5e-3)) - (await along(1e-2))) / 3;
+      const gv = dot(gz.grad, dir, b * dim, (b + 1) * dim);
+      t.diagnostic(`row ${b}: ${gv.toPrecision(6)} vs ${fd.toPrecision(6)}`);
+      assert.ok(Math.abs(gv - fd) <= 3e-3 * Math.max(1, Math.abs(fd)), `row ${b}: ${gv} vs ${fd}`);
+    }
+  } finally {
+    await dv.dispose();
+    await fwd.release();
+  }
 });
+
+test('a decoder whose image is piecewise constant in z (no quantiser to pass straight through) is refused in one line', async () => {
+  const b = new GraphBuilder('decoder');
+  const zIn = b.input('z', DataType.FLOAT, ['N', 3, 4, 4]);
+  b.output(b.op('Mul', [b.op('Sign', [zIn]), b.scalar(0.5)]), 'image', DataType.FLOAT, ['N', 3, 4, 4]);
+  const file = join(dir, 'sign.decoder.onnx');
+  saveModel(b.model({ 'adasde.role': 'decoder' }), file);
+  await assert.rejects(loadDecoderVjp(file, [3, 4, 4]), (e: unknown) => e instanceof UsageError && /'image' does not depend differentiably on 'z': it reaches 'image' only through node '.+' \(Sign\), which is piecewise constant; its gradient is zero/.test(e.message) && !e.message.includes('\n'));
+});
+
+/** A float32 initializer holding an onnxruntime output. */
+function floatInit(name: string, t: ort.Tensor): TensorProto {
+  return { name, dims: t.dims.map(Number), dataType: DataType.FLOAT, rawData: new Uint8Array(Float32Array.from(t.data as Float32Array).buffer) } as TensorProto;
+}
