@@ -414,17 +414,79 @@ interface GradientChoice {
 }
 
 /**
+ * The final-interval feature loss in reverse mode: the detector's VJP graph (at the decoded
+ * size for latent models) and the decoder's, each given one trial row, so that a graph
+ * onnxruntime cannot run fails here rather than in the middle of training.
+ */
+async function openFeatureReverse(plan: TrainPlan, model: DenoiserModel, pieces: { decode?: DecodeFn; features?: FeatureFn }, session: { device: string; threads: number | undefined }) {
+  const { decode, features } = pieces;
+  const opened: { dispose(): Promise<void> }[] = [];
+  const dispose = async () => {
+    for (const d of opened) await d.dispose();
+  };
+  try {
+    const [C, H, W] = model.sampleShape;
+    const dim = C * H * W;
+    const dec = decode ? await openDecoderVjp(model, session) : undefined;
+    if (dec) opened.push(dec);
+    const image = decode ? (await decode(new Float64Array(dim), 1)).shape : ([C, H, W] as [number, number, number]);
+    const fv = await loadFeatureVjp(plan.detector!, image, session);
+    opened.push(fv);
+    const imageDim = image[0] * image[1] * image[2];
+    if (dec) {
+      const g = await dec.vjp(Float64Array.from({ length: dim }, (_, q) => Math.sin(q)), 1, Float64Array.from({ length: imageDim }, (_, q) => Math.cos(q)), image);
+      if (!g.grad.every(Number.isFinite)) throw new RunError(`${dec.path}: the VJP graph's trial run is not finite`);
+    }
+    const img = Float32Array.from({ length: imageDim }, (_, q) => 128 + 100 * Math.sin(q));
+    const D = features ? (await features(img, 1, image)).dim : 0;
+    const g = await fv.vjp(img, 1, new Float64Array(D).fill(1));
+    if (!g.grad.every(Number.isFinite)) throw new RunError(`${fv.path}: the VJP graph's trial run is not finite`);
+    return {
+      featureVjp: ((images, n, u) => fv.vjp(images, n, u)) as FeatureVjpFn,
+      decoderVjp: dec ? ((z, n, u, im) => dec.vjp(z, n, u, im)) as DecoderVjpFn : undefined,
+      paths: { detector_vjp_graph: fv.path, decoder_vjp_graph: dec?.path ?? null },
+      dispose,
+    };
+  } catch (e) {
+    await dispose();
+    throw e;
+  }
+}
+
+/**
  * --gradient: hybrid (reverse mode from the cheapest interval on, gradient-plan.ts) where the
  * model and the detector have VJP graphs; auto falls back to forward mode, saying why, and
- * hybrid refuses. A resumed run keeps the split it began with.
+ * hybrid refuses. In auto's forward mode the final-interval feature loss still goes through the
+ * detector's (and decoder's) VJP where those build: its gradient in x, dotted with each
+ * tangent, is exact (finite differences smooth over the detector's kinks and see a VQ decoder's
+ * steps) and costs one detector VJP instead of a perturbed copy per tangent. A resumed run keeps
+ * the choice it began with.
  */
 async function openGradient(plan: TrainPlan, model: DenoiserModel, pieces: { decode?: DecodeFn; features?: FeatureFn; condFor?: CondFn }, session: { device: string; threads: number | undefined }): Promise<GradientChoice> {
-  const { decode, features, condFor } = pieces;
+  const { condFor } = pieces;
   const o = plan.opts;
-  const forward = (why: string): GradientChoice => ({ mode: 'forward', note: `gradient: forward mode (${why})`, record: { mode: 'forward', why }, dispose: async () => {} });
-  if (plan.resumed && plan.resumed.options['gradient'] === undefined) return forward('the run began before reverse mode existed');
-  if (o.gradient === 'forward') return forward('--gradient forward');
-  const recorded = plan.resumed?.resolved['gradient'] as { mode?: string; reverse_from?: number } | undefined;
+  const plain = (why: string): GradientChoice => ({ mode: 'forward', note: `gradient: forward mode (${why})`, record: { mode: 'forward', why }, dispose: async () => {} });
+  if (plan.resumed && plan.resumed.options['gradient'] === undefined) return plain('the run began before reverse mode existed');
+  if (o.gradient === 'forward') return plain('--gradient forward');
+  const recorded = plan.resumed?.resolved['gradient'] as { mode?: string; reverse_from?: number; feature_loss?: string; why?: string } | undefined;
+  // Auto's forward mode: the feature loss in reverse where its graphs build.
+  const forward = async (why: string): Promise<GradientChoice> => {
+    if (!plan.detector || (recorded && recorded.feature_loss !== 'reverse')) return plain(why);
+    try {
+      const fr = await openFeatureReverse(plan, model, pieces, session);
+      return {
+        mode: 'forward',
+        featureVjp: fr.featureVjp,
+        decoderVjp: fr.decoderVjp,
+        note: `gradient: forward mode (${why}); the final-interval feature loss in reverse mode through ${fr.paths.detector_vjp_graph}${fr.paths.decoder_vjp_graph ? ` and ${fr.paths.decoder_vjp_graph}` : ''}`,
+        record: { mode: 'forward', why, feature_loss: 'reverse', ...fr.paths },
+        dispose: fr.dispose,
+      };
+    } catch (e) {
+      if (recorded) throw new RunError(`--resume: the run's feature loss went through the detector's VJP graph, which no longer opens: ${firstLine(e)}`);
+      return plain(`${why}; feature loss by finite differences: ${firstLine(e)}`);
+    }
+  };
   if (recorded?.mode === 'forward') return forward('as the run began');
   const bounds = boundsOf(o);
   const shape = { intervals: o.numSteps - 1, numPoints: o.numPoints, afs: o.afs, bounds };
@@ -444,40 +506,25 @@ async function openGradient(plan: TrainPlan, model: DenoiserModel, pieces: { dec
     opened.push(dv);
     const [C, H, W] = model.sampleShape;
     const dim = C * H * W;
-    // Latent models with the feature loss: the decoder's VJP, and the detector's at the decoded size.
-    const dec = plan.detector && decode ? await openDecoderVjp(model, session) : undefined;
-    if (dec) opened.push(dec);
-    const image = decode && dec ? (await decode(new Float64Array(dim), 1)).shape : ([C, H, W] as [number, number, number]);
-    const fv = plan.detector ? await loadFeatureVjp(plan.detector, image, session) : undefined;
-    if (fv) opened.push(fv);
-    // One trial row each, so that a graph onnxruntime cannot run fails here (and auto falls back)
+    // One trial row, so that a graph onnxruntime cannot run fails here (and auto falls back)
     // rather than in the middle of training.
     const xs = Float64Array.from({ length: dim }, (_, q) => Math.sin(q));
     const L = model.meta.labelDim;
     const cond = condFor ? await condFor([0]) : L > 0 ? { classLabels: Float32Array.from({ length: L }, (_, q) => (q === 0 ? 1 : 0)), labelDim: L, ...(cfgLabelsOf(o, model) ? { uncondition: new Float32Array(L) } : {}) } : undefined;
     const trial = await dv.vjp(xs, Float64Array.of(1), 1, xs, cond);
     if (![...trial.gx, ...trial.gs].every(Number.isFinite)) throw new RunError(`${dv.path}: the VJP graph's trial run is not finite`);
-    const imageDim = image[0] * image[1] * image[2];
-    if (dec) {
-      const g = await dec.vjp(xs, 1, Float64Array.from({ length: imageDim }, (_, q) => Math.cos(q)), image);
-      if (!g.grad.every(Number.isFinite)) throw new RunError(`${dec.path}: the VJP graph's trial run is not finite`);
-    }
-    if (fv) {
-      const img = Float32Array.from({ length: imageDim }, (_, q) => 128 + 100 * Math.sin(q));
-      const D = features ? (await features(img, 1, image)).dim : 0;
-      const g = await fv.vjp(img, 1, new Float64Array(D).fill(1));
-      if (!g.grad.every(Number.isFinite)) throw new RunError(`${fv.path}: the VJP graph's trial run is not finite`);
-    }
+    const fr = plan.detector ? await openFeatureReverse(plan, model, pieces, session) : undefined;
+    if (fr) opened.push(fr);
     const cost = hybridCost(shape, k, VJP_ROW_COST);
     const fwd = hybridCost(shape, shape.intervals, VJP_ROW_COST);
     return {
       mode: 'hybrid',
       reverseFrom: k,
-      vjp: (x, sigma, rows, u, cond) => dv.vjp(x, sigma, rows, u, cond),
-      featureVjp: fv ? (images, n, u) => fv.vjp(images, n, u) : undefined,
-      decoderVjp: dec ? (z, n, u, img) => dec.vjp(z, n, u, img) : undefined,
-      note: `gradient: hybrid, forward tangents before interval ${k}, reverse mode from it (per trajectory ${cost.forwardRows} forward + ${cost.vjpRows} VJP rows, ${cost.total} at ${VJP_ROW_COST} rows a VJP, against ${fwd.total} in forward mode); VJP graph ${dv.path}${dec ? `; decoder VJP graph ${dec.path}` : ''}`,
-      record: { mode: 'hybrid', reverse_from: k, vjp_row_cost: VJP_ROW_COST, rows_per_trajectory: { forward: cost.forwardRows, vjp: cost.vjpRows }, vjp_graph: dv.path, detector_vjp_graph: fv?.path ?? null, decoder_vjp_graph: dec?.path ?? null },
+      vjp: (x, sigma, rows, u, c) => dv.vjp(x, sigma, rows, u, c),
+      featureVjp: fr?.featureVjp,
+      decoderVjp: fr?.decoderVjp,
+      note: `gradient: hybrid, forward tangents before interval ${k}, reverse mode from it (per trajectory ${cost.forwardRows} forward + ${cost.vjpRows} VJP rows, ${cost.total} at ${VJP_ROW_COST} rows a VJP, against ${fwd.total} in forward mode); VJP graph ${dv.path}${fr?.paths.decoder_vjp_graph ? `; decoder VJP graph ${fr.paths.decoder_vjp_graph}` : ''}`,
+      record: { mode: 'hybrid', reverse_from: k, vjp_row_cost: VJP_ROW_COST, rows_per_trajectory: { forward: cost.forwardRows, vjp: cost.vjpRows }, vjp_graph: dv.path, detector_vjp_graph: fr?.paths.detector_vjp_graph ?? null, decoder_vjp_graph: fr?.paths.decoder_vjp_graph ?? null },
       dispose: async () => {
         for (const d of opened) await d.dispose();
       },

@@ -94,8 +94,13 @@ export interface TrainSetup {
   vjp?: VjpFn;
   /** The denoiser's JVP; default finite differences of `denoise` (jvp.ts). Closed forms for the analytic models. */
   jvp?: JvpFn;
+  /**
+   * The detector's VJP: the final-interval feature loss is then differentiated in reverse (its
+   * gradient in x), in forward mode too, where it is dotted with the tangents; else by finite
+   * differences (featureLoss).
+   */
   featureVjp?: FeatureVjpFn;
-  /** Latent models in reverse mode: the decoder's VJP, for the feature loss on decoded images. */
+  /** Latent models with `featureVjp`: the decoder's VJP, for the feature loss on decoded images. */
   decoderVjp?: DecoderVjpFn;
 }
 
@@ -367,7 +372,7 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
   const reverseFrom = setup.reverseFrom ?? N - 1;
   if (reverseFrom < N - 1 && !setup.vjp) throw new RangeError('reverse mode needs the denoiser\'s VJP');
   if (reverseFrom < N - 1 && setup.features && !setup.featureVjp) throw new RangeError('reverse mode with the feature loss needs the detector\'s VJP');
-  if (reverseFrom < N - 1 && setup.features && setup.decode && !setup.decoderVjp) throw new RangeError("reverse mode with the feature loss on decoded images needs the decoder's VJP");
+  if (setup.featureVjp && setup.decode && !setup.decoderVjp) throw new RangeError("the feature loss on decoded images in reverse mode needs the decoder's VJP");
   const countingVjp: VjpFn = async (xv, sigma, rows, cot, c) => {
     const r = await timed('student', () => setup.vjp!(xv, sigma, rows, cot, c));
     studentRows += r.rows;
@@ -433,7 +438,18 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
         tangents = out.tangents;
         gradRefs = tangents.map((t) => t.ref);
         const y = targets[i]!;
-        if (i === N - 2 && setup.features) {
+        if (i === N - 2 && setup.features && setup.featureVjp) {
+          // The loss's gradient in x through the detector's (and decoder's) VJP, dotted with each
+          // tangent: exact, and one VJP in place of a perturbed detector copy per tangent.
+          const fl = await featureLossReverse(setup.features, setup.featureVjp, x, y, n, dim, B, setup.alpha, setup.decode && { decode: setup.decode, vjp: setup.decoderVjp! });
+          detectorRows += fl.rows;
+          localLoss = fl.loss;
+          localGrad = Float64Array.from(tangents, (t) => {
+            let s = 0;
+            for (let k = 0; k < x.length; k++) s += fl.cot[k]! * t.dx[k]!;
+            return s;
+          });
+        } else if (i === N - 2 && setup.features) {
           const fl = await featureLoss(setup.features, x, y, tangents, n, dim, B, setup.alpha, setup.featureRelStep ?? 1e-3, setup.decode, scheme);
           detectorRows += fl.rows;
           localLoss = fl.loss;

@@ -111,6 +111,15 @@ test('auto falls back to forward mode where no VJP graph can be built; hybrid an
   const why = /^gradient: forward mode \(auto: (.+)\)$/m.exec(log);
   assert.ok(why, log);
   assert.match(why[1]!, /gmm\.onnx: node '.+' \(Cast to float64\) is on a differentiated path; the gradient transform needs a float32 denoiser/);
+  // With a detector, auto's forward mode still takes the feature loss through its VJP graph;
+  // --gradient forward differentiates it by finite differences (a perturbed copy per tangent).
+  assert.equal(await run(join(gdir, 'auto-det'), '--detector', detector), 0);
+  assert.equal(await run(join(gdir, 'fwd-det'), '--detector', detector, '--gradient', 'forward'), 0);
+  const autoDet = runDirOf(join(gdir, 'auto-det'));
+  assert.match(readFileSync(join(autoDet, 'log.txt'), 'utf8'), /^gradient: forward mode \(auto: .+\); the final-interval feature loss in reverse mode through .*features\.vjp-8x8\.onnx$/m);
+  assert.equal((resolved(autoDet) as { feature_loss?: string }).feature_loss, 'reverse');
+  const detRows = (r: string) => (stats(r).at(-1)!.model_rows as unknown as { detector: number }).detector;
+  assert.ok(detRows(autoDet) < detRows(runDirOf(join(gdir, 'fwd-det'))), `${detRows(autoDet)} detector rows vs ${detRows(runDirOf(join(gdir, 'fwd-det')))}`);
   const hybrid = await stderrOf(() => run(join(gdir, 'hyb'), '--gradient', 'hybrid'));
   assert.equal(hybrid.code, 2);
   assert.equal(hybrid.lines.length, 1, hybrid.lines.join('\n'));

@@ -132,20 +132,31 @@ function setupFor(c: Case, reverseFrom: number, jvp?: { relStep: number }): { se
 describe('hybrid reverse mode equals forward mode (closed-form JVP and VJP of the mixture model)', () => {
   for (const c of cases) {
     test(c.name, async () => {
-      const run = async (k: number) => {
+      const run = async (k: number, reverseFeatures = true) => {
         const { setup, grads } = setupFor(c, k);
         // The closed-form JVP replaces finite differences, so forward mode is exact too.
         const state = initState(7, c.N, c.K);
         // Forward mode differentiates the (float32) detector by central differences, exact for
         // the quadratic detector up to rounding, and up to pixels whose step straddles the clip
         // at 0 or 255: the EDM schedule (rho 7) keeps nearly all of the student's pixels inside.
-        const s = { ...setup, jvp: exactJvp, jvpScheme: 'central' as const, featureRelStep: 1e-2 };
+        const s = { ...setup, jvp: exactJvp, jvpScheme: 'central' as const, featureRelStep: 1e-2, featureVjp: reverseFeatures ? setup.featureVjp : undefined };
         await trainBatch(s, state);
         // Two batches: the second starts from coefficients moved by the first's Adam steps.
         await trainBatch(s, state);
         return grads;
       };
-      const ref = await run(c.N - 1);
+      // The reference: forward mode throughout, the feature loss by finite differences.
+      const ref = await run(c.N - 1, false);
+      // Forward mode with the feature loss through the detector's VJP (dotted with the tangents)
+      // is the hybrid's arithmetic for that loss: equal to the all-reverse split to rounding.
+      if (c.features) {
+        const fwdVjp = await run(c.N - 1);
+        const all = await run(0);
+        fwdVjp.forEach((g, q) => {
+          const scale = Math.max(...all[q]!.map(Math.abs));
+          g.forEach((v, p) => assert.ok(Math.abs(v - all[q]![p]!) <= 1e-8 * scale, `forward + feature VJP, reduction ${q}, entry ${p}: ${v} vs ${all[q]![p]}`));
+        });
+      }
       for (let k = 0; k < c.N - 1; k++) {
         const got = await run(k);
         assert.equal(got.length, ref.length);
