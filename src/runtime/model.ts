@@ -12,7 +12,7 @@ import type { Conditioning, Denoiser, DenoiseRequest, SampleShape } from '../cor
 import { fromHalfArray, toHalfArray } from './half.js';
 import { checkDims, commonBatch, findInput, floatKind, throwUsage, type FloatKind, type ProblemSink, type Want } from './contract.js';
 import type { Dim } from '../onnx/proto.js';
-import { inRuns } from './rows.js';
+import { gatherRows, inRuns, type Rows } from './rows.js';
 import {
   formatDims,
   openSession,
@@ -221,20 +221,6 @@ function validateDenoiserSignature(file: string, sig: ModelSignature, meta: Deno
 // ---------------------------------------------------------------------------------------
 // Conversions
 // ---------------------------------------------------------------------------------------
-
-type Rows = Float64Array | Float32Array;
-
-/** Concatenates row ranges of `width` values, padded to `total` rows by repeating row 0. */
-function gatherRows(parts: readonly { src: Rows; from: number; rows: number }[], width: number, total: number): Float64Array {
-  const out = new Float64Array(total * width);
-  let r = 0;
-  for (const p of parts) {
-    out.set(p.src.subarray(p.from * width, (p.from + p.rows) * width), r * width);
-    r += p.rows;
-  }
-  for (; r < total; r++) out.copyWithin(r * width, 0, width);
-  return out;
-}
 
 export function floatFeed(kind: FloatKind, data: Float64Array | Float32Array, dims: readonly number[]): HostTensor {
   return kind === 'float16' ? { type: 'float16', data: toHalfArray(data), dims } : { type: 'float32', data: new Float32Array(data), dims };

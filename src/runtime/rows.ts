@@ -28,3 +28,18 @@ export function rowsOf<T extends RowArray<T>>(src: T, from: number, rows: number
   for (let r = rows; r < total; r++) out.copyWithin(r * w, 0, w);
   return out;
 }
+
+/** Float rows as the runtime's callers hold them. */
+export type Rows = Float64Array | Float32Array;
+
+/** Concatenates row ranges of `width` values, padded to `total` rows by repeating row 0. */
+export function gatherRows(parts: readonly { src: Rows; from: number; rows: number }[], width: number, total: number): Float64Array {
+  const out = new Float64Array(total * width);
+  let r = 0;
+  for (const p of parts) {
+    out.set(p.src.subarray(p.from * width, (p.from + p.rows) * width), r * width);
+    r += p.rows;
+  }
+  for (; r < total; r++) out.copyWithin(r * width, 0, width);
+  return out;
+}

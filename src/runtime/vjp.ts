@@ -20,7 +20,7 @@ import { checkDecoderSignature } from './companions.js';
 import { throwUsage } from './contract.js';
 import { prepareDerivedGraph } from './derived.js';
 import { checkDenoiserSignature, checkFeatureSignature, parseDenoiserMetadata, readFloatOutput } from './model.js';
-import { inRuns, rowsOf } from './rows.js';
+import { gatherRows, inRuns, rowsOf, type Rows } from './rows.js';
 import { openSession, readModelSignature, type HostTensor, type SessionOptions } from './session.js';
 
 export interface VjpLoadOptions extends SessionOptions {
@@ -107,25 +107,14 @@ export async function loadDenoiserVjp(file: string, opts: DenoiserVjpOptions = {
     // with the weights folded into the cotangent (the VJP is linear in it): w u and (1 - w) u.
     // The stack then splits into runs as any request does, so both halves share a run where they fit.
     const R = guided ? 2 * rows : rows;
-    const twice = <T extends Float64Array | Float32Array>(a: T, make: (n: number) => T): T => {
-      const out = make(2 * a.length);
-      out.set(a, 0);
-      out.set(a, a.length);
-      return out;
-    };
-    const X = guided ? twice(x, (k) => new Float64Array(k)) : x;
-    const S = guided ? twice(sigma, (k) => new Float64Array(k)) : sigma;
+    const stack = <T extends Rows>(c: T | undefined, u: Rows | undefined, width: number): Rows | undefined =>
+      guided && c ? gatherRows([{ src: c, from: 0, rows }, { src: u ?? c, from: 0, rows }], width, R) : c;
+    const X = stack(x, x, dim)!;
+    const S = stack(sigma, sigma, 1)!;
     const U = guided ? Float64Array.from({ length: R * dim }, (_, k) => (k < rows * dim ? w! : 1 - w!) * cotangent[k % (rows * dim)]!) : cotangent;
     // As the guided forward (model.ts): `uncondition` replaces the text states, or the labels.
-    const stack = (c: Float32Array | undefined, u: Float32Array | undefined) => {
-      if (!guided || !c) return c;
-      const out = new Float32Array(2 * c.length);
-      out.set(c, 0);
-      out.set(u ?? c, c.length);
-      return out;
-    };
-    const lab = stack(labels, io.condition ? labels : cond?.uncondition);
-    const txt = stack(cond?.condition, cond?.uncondition);
+    const lab = stack(labels, io.condition ? labels : cond?.uncondition, L);
+    const txt = text && stack(cond?.condition, cond?.uncondition, text.L * text.E);
     const gx2 = new Float64Array(R * dim);
     const gs2 = new Float64Array(R);
     let sent = 0;

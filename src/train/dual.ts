@@ -41,6 +41,24 @@ function combineDerivs(P: number, terms: readonly (readonly [number, Float64Arra
   return out;
 }
 
+/**
+ * The value of addStackedDirections (EagerOps' own kernel, so trajectories stay bit-identical
+ * to the eager sampler's) and its quotients q_j = (u_j - v_j) / r_j, which both derivative
+ * passes need: the tangents here, the tape's backward pass (tape.ts).
+ */
+export function stackedDirectionValues(values: EagerOps, acc: Float64Array, f: readonly DualScalar[], u: Float64Array, v: Float64Array, r: readonly DualScalar[]): { out: Float64Array; q: Float64Array[]; len: number } {
+  const out = values.addStackedDirections(
+    acc,
+    f.map((s) => s.v),
+    u,
+    v,
+    r.map((s) => s.v),
+  );
+  const len = acc.length;
+  const q = f.map((_, j) => values.diffOver(block(u, j, len)!, block(v, j, len)!, r[j]!.v));
+  return { out, q, len };
+}
+
 /** Dual-number arithmetic: the values as plain float64 (so they equal numberScalars'), the derivatives by the chain rule. */
 export function dualScalars(P: number): ScalarOps<DualScalar> {
   return {
@@ -153,16 +171,8 @@ export class DualOps implements ArrayOps<DualArray, DualScalar> {
   }
 
   addStackedDirections(acc: DualArray, f: readonly DualScalar[], u: DualArray, v: DualArray, r: readonly DualScalar[]): DualArray {
-    const out = this.values.addStackedDirections(
-      acc.v,
-      f.map((s) => s.v),
-      u.v,
-      v.v,
-      r.map((s) => s.v),
-    );
-    const len = acc.v.length;
-    // q_j = (u_j - v_j) / r_j; d(f_j q_j) = (df_j - f_j dr_j / r_j) q_j + f_j (du_j - dv_j) / r_j.
-    const q = f.map((_, j) => this.values.diffOver(block(u.v, j, len)!, block(v.v, j, len)!, r[j]!.v));
+    const { out, q, len } = stackedDirectionValues(this.values, acc.v, f, u.v, v.v, r);
+    // d(f_j q_j) = (df_j - f_j dr_j / r_j) q_j + f_j (du_j - dv_j) / r_j.
     const t = this.map((p) => {
       const terms: (readonly [number, Float64Array | undefined])[] = [[1, acc.t[p]]];
       f.forEach((fj, j) => {

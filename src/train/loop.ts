@@ -18,7 +18,7 @@ import { adamInit, adamStep, cosineLr, sanitizeGrad, type AdamTensorState } from
 import { finiteDifferenceJvp, type JvpFn, type JvpScheme } from './jvp.js';
 import type { TeacherStore } from './teacher-cache.js';
 import { dualCoefficients, studentStepJvp, type Tangent } from './student.js';
-import { TapeOps, type TapeArray, type VjpFn } from './tape.js';
+import { dot, TapeOps, type TapeArray, type VjpFn } from './tape.js';
 import { adasdeStep } from '../solvers/adasde.js';
 import { liveParams, type ParamRef } from '../solvers/coefficients.js';
 import { elementCount } from '../core/shape.js';
@@ -289,6 +289,11 @@ export async function featureLossReverse(
   return { loss: loss * scale, cot, rows: 2 * n + rows };
 }
 
+/** <cot, dx_p> for every tangent p: a gradient in x carried to the coefficients (0 where cot is undefined). */
+function alongTangents(cot: Float64Array | undefined, tangents: readonly Tangent[]): Float64Array {
+  return Float64Array.from(tangents, (t) => (cot ? dot(cot, t.dx) : 0));
+}
+
 /** The L2 loss of ALGORITHM.md 4.3 on this shard, sum |x - y|^2 / B (B the global batch), and x - y. */
 function l2Loss(x: Float64Array, y: Float64Array, B: number): { loss: number; diff: Float64Array } {
   const diff = new Float64Array(x.length);
@@ -426,11 +431,7 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
         // Coefficients before k through x_k's tangents, the taped ones through their scalars.
         gradRefs = [...tape.tangents.map((t) => t.ref), ...tape.refs];
         localGrad = new Float64Array(gradRefs.length);
-        tape.tangents.forEach((t, p) => {
-          let sum = 0;
-          if (xCot) for (let k = 0; k < xCot.length; k++) sum += xCot[k]! * t.dx[k]!;
-          localGrad[p] = sum;
-        });
+        localGrad.set(alongTangents(xCot, tape.tangents));
         localGrad.set(back.paramGrad, tape.tangents.length);
       } else if (n > 0) {
         const out = await studentStepJvp({ jvp, i, x, tangents, tCur: tStudent[i]!, tNext: tStudent[i + 1]!, raw: state.raw, coeffs, bounds: setup.bounds, afs: setup.afs, batch: n, eps, cond });
@@ -444,25 +445,16 @@ export async function trainBatch(setup: TrainSetup, state: TrainState): Promise<
           const fl = await featureLossReverse(setup.features, setup.featureVjp, x, y, n, dim, B, setup.alpha, setup.decode && { decode: setup.decode, vjp: setup.decoderVjp! });
           detectorRows += fl.rows;
           localLoss = fl.loss;
-          localGrad = Float64Array.from(tangents, (t) => {
-            let s = 0;
-            for (let k = 0; k < x.length; k++) s += fl.cot[k]! * t.dx[k]!;
-            return s;
-          });
+          localGrad = alongTangents(fl.cot, tangents);
         } else if (i === N - 2 && setup.features) {
           const fl = await featureLoss(setup.features, x, y, tangents, n, dim, B, setup.alpha, setup.featureRelStep ?? 1e-3, setup.decode, scheme);
           detectorRows += fl.rows;
           localLoss = fl.loss;
           localGrad = fl.grad;
         } else {
-          localGrad = new Float64Array(tangents.length);
           const l2 = l2Loss(x, y, B);
           localLoss = l2.loss;
-          tangents.forEach((t, p) => {
-            let s = 0;
-            for (let k = 0; k < x.length; k++) s += l2.diff[k]! * t.dx[k]!;
-            localGrad[p] = (2 * s) / B;
-          });
+          localGrad = alongTangents(l2.diff, tangents).map((s) => (2 * s) / B);
         }
       } else {
         // An empty shard still takes part in the reduction with zeros.

@@ -17,7 +17,7 @@
 import { repeatConditioning } from '../solvers/common.js';
 import { EagerOps, type ArrayOps, type ScalarOps } from '../solvers/ops.js';
 import type { Conditioning, Denoiser } from '../core/denoiser.js';
-import { dualScalars, type DualScalar } from './dual.js';
+import { dualScalars, stackedDirectionValues, type DualScalar } from './dual.js';
 
 /** A recorded array: its value and its place on the tape. */
 export interface TapeArray {
@@ -65,7 +65,7 @@ export interface Backward {
   vjpRows: number;
 }
 
-const dot = (a: Float64Array, b: Float64Array, from = 0, to = a.length): number => {
+export const dot = (a: Float64Array, b: Float64Array, from = 0, to = a.length): number => {
   let s = 0;
   for (let k = from; k < to; k++) s += a[k]! * b[k]!;
   return s;
@@ -131,16 +131,8 @@ export class TapeOps implements ArrayOps<TapeArray, DualScalar> {
   }
 
   addStackedDirections(acc: TapeArray, f: readonly DualScalar[], u: TapeArray, v: TapeArray, r: readonly DualScalar[]): TapeArray {
-    const len = acc.v.length;
-    const out = this.values.addStackedDirections(
-      acc.v,
-      f.map((s) => s.v),
-      u.v,
-      v.v,
-      r.map((s) => s.v),
-    );
     // q_j = (u_j - v_j) / r_j, kept for the backward pass.
-    const q = f.map((_, j) => this.values.diffOver(u.v.subarray(j * len, (j + 1) * len), v.v.subarray(j * len, (j + 1) * len), r[j]!.v));
+    const { out, q } = stackedDirectionValues(this.values, acc.v, f, u.v, v.v, r);
     return this.record(out, (o) => ({ op: 'addStacked', out: o, acc: acc.id, f: [...f], u: u.id, v: v.id, r: [...r], q }));
   }
 
