@@ -126,7 +126,33 @@ case "${1:-help}" in
     { tiny 6 2 0 0.1 tiny-ablation; tiny 5 3 0.01 0.1 tiny; tiny 4 3 0 0.05 tiny-ablation; tiny 3 3 0.02 0.05 tiny; } &
     wait
     ;;
+  small)
+    # A second network (models/cifar10-small-edm.onnx: 2.68M parameters, trained by
+    # tools/train_tiny_edm.py with --channels 48,96,96 --seed 1 --minutes 45; models/README.md) that no
+    # option here was tuned on: the CPU-budget recipe the bundled runs point to (bench/RESULTS.md, "A
+    # second network"): 1 kimg with the cosine decay over it, the neutral start, hybrid gradients where
+    # the VJP graphs build; time_uniform for NFE 3 and 5, EDM's polynomial grid for NFE 7 and 9; plus
+    # the reference's random start at NFE 5. Continue an interrupted run with
+    #   node bin/adasde.js train --resume N --outdir exp
+    small() {  # num_steps M gamma scale_dir schedule rho desc [--init X]
+      $ADASDE train --model models/cifar10-small-edm.onnx --detector models/cifar10-features.onnx --alpha 20 \
+        --threads 1 --batch 32 --total_kimg 1 --num_steps "$1" --num_points 1 --M "$2" --sampler_tea dpm \
+        --gamma "$3" --scale_dir "$4" --scale_time 0.2 --fcn False --lr 0.2 --coslr True \
+        --schedule_type "$5" --schedule_rho "$6" --afs True --seed 0 --tick 0.25 --snap 1 \
+        --gradient auto --jvp forward --passes 1 --teacher_cache "${TEACHER_CACHE:-exp/.teacher-cache}" --teacher_cache_gb 8 \
+        --desc "$7" --outdir exp --quiet "${@:8}"
+    }
+    small 4 3 0.01 0.05 time_uniform 1 small-neutral-1k --init neutral &
+    sleep 20
+    small 4 3 0.01 0.05 time_uniform 1 small-random-1k &
+    wait
+    small 3 3 0.02 0.05 time_uniform 1 small-neutral-1k --init neutral &
+    sleep 20
+    small 6 2 0.01 0.1 polynomial 7 small-neutral-1k --init neutral &
+    wait
+    small 5 3 0.01 0.1 polynomial 7 small-neutral-1k --init neutral
+    ;;
   *)
-    echo "usage: bash launch.sh cifar10|ffhq|imagenet64|ms_coco|bundled|bundled-hybrid|bundled-poly|bundled-short   (NPROC=8 DEVICE=cuda bash launch.sh cifar10)"
+    echo "usage: bash launch.sh cifar10|ffhq|imagenet64|ms_coco|bundled|bundled-hybrid|bundled-poly|bundled-short|small   (NPROC=8 DEVICE=cuda bash launch.sh cifar10)"
     ;;
 esac
