@@ -11,6 +11,16 @@ DEVICE="${DEVICE:-cpu}"
 COMMON=(--nproc_per_node "$NPROC" --device "$DEVICE")
 
 train() { $ADASDE train "${COMMON[@]}" "$@"; }
+# The paper's recipe on a bundled CPU model with every option explicit, hybrid gradients where the
+# VJP graphs build (auto), teacher targets shared through one cache (bundled-poly, small).
+recipe() {  # model total_kimg num_steps M gamma scale_dir schedule rho desc [extra options]
+  $ADASDE train --model "$1" --detector models/cifar10-features.onnx --alpha 20 \
+    --threads 1 --batch 32 --total_kimg "$2" --num_steps "$3" --num_points 1 --M "$4" --sampler_tea dpm \
+    --gamma "$5" --scale_dir "$6" --scale_time 0.2 --fcn False --lr 0.2 --coslr True \
+    --schedule_type "$7" --schedule_rho "$8" --afs True --seed 0 --tick 0.25 --snap 1 \
+    --gradient auto --jvp forward --passes 1 --teacher_cache "${TEACHER_CACHE:-exp/.teacher-cache}" --teacher_cache_gb 8 \
+    --desc "$9" --outdir exp --quiet "${@:10}"
+}
 # The newest run folder of a dataset/num_steps, for sampling right after training.
 latest_run() { ls -d exp/*-"$1"-"$2"-* 2>/dev/null | sort | tail -n 1; }
 sample_and_fid() {  # dataset num_steps ref.npz
@@ -101,12 +111,7 @@ case "${1:-help}" in
     # at 1 kimg put NFE 9 at 2.75 on this grid against 2.83 on time_uniform (bench/RESULTS.md).
     # Continue an interrupted run with: node bin/adasde.js train --resume N --outdir exp
     poly() {  # num_steps M gamma scale_dir desc
-      $ADASDE train --model models/cifar10-tiny-edm.onnx --detector models/cifar10-features.onnx --alpha 20 \
-        --threads 1 --batch 32 --total_kimg 10 --num_steps "$1" --num_points 1 --M "$2" --sampler_tea dpm \
-        --gamma "$3" --scale_dir "$4" --scale_time 0.2 --fcn False --lr 0.2 --coslr True \
-        --schedule_type polynomial --schedule_rho 7 --afs True --seed 0 --tick 0.25 --snap 1 \
-        --gradient auto --jvp forward --passes 1 --teacher_cache "${TEACHER_CACHE:-exp/.teacher-cache}" --teacher_cache_gb 8 \
-        --desc "$5" --outdir exp --quiet --init neutral
+      recipe models/cifar10-tiny-edm.onnx 10 "$1" "$2" "$3" "$4" polynomial 7 "$5" --init neutral
     }
     poly 6 2 0.01 0.1 tiny-neutral-10k &
     sleep 20
@@ -135,12 +140,7 @@ case "${1:-help}" in
     # the reference's random start at NFE 5. Continue an interrupted run with
     #   node bin/adasde.js train --resume N --outdir exp
     small() {  # num_steps M gamma scale_dir schedule rho desc [--init X]
-      $ADASDE train --model models/cifar10-small-edm.onnx --detector models/cifar10-features.onnx --alpha 20 \
-        --threads 1 --batch 32 --total_kimg 1 --num_steps "$1" --num_points 1 --M "$2" --sampler_tea dpm \
-        --gamma "$3" --scale_dir "$4" --scale_time 0.2 --fcn False --lr 0.2 --coslr True \
-        --schedule_type "$5" --schedule_rho "$6" --afs True --seed 0 --tick 0.25 --snap 1 \
-        --gradient auto --jvp forward --passes 1 --teacher_cache "${TEACHER_CACHE:-exp/.teacher-cache}" --teacher_cache_gb 8 \
-        --desc "$7" --outdir exp --quiet "${@:8}"
+      recipe models/cifar10-small-edm.onnx 1 "$@"
     }
     small 4 3 0.01 0.05 time_uniform 1 small-neutral-1k --init neutral &
     sleep 20

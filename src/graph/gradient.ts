@@ -52,10 +52,10 @@ export const DIFFERENTIABLE_OPS = [
   'BatchNormalization', 'LayerNormalization', 'ConvTranspose', 'Clip', 'GridSample',
 ] as const;
 
-/** Outputs of these never carry a gradient (integer/boolean results, or piecewise constant). */
 /** Internal: the identity with a zero gradient (straight-through estimators); emitted as Identity. */
 const STOP_GRADIENT = 'adasde.StopGradient';
 
+/** Outputs of these never carry a gradient (integer/boolean results, or piecewise constant). */
 const NON_DIFFERENTIABLE = new Set([
   'Shape', 'Size', 'Constant', 'ConstantOfShape', 'Range', 'NonZero', 'Equal', 'Less', 'Greater', 'LessOrEqual',
   'GreaterOrEqual', 'Not', 'And', 'Or', 'Xor', 'ArgMax', 'ArgMin', 'Floor', 'Ceil', 'Round', 'Sign', 'IsNaN', 'IsInf', 'OneHot',

@@ -107,7 +107,7 @@ export async function loadDenoiserVjp(file: string, opts: DenoiserVjpOptions = {
     // with the weights folded into the cotangent (the VJP is linear in it): w u and (1 - w) u.
     // The stack then splits into runs as any request does, so both halves share a run where they fit.
     const R = guided ? 2 * rows : rows;
-    const stack = <T extends Rows>(c: T | undefined, u: Rows | undefined, width: number): Rows | undefined =>
+    const stack = (c: Rows | undefined, u: Rows | undefined, width: number): Rows | undefined =>
       guided && c ? gatherRows([{ src: c, from: 0, rows }, { src: u ?? c, from: 0, rows }], width, R) : c;
     const X = stack(x, x, dim)!;
     const S = stack(sigma, sigma, 1)!;
